@@ -1,0 +1,3 @@
+from kubeforensics.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,260 @@
+"""The reader protocol and the engine that runs a reader over an evidence file.
+
+A reader is a small class with
+
+* ``name``: the format name (``audit``, ``tetragon``, ...), as used by ``--as``;
+* ``tables``: the :class:`~kubeforensics.schema.TableSpec` s it fills, main table first;
+* ``sniff(obj) -> bool``: does this JSON object look like one of its records;
+* ``extract(obj) -> iterable of (table_name, row)``: the rows one record gives.
+  Row values use the column's Python type (timestamps as ``int`` nanoseconds
+  since the epoch, see :func:`kubeforensics.sources.fields.ts`).  A record that
+  cannot be used raises :class:`~kubeforensics.errors.RecordError` with the
+  reason; it is then quarantined.
+
+The engine adds the provenance columns (``event_id``, ``evidence``, ``line``),
+builds Arrow tables in batches and keeps the accounting:
+``records == ingested + quarantined`` for every file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Protocol, runtime_checkable
+
+import pyarrow as pa
+
+from kubeforensics.errors import RecordError, UnknownFormatError
+from kubeforensics.schema import TableSpec, to_arrow
+from kubeforensics.sources.records import Quarantined, Record, iter_records, sha256_file
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+SNIFF_RECORDS = 50
+
+
+@runtime_checkable
+class Reader(Protocol):
+    name: ClassVar[str]
+    tables: ClassVar[tuple[TableSpec, ...]]
+
+    def sniff(self, obj: Mapping[str, Any]) -> bool: ...
+
+    def extract(self, obj: Mapping[str, Any]) -> Iterable[tuple[str, Row]]: ...
+
+
+@dataclass
+class FileAccount:
+    """What happened to one evidence file."""
+
+    path: str
+    format: str
+    records: int = 0
+    ingested: int = 0
+    quarantined: int = 0
+    rows: Counter[str] = field(default_factory=Counter)  # rows written per table
+    notes: Counter[str] = field(default_factory=Counter)  # e.g. records routed to another format
+    error: str | None = None  # a file-level problem (unknown format, unreadable)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "records": self.records,
+            "ingested": self.ingested,
+            "quarantined": self.quarantined,
+            "rows": dict(self.rows),
+            "notes": dict(self.notes),
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+@dataclass
+class ReadResult:
+    """Everything read from one file, in memory (see :func:`read_file`)."""
+
+    account: FileAccount
+    tables: dict[str, pa.Table]
+    quarantine: list[Quarantined]
+
+    def frame(self, table: str | None = None):  # -> pandas.DataFrame
+        name = table or next(iter(self.tables))
+        return self.tables[name].to_pandas()
+
+
+def detect_format(path: str | Path, readers: Mapping[str, Reader]) -> str:
+    """Name of the reader that claims most of the first records; raises UnknownFormatError."""
+    votes: Counter[str] = Counter()
+    seen = 0
+    for rec in iter_records(path):
+        if isinstance(rec, Quarantined):
+            continue
+        seen += 1
+        for name, reader in readers.items():
+            try:
+                if reader.sniff(rec.obj):
+                    votes[name] += 1
+                    break
+            except Exception:  # noqa: BLE001 - a sniff must never fail a file
+                continue
+        if seen >= SNIFF_RECORDS:
+            break
+    if not votes:
+        what = "no JSON records" if seen == 0 else f"{seen} JSON records that no reader recognises"
+        raise UnknownFormatError(
+            f"{path}: unknown format ({what})",
+            hint="use --as audit|tetragon|hubble|falco|k8s-events|k8s-objects to force one",
+        )
+    return votes.most_common(1)[0][0]
+
+
+class FileIngest:
+    """Run readers over one file and yield Arrow batches per table.
+
+    Records that the file's reader does not recognise but another reader does
+    (mixed files) are routed to that reader, unless the format was forced.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        readers: Mapping[str, Reader],
+        fmt: str | None = None,
+        *,
+        evidence: str | None = None,
+        evidence_id: str | None = None,
+        batch_size: int = 50_000,
+    ) -> None:
+        self.path = Path(path)
+        self.readers = readers
+        self.forced = fmt is not None
+        self.format = fmt or detect_format(self.path, readers)
+        if self.format not in readers:
+            raise UnknownFormatError(f"unknown format {self.format!r}", hint=f"choose one of {sorted(readers)}")
+        self.evidence = evidence or self.path.name
+        self.evidence_id = evidence_id or sha256_file(self.path)[:12]
+        self.batch_size = batch_size
+        self.account = FileAccount(str(path), self.format)
+        self.quarantine: list[Quarantined] = []
+
+    def _reader_for(self, obj: Mapping[str, Any]) -> Reader:
+        main = self.readers[self.format]
+        if self.forced:
+            return main
+        try:
+            if main.sniff(obj):
+                return main
+        except Exception:  # noqa: BLE001
+            pass
+        for name, reader in self.readers.items():
+            if name == self.format:
+                continue
+            try:
+                if reader.sniff(obj):
+                    self.account.notes[f"routed to {name}"] += 1
+                    return reader
+            except Exception:  # noqa: BLE001
+                continue
+        return main  # let the main reader explain why it cannot use it
+
+    def batches(self) -> Iterator[tuple[TableSpec, pa.Table]]:
+        """Yield ``(table spec, arrow table)`` batches; fills ``account`` and ``quarantine``."""
+        specs: dict[str, TableSpec] = {}
+        for r in self.readers.values():
+            for t in r.tables:
+                specs[t.name] = t
+        pending: dict[str, list[Row]] = {}
+        acc = self.account
+        for rec in iter_records(self.path, self.evidence):
+            acc.records += 1
+            if isinstance(rec, Quarantined):
+                self._quarantine(rec)
+                continue
+            event_id = f"{self.evidence_id}:{rec.line}" + (f":{rec.index}" if rec.index is not None else "")
+            reader = self._reader_for(rec.obj)
+            try:
+                rows = list(reader.extract(rec.obj))
+            except RecordError as exc:
+                self._quarantine(self._q(rec, str(exc)))
+                continue
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+                self._quarantine(self._q(rec, f"unexpected shape for a {reader.name} record: {type(exc).__name__}: {exc}"))
+                continue
+            acc.ingested += 1
+            for n, (table, row) in enumerate(rows):
+                row["event_id"] = event_id if n == 0 else f"{event_id}#{n}"
+                row["evidence"] = self.evidence
+                row["line"] = rec.line
+                bucket = pending.setdefault(table, [])
+                bucket.append(row)
+                if len(bucket) >= self.batch_size:
+                    yield from self._flush(specs, pending, table)
+        for table in list(pending):
+            yield from self._flush(specs, pending, table)
+
+    def _flush(self, specs: Mapping[str, TableSpec], pending: dict[str, list[Row]], table: str):
+        rows = pending.pop(table, [])
+        if not rows:
+            return
+        spec = specs[table]
+        try:
+            arrow = to_arrow(spec, rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            arrow = self._to_arrow_one_by_one(spec, rows)
+        self.account.rows[table] += arrow.num_rows
+        yield spec, arrow
+
+    def _to_arrow_one_by_one(self, spec: TableSpec, rows: list[Row]) -> pa.Table:
+        """Slow path when a batch does not convert: find and quarantine the rows that do not fit."""
+        good: list[Row] = []
+        for row in rows:
+            try:
+                to_arrow(spec, [row])
+                good.append(row)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as exc:
+                self.account.ingested -= 1
+                self._quarantine(
+                    Quarantined(self.evidence, row["line"], f"value does not fit table {spec.name}: {exc}", b"")
+                )
+        return to_arrow(spec, good)
+
+    def _q(self, rec: Record, reason: str) -> Quarantined:
+        import orjson
+
+        try:
+            raw = orjson.dumps(rec.obj)
+        except (TypeError, orjson.JSONEncodeError):
+            raw = repr(rec.obj).encode()
+        return Quarantined(self.evidence, rec.line, reason, raw[: 1024 * 1024], rec.index)
+
+    def _quarantine(self, q: Quarantined) -> None:
+        self.account.quarantined += 1
+        self.quarantine.append(q)
+
+
+def read_file(
+    path: str | Path,
+    fmt: str | None = None,
+    *,
+    readers: Mapping[str, Reader] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ReadResult:
+    """Read one evidence file into memory: tables per name, accounting, quarantine.
+
+    For large inputs use a :class:`~kubeforensics.case.Case`, which streams to disk.
+    """
+    from kubeforensics.sources import READERS
+
+    ing = FileIngest(path, readers or READERS, fmt)
+    parts: dict[str, list[pa.Table]] = {}
+    for spec, table in ing.batches():
+        parts.setdefault(spec.name, []).append(table)
+        if progress:
+            progress(table.num_rows)
+    tables = {name: pa.concat_tables(ts) for name, ts in parts.items()}
+    for t in ing.readers[ing.format].tables:
+        tables.setdefault(t.name, t.arrow_schema.empty_table())
+    return ReadResult(ing.account, tables, ing.quarantine)

@@ -1,0 +1,238 @@
+"""From evidence files to raw records, with every byte accounted for.
+
+Handles plain and gzip files (also truncated ones), a UTF-8 BOM, CRLF, JSON
+lines, a whole-file JSON array or object (pretty-printed dumps), and
+Kubernetes ``*List`` wrappers (expanded into their items).  Everything that
+cannot become a JSON object is yielded as a :class:`Quarantined` record with a
+reason, never dropped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import orjson
+
+#: Longest line read into memory; longer lines are quarantined (first bytes kept).
+MAX_LINE_BYTES = 64 * 1024 * 1024
+#: Largest whole-file JSON document (array or pretty-printed object) loaded at once.
+MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
+#: How much of a quarantined record's raw bytes are kept in the quarantine (the evidence keeps all).
+QUARANTINE_RAW_BYTES = 1024 * 1024
+BOM = b"\xef\xbb\xbf"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One JSON object read from evidence."""
+
+    obj: dict[str, Any]
+    line: int
+    index: int | None = None  # position inside an array/List on that line
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A record that could not be used, with where it was and why."""
+
+    evidence: str
+    line: int
+    reason: str
+    raw: bytes
+    index: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "evidence": self.evidence,
+            "line": self.line,
+            "index": self.index,
+            "reason": self.reason,
+            "raw": self.raw.decode("utf-8", errors="backslashreplace"),
+        }
+
+
+def sha256_file(path: str | Path, chunk: int = 4 * 1024 * 1024) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def is_gzip(path: str | Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def open_evidence(path: str | Path) -> IO[bytes]:
+    """Open a file for reading bytes, transparently decompressing gzip."""
+    if is_gzip(path):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def _expand(obj: Any, line: int, evidence: str, raw: bytes) -> Iterator[Record | Quarantined]:
+    """Turn one parsed JSON value into records: arrays and *List objects are expanded."""
+    if isinstance(obj, dict):
+        items = obj.get("items")
+        kind = obj.get("kind")
+        if isinstance(items, list) and isinstance(kind, str) and kind.endswith("List"):
+            item_kind = kind[: -len("List")] if kind != "List" else None
+            for n, item in enumerate(items):
+                if isinstance(item, dict):
+                    if item_kind and "kind" not in item:
+                        item = {**item, "kind": item_kind}
+                    yield Record(item, line, n)
+                else:
+                    yield Quarantined(evidence, line, f"item {n} of {kind} is not an object", raw[:4096], n)
+            return
+        yield Record(obj, line, None)
+    elif isinstance(obj, list):
+        for n, item in enumerate(obj):
+            if isinstance(item, dict):
+                yield Record(item, line, n)
+            else:
+                yield Quarantined(
+                    evidence, line, f"element {n} of the JSON array is {type(item).__name__}, not an object",
+                    orjson.dumps(item)[:4096], n,
+                )
+    else:
+        yield Quarantined(evidence, line, f"JSON value is {type(obj).__name__}, not an object", raw[:4096])
+
+
+def _readline(f: IO[bytes]) -> tuple[bytes, bool]:
+    """Read one line; returns (line, too_long).  A too-long line is consumed but only its start kept."""
+    data = f.readline(MAX_LINE_BYTES + 1)
+    if len(data) <= MAX_LINE_BYTES or data.endswith(b"\n"):
+        return data, False
+    head = data[:QUARANTINE_RAW_BYTES]
+    while True:
+        more = f.readline(MAX_LINE_BYTES)
+        if not more or more.endswith(b"\n"):
+            break
+    return head, True
+
+
+def iter_records(path: str | Path, evidence: str | None = None) -> Iterator[Record | Quarantined]:
+    """Yield every record of an evidence file, in order.
+
+    ``evidence`` is the name used in quarantine entries (defaults to the path).
+    """
+    evidence = evidence or str(path)
+    f = open_evidence(path)
+    line_no = 0
+    try:
+        try:
+            first = f.peek(4096)[:4096] if hasattr(f, "peek") else b""  # type: ignore[attr-defined]
+        except (OSError, EOFError, zlib.error):
+            first = b""
+        head = first[3:] if first.startswith(BOM) else first
+        if head.lstrip()[:1] == b"[" or _is_multiline_document(head):
+            yield from _whole_document(f, evidence)
+            return
+        while True:
+            try:
+                data, too_long = _readline(f)
+            except (OSError, EOFError, zlib.error) as exc:
+                yield Quarantined(
+                    evidence, line_no + 1,
+                    f"compressed stream is damaged after line {line_no}: {exc}; records up to here were read",
+                    b"",
+                )
+                return
+            if not data:
+                return
+            line_no += 1
+            if line_no == 1 and data.startswith(BOM):
+                data = data[3:]
+            if too_long:
+                yield Quarantined(evidence, line_no, f"line longer than {MAX_LINE_BYTES} bytes", data)
+                continue
+            stripped = data.strip()
+            if not stripped:
+                continue
+            try:
+                obj = orjson.loads(stripped)
+            except orjson.JSONDecodeError as exc:
+                yield Quarantined(evidence, line_no, _json_reason(stripped, exc), stripped[:QUARANTINE_RAW_BYTES])
+                continue
+            yield from _expand(obj, line_no, evidence, stripped)
+    finally:
+        f.close()
+
+
+def _is_multiline_document(head: bytes) -> bool:
+    """True when the file starts with a JSON object that does not end on its first line."""
+    text = head.lstrip()
+    if text[:1] != b"{":
+        return False
+    first_line = text.split(b"\n", 1)[0].strip()
+    try:
+        orjson.loads(first_line)
+        return False
+    except orjson.JSONDecodeError:
+        pass
+    # A pretty-printed object starts with a line that is just "{" or '{ "key": ...' without a close.
+    return b"\n" in text and first_line.count(b"{") > first_line.count(b"}")
+
+
+def _whole_document(f: IO[bytes], evidence: str) -> Iterator[Record | Quarantined]:
+    try:
+        data = f.read(MAX_DOCUMENT_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        yield Quarantined(evidence, 1, f"compressed stream is damaged: {exc}", b"")
+        return
+    if len(data) > MAX_DOCUMENT_BYTES:
+        yield Quarantined(
+            evidence, 1, f"JSON document larger than {MAX_DOCUMENT_BYTES} bytes; split it into JSON lines",
+            data[:4096],
+        )
+        return
+    if data.startswith(BOM):
+        data = data[3:]
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        # Maybe it is JSON lines after all, with a pretty-printed first record: fall back to lines.
+        yield from _lines_of(data, evidence, _json_reason(data, exc))
+        return
+    yield from _expand(obj, 1, evidence, data)
+
+
+def _lines_of(data: bytes, evidence: str, doc_reason: str) -> Iterator[Record | Quarantined]:
+    stream = io.BytesIO(data)
+    parsed_any = False
+    pending: list[Quarantined] = []
+    for line_no, raw in enumerate(stream, start=1):
+        s = raw.strip()
+        if not s:
+            continue
+        try:
+            obj = orjson.loads(s)
+        except orjson.JSONDecodeError as exc:
+            pending.append(Quarantined(evidence, line_no, _json_reason(s, exc), s[:QUARANTINE_RAW_BYTES]))
+            continue
+        parsed_any = True
+        yield from _expand(obj, line_no, evidence, s)
+    if not parsed_any:
+        yield Quarantined(evidence, 1, doc_reason, data[:QUARANTINE_RAW_BYTES])
+        return
+    yield from pending
+
+
+def _json_reason(data: bytes, exc: Exception) -> str:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as ue:
+        return f"invalid UTF-8 at byte {ue.start}"
+    msg = str(exc)
+    if "recursion" in msg.lower():
+        return "JSON nested too deeply"
+    return f"invalid JSON: {msg}"
