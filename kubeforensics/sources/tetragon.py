@@ -303,9 +303,9 @@ def _probe(key: str, ev: Mapping[str, Any], row: dict[str, Any]) -> None:
 
 
 def _sock(s: Mapping[str, Any], row: dict[str, Any], where: str) -> None:
-    row["sock_family"] = text(s.get("family"), "process.family")
-    row["sock_protocol"] = text(s.get("protocol"), "process.protocol")
-    row["saddr"] = text(s.get("saddr"), "process.saddr")
-    row["daddr"] = text(s.get("daddr"), "process.daddr")
-    row["sport"] = integer(s.get("sport"), "process.sport", bits=32)
-    row["dport"] = integer(s.get("dport"), "process.dport", bits=32)
+    row["sock_family"] = text(s.get("family"), where + ".family")
+    row["sock_protocol"] = text(s.get("protocol"), where + ".protocol")
+    row["saddr"] = text(s.get("saddr"), where + ".saddr")
+    row["daddr"] = text(s.get("daddr"), where + ".daddr")
+    row["sport"] = integer(s.get("sport"), where + ".sport", bits=32)
+    row["dport"] = integer(s.get("dport"), where + ".dport", bits=32)
