@@ -1,0 +1,217 @@
+"""Queries over a case's Parquet tables, with filters pushed down to DuckDB.
+
+Why DuckDB: it scans Parquet with projection and predicate push-down (row
+groups whose time statistics fall outside the window are skipped), runs
+window functions for audit stage de-duplication and the unified timeline's
+UNION ALL in one vectorised plan, uses both cores, and returns Arrow/pandas
+without copies.  pyarrow datasets push down simple filters too, but not the
+OR-across-columns entity filters, window functions and string building the
+timeline needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import duckdb
+import pandas as pd
+
+from kubeforensics.schema import TABLES, TableSpec
+
+#: Which columns each entity filter looks at, per table (OR across the columns).
+FILTER_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
+    "audit": {
+        "namespace": ("namespace",),
+        "pod": ("sa_pod_name",),  # plus name when resource = pods: see _pod_clause
+        "node": ("pod_node_name", "sa_node_name"),
+        "ip": ("source_ip",),
+        "user": ("user", "impersonated_user"),
+    },
+    "processes": {
+        "namespace": ("namespace",),
+        "pod": ("pod",),
+        "node": ("node",),
+        "ip": ("saddr", "daddr"),
+    },
+    "flows": {
+        "namespace": ("src_namespace", "dst_namespace"),
+        "pod": ("src_pod", "dst_pod"),
+        "node": ("node",),
+        "ip": ("src_ip", "dst_ip"),
+    },
+    "flow_aux": {"node": ("node",)},
+    "alerts": {
+        "namespace": ("namespace", "ka_namespace"),
+        "pod": ("pod",),
+        "node": ("hostname",),
+        "user": ("user_name", "ka_user"),
+    },
+    "k8s_events": {"namespace": ("namespace",), "pod": ("name",), "node": ("host",)},
+    "objects": {"namespace": ("namespace",), "pod": ("name",), "node": ("node",), "ip": ("pod_ip", "host_ip")},
+}
+
+STAGE_RANK = "CASE stage WHEN 'ResponseComplete' THEN 4 WHEN 'Panic' THEN 3 WHEN 'ResponseStarted' THEN 2 WHEN 'RequestReceived' THEN 1 ELSE 0 END"
+
+
+@dataclass(frozen=True)
+class Filters:
+    """A time window and entity filters; ``None`` means no filter."""
+
+    since: datetime | str | None = None
+    until: datetime | str | None = None
+    namespace: str | None = None
+    pod: str | None = None
+    node: str | None = None
+    ip: str | None = None
+    user: str | None = None
+
+    def where(self, table: str, params: list[Any]) -> str:
+        clauses: list[str] = []
+        if self.since is not None:
+            clauses.append("time >= ?::TIMESTAMPTZ")
+            params.append(_ts_param(self.since))
+        if self.until is not None:
+            clauses.append("time < ?::TIMESTAMPTZ")
+            params.append(_ts_param(self.until))
+        cols = FILTER_COLUMNS.get(table, {})
+        for key in ("namespace", "pod", "node", "ip", "user"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            targets = list(cols.get(key, ()))
+            if table == "audit" and key == "pod":
+                ors = ["(resource = 'pods' AND name = ?)"] + [f"{c} = ?" for c in targets]
+                params.extend([value] * len(ors))
+                clauses.append("(" + " OR ".join(ors) + ")")
+                continue
+            if not targets:
+                clauses.append("FALSE")  # the table has no such entity: nothing matches
+                continue
+            clauses.append("(" + " OR ".join(f"{c} = ?" for c in targets) + ")")
+            params.extend([value] * len(targets))
+        return " AND ".join(clauses) if clauses else "TRUE"
+
+
+def _ts_param(value: datetime | str) -> str:
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return ts.tz_convert("UTC").isoformat()
+
+
+class CaseQuery:
+    """DuckDB access to the tables of one case directory."""
+
+    def __init__(self, tables_dir: Path) -> None:
+        self.tables_dir = tables_dir
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            self._con = duckdb.connect(":memory:")
+            self._con.execute("SET TimeZone = 'UTC'")
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def has(self, table: str) -> bool:
+        d = self.tables_dir / table
+        return d.is_dir() and any(d.glob("*.parquet"))
+
+    def source(self, table: str) -> str:
+        """A FROM-clause expression for a table (an empty typed relation when it has no data)."""
+        spec = TABLES[table]
+        if self.has(table):
+            glob = (self.tables_dir / table / "*.parquet").as_posix().replace("'", "''")
+            return f"read_parquet('{glob}', union_by_name = true)"
+        cols = ", ".join(f"NULL::{_duck_type(spec, c.name)} AS {c.name}" for c in spec.columns)
+        return f"(SELECT {cols} WHERE FALSE)"
+
+    def relation_sql(self, table: str, filters: Filters, params: list[Any], columns: Sequence[str] | None = None) -> str:
+        """SQL for a filtered table; audit stages of one request are merged (most complete stage wins)."""
+        cols = ", ".join(columns) if columns else "*"
+        where = filters.where(table, params)
+        if table == "audit":
+            return (
+                f"SELECT {cols} FROM (SELECT * REPLACE (min(time) OVER w AS time), "
+                f"count(*) OVER w AS stages FROM {self.source(table)} WHERE {where} "
+                f"WINDOW w AS (PARTITION BY coalesce(audit_id, event_id)) "
+                f"QUALIFY row_number() OVER (PARTITION BY coalesce(audit_id, event_id) "
+                f"ORDER BY {STAGE_RANK} DESC, line) = 1)"
+            )
+        return f"SELECT {cols} FROM {self.source(table)} WHERE {where}"
+
+    def frame(
+        self,
+        table: str,
+        filters: Filters = Filters(),
+        *,
+        columns: Sequence[str] | None = None,
+        order: bool = True,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        params: list[Any] = []
+        sql = self.relation_sql(table, filters, params, columns)
+        if order:
+            sql += " ORDER BY time, event_id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        df = self.con.execute(sql, params).df()
+        return _fix_frame(df, TABLES[table])
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """Run SQL in which ``{audit}``, ``{processes}`` ... name the case tables (stages merged)."""
+        names = {t: f"({self.relation_sql(t, Filters(), [])})" for t in TABLES}
+        return self.con.execute(query.format(**names), list(params or [])).df()
+
+    def count(self, table: str) -> int:
+        if not self.has(table):
+            return 0
+        return int(self.con.execute(f"SELECT count(*) FROM {self.source(table)}").fetchone()[0])
+
+    def extent(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+        parts = [f"SELECT min(time) AS lo, max(time) AS hi FROM {self.source(t)}" for t in TABLES if self.has(t)]
+        if not parts:
+            return None, None
+        lo, hi = self.con.execute(f"SELECT min(lo), max(hi) FROM ({' UNION ALL '.join(parts)})").fetchone()
+        return (pd.Timestamp(lo).tz_convert("UTC") if lo is not None else None,
+                pd.Timestamp(hi).tz_convert("UTC") if hi is not None else None)
+
+
+def _duck_type(spec: TableSpec, name: str) -> str:
+    t = spec.column(name).type
+    return {
+        "str": "VARCHAR", "json": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "float64": "DOUBLE",
+        "bool": "BOOLEAN", "ts": "TIMESTAMPTZ", "list<str>": "VARCHAR[]",
+    }[t]
+
+
+def _fix_frame(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """Give frames the canonical dtypes: UTC nanosecond times, nullable integers and booleans."""
+    for c in spec.columns:
+        if c.name not in df.columns:
+            continue
+        if c.type == "ts":
+            df[c.name] = pd.to_datetime(df[c.name], utc=True).astype("datetime64[ns, UTC]")
+        elif c.type in ("int64", "int32"):
+            df[c.name] = df[c.name].astype("Int64" if c.type == "int64" else "Int32")
+        elif c.type == "bool":
+            df[c.name] = df[c.name].astype("boolean")
+        elif c.type == "list<str>":
+            df[c.name] = df[c.name].map(_as_list)
+    return df
+
+
+def _as_list(v: Any) -> list[Any] | None:
+    if isinstance(v, list):
+        return v
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return None

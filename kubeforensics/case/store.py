@@ -1,0 +1,372 @@
+"""A case: one directory per investigation.
+
+::
+
+    CASE/
+      case.json                     id, creation time, tool version
+      manifest.json                 every evidence file: sha256, size, format, provenance, accounting
+      evidence/<sha12>/<name>       read-only copies of the raw evidence
+      tables/<table>/<sha12>.parquet  normalised tables (zstd Parquet), one file per evidence file
+      quarantine/<sha12>.jsonl      records that could not be used, with file, line and reason
+      derived/                      caches (findings), dropped whenever evidence is added
+      log.jsonl                     append-only: bookmarks, notes, answers, manifest hashes
+
+Adding evidence never rewrites what is there (incremental ingest).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kubeforensics import __version__
+from kubeforensics.case.log import Bookmark, CaseLog
+from kubeforensics.case.manifest import (
+    VerifyReport,
+    copy_and_hash,
+    dump_manifest,
+    load_manifest,
+    now_iso,
+    verify,
+)
+from kubeforensics.case.query import CaseQuery, Filters
+from kubeforensics.errors import CaseError, InputError, UnknownFormatError
+from kubeforensics.schema import TABLES
+
+log = logging.getLogger(__name__)
+
+SOURCE_TABLES = ("audit", "processes", "flows", "flow_aux", "alerts", "k8s_events", "objects")
+
+
+@dataclass
+class IngestReport:
+    """Accounting for one ingest call: per file and totals (records = ingested + quarantined)."""
+
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        t = {"records": 0, "ingested": 0, "quarantined": 0}
+        for f in self.files:
+            for k in t:
+                t[k] += int(f.get(k, 0))
+        return t
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files": [
+                {k: f.get(k) for k in ("path", "format", "records", "ingested", "quarantined")}
+                | ({"error": f["error"]} if f.get("error") else {})
+                | ({"skipped": f["skipped"]} if f.get("skipped") else {})
+                for f in self.files
+            ],
+            "totals": self.totals,
+        }
+
+
+def _expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InputError(f"{p}: no such file or directory")
+    return out
+
+
+class Case:
+    """An investigation directory.  Create with :meth:`create`, open with :func:`open_case`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not (self.path / "case.json").is_file():
+            raise CaseError(f"{self.path}: not a kubeforensics case (no case.json)",
+                            hint="create one with kubeforensics ingest PATH --case DIR")
+        self.info = orjson.loads((self.path / "case.json").read_bytes())
+        self.log = CaseLog(self.path / "log.jsonl")
+        self.query = CaseQuery(self.path / "tables")
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(cls, path: str | Path, *, exist_ok: bool = True) -> "Case":
+        """Create a case directory (or open it when it exists and ``exist_ok``)."""
+        p = Path(path)
+        if (p / "case.json").is_file():
+            if not exist_ok:
+                raise CaseError(f"{p}: a case already exists there")
+            return cls(p)
+        if p.exists() and any(p.iterdir()):
+            raise CaseError(f"{p}: directory exists and is not a case", hint="choose an empty or new directory")
+        for sub in ("evidence", "tables", "quarantine", "derived"):
+            (p / sub).mkdir(parents=True, exist_ok=True)
+        info = {"id": str(uuid.uuid4()), "created": now_iso(), "tool": "kubeforensics", "version": __version__}
+        (p / "case.json").write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2))
+        case_log = CaseLog(p / "log.jsonl")
+        sha = dump_manifest(p / "manifest.json", {"case": info["id"], "evidence": []})
+        case_log.append("manifest", sha256=sha, reason="case created")
+        return cls(p)
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return load_manifest(self.path / "manifest.json")
+
+    def _write_manifest(self, manifest: dict[str, Any], reason: str) -> str:
+        sha = dump_manifest(self.path / "manifest.json", manifest)
+        self.log.append("manifest", sha256=sha, reason=reason)
+        return sha
+
+    # ------------------------------------------------------------------ ingest
+    def ingest(
+        self,
+        paths: Sequence[str | Path] | str | Path,
+        fmt: str | None = None,
+        *,
+        collected_by: str = "file",
+        parameters: dict[str, Any] | None = None,
+        progress: bool | None = None,
+        on_file: Callable[[dict[str, Any]], None] | None = None,
+    ) -> IngestReport:
+        """Copy evidence into the case (hashed, read-only), read it, and store the tables.
+
+        Every record is accounted for; a file of unknown format is kept as evidence,
+        reported and skipped.  Files whose content is already in the case are skipped.
+        """
+        from kubeforensics.sources import READERS, FileIngest
+
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        if fmt is not None and fmt not in READERS:
+            raise InputError(f"unknown format {fmt!r}", hint=f"choose one of {', '.join(READERS)}")
+        files = _expand_paths(paths)
+        manifest = self.manifest
+        known = {e["sha256"] for e in manifest["evidence"]}
+        report = IngestReport()
+        bar = _progress(progress)
+        try:
+            for src in files:
+                sha, size, stored = copy_and_hash(src, self.path / "evidence")
+                entry: dict[str, Any] = {
+                    "path": str(src), "stored_as": stored.relative_to(self.path).as_posix(), "sha256": sha,
+                    "size": size, "collected": now_iso(), "collected_by": collected_by,
+                    "tool_version": __version__, "parameters": {"format": fmt, **(parameters or {})},
+                }
+                if sha in known:
+                    report.files.append({"path": str(src), "format": None, "records": 0, "ingested": 0,
+                                         "quarantined": 0, "skipped": "already in the case (same sha256)"})
+                    continue
+                known.add(sha)
+                entry.update(self._ingest_file(stored, sha, fmt, READERS, FileIngest, bar))
+                entry["path"] = str(src)
+                manifest["evidence"].append(entry)
+                self._write_manifest(manifest, f"added {src.name}")
+                acc = {k: entry[k] for k in ("path", "format", "records", "ingested", "quarantined")}
+                if entry.get("error"):
+                    acc["error"] = entry["error"]
+                report.files.append(acc)
+                if on_file:
+                    on_file(acc)
+        finally:
+            if bar is not None:
+                bar.close()
+        shutil.rmtree(self.path / "derived", ignore_errors=True)
+        (self.path / "derived").mkdir(exist_ok=True)
+        self.log.append("ingest", files=len(report.files), **report.totals)
+        return report
+
+    def _ingest_file(self, stored: Path, sha: str, fmt, readers, FileIngest, bar) -> dict[str, Any]:
+        sha12 = sha[:12]
+        try:
+            ing = FileIngest(stored, readers, fmt, evidence=stored.relative_to(self.path).as_posix(),
+                             evidence_id=sha12)
+        except UnknownFormatError as exc:
+            # Reported and skipped, not guessed; but every record is still accounted for.
+            log.warning("%s", exc)
+            return {"format": None, **self._quarantine_file(stored, sha12, str(exc)), "error": str(exc)}
+        writers: dict[str, pq.ParquetWriter] = {}
+        try:
+            for spec, table in ing.batches():
+                w = writers.get(spec.name)
+                if w is None:
+                    d = self.path / "tables" / spec.name
+                    d.mkdir(parents=True, exist_ok=True)
+                    w = writers[spec.name] = pq.ParquetWriter(d / f"{sha12}.parquet", spec.arrow_schema,
+                                                              compression="zstd")
+                w.write_table(table.sort_by("time") if table.num_rows > 1 else table, row_group_size=128_000)
+                if bar is not None:
+                    bar.update(table.num_rows)
+        finally:
+            for w in writers.values():
+                w.close()
+        if ing.quarantine:
+            qpath = self.path / "quarantine" / f"{sha12}.jsonl"
+            with open(qpath, "wb") as f:
+                for q in ing.quarantine:
+                    f.write(orjson.dumps(q.to_json()) + b"\n")
+        acc = ing.account
+        return {"format": acc.format, "records": acc.records, "ingested": acc.ingested,
+                "quarantined": acc.quarantined, "rows": dict(acc.rows), "notes": dict(acc.notes)}
+
+    def _quarantine_file(self, stored: Path, sha12: str, why: str) -> dict[str, int]:
+        from kubeforensics.sources.records import Quarantined, Record, iter_records
+
+        n = 0
+        qpath = self.path / "quarantine" / f"{sha12}.jsonl"
+        evidence = stored.relative_to(self.path).as_posix()
+        with open(qpath, "wb") as f:
+            for rec in iter_records(stored, evidence):
+                if isinstance(rec, Record):
+                    rec = Quarantined(evidence, rec.line, f"file format not recognised: {why}",
+                                      orjson.dumps(rec.obj)[: 1024 * 1024], rec.index)
+                f.write(orjson.dumps(rec.to_json()) + b"\n")
+                n += 1
+        if n == 0:
+            qpath.unlink()
+        return {"records": n, "ingested": 0, "quarantined": n}
+
+    # ------------------------------------------------------------------ queries
+    def table(self, name: str, *, columns: Sequence[str] | None = None, limit: int | None = None,
+              **filters: Any) -> pd.DataFrame:
+        """One canonical table, filtered in the storage engine (``since``, ``until``, ``namespace``,
+        ``pod``, ``node``, ``ip``, ``user``).  Audit stages of one request are merged."""
+        if name not in TABLES:
+            raise CaseError(f"unknown table {name!r}", hint=f"one of {', '.join(TABLES)}")
+        return self.query.frame(name, Filters(**filters), columns=columns, limit=limit)
+
+    @property
+    def audit(self) -> pd.DataFrame:
+        return self.table("audit")
+
+    @property
+    def processes(self) -> pd.DataFrame:
+        return self.table("processes")
+
+    @property
+    def flows(self) -> pd.DataFrame:
+        return self.table("flows")
+
+    @property
+    def alerts(self) -> pd.DataFrame:
+        return self.table("alerts")
+
+    @property
+    def k8s_events(self) -> pd.DataFrame:
+        return self.table("k8s_events")
+
+    @property
+    def objects(self) -> pd.DataFrame:
+        return self.table("objects")
+
+    def frames(self, **filters: Any) -> dict[str, pd.DataFrame]:
+        """Every source table (filtered), keyed by table name: the input of detect and correlate."""
+        return {name: self.table(name, **filters) for name in SOURCE_TABLES}
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """DuckDB SQL over the case; ``{audit}``, ``{processes}``, ``{flows}`` ... name the tables."""
+        return self.query.sql(query, params)
+
+    def counts(self) -> dict[str, int]:
+        return {t: self.query.count(t) for t in SOURCE_TABLES}
+
+    def extent(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+        return self.query.extent()
+
+    def quarantine(self) -> pd.DataFrame:
+        rows: list[dict[str, Any]] = []
+        for p in sorted((self.path / "quarantine").glob("*.jsonl")):
+            with open(p, "rb") as f:
+                rows.extend(orjson.loads(line) for line in f if line.strip())
+        return pd.DataFrame(rows, columns=["evidence", "line", "index", "reason", "raw"])
+
+    def raw(self, event_id: str) -> dict[str, Any] | list[Any]:
+        """The raw record behind an event id (``<sha12>:<line>[:<n>]``), read from the evidence copy."""
+        from kubeforensics.sources.records import Record, iter_records
+
+        parts = event_id.split("#", 1)[0].split(":")
+        sha12, line = parts[0], int(parts[1])
+        index = int(parts[2]) if len(parts) > 2 else None
+        for e in self.manifest["evidence"]:
+            if e["sha256"].startswith(sha12):
+                for rec in iter_records(self.path / e["stored_as"]):
+                    if isinstance(rec, Record) and rec.line == line and rec.index == index:
+                        return rec.obj
+        raise CaseError(f"no record {event_id!r} in this case")
+
+    def timeline(self, **kwargs: Any) -> pd.DataFrame:
+        """The unified timeline (see :func:`kubeforensics.timeline.build_timeline`)."""
+        from kubeforensics.timeline import build_timeline
+
+        return build_timeline(self, **kwargs)
+
+    # ------------------------------------------------------------------ analyst's log
+    def bookmark(self, target: str, note: str = "", *, kind: str = "event", tags: Sequence[str] = ()) -> Bookmark:
+        """Bookmark an event, finding, process or story step (append-only; survives re-opening)."""
+        return self.log.bookmark(target, note, kind=kind, tags=tags)
+
+    def bookmarks(self) -> pd.DataFrame:
+        marks = self.log.bookmarks()
+        return pd.DataFrame([m.__dict__ for m in marks],
+                            columns=["id", "time", "target_kind", "target", "note", "tags", "author"])
+
+    def note(self, text: str, **fields: Any) -> None:
+        self.log.append("note", text=text, **fields)
+
+    def verify(self) -> VerifyReport:
+        """Re-hash the evidence: altered, missing, extra files and a tampered manifest are reported."""
+        return verify(self.path, self.manifest, self.log.last_manifest_sha())
+
+    # ------------------------------------------------------------------ display
+    def summary(self) -> dict[str, Any]:
+        lo, hi = self.extent()
+        m = self.manifest
+        return {
+            "path": str(self.path), "id": self.info["id"], "evidence_files": len(m["evidence"]),
+            "from": lo, "until": hi, "rows": self.counts(),
+            "quarantined": sum(int(e.get("quarantined", 0)) for e in m["evidence"]),
+            "bookmarks": len(self.log.bookmarks()),
+        }
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        rows = ", ".join(f"{k}={v}" for k, v in s["rows"].items() if v)
+        return (f"<Case {s['path']}: {s['evidence_files']} evidence files, {rows or 'no rows'}, "
+                f"{s['quarantined']} quarantined, {s['from']} .. {s['until']}>")
+
+    def _repr_html_(self) -> str:
+        s = self.summary()
+        esc = html.escape
+        rows = "".join(f"<tr><td>{esc(k)}</td><td style='text-align:right'>{v:,}</td></tr>"
+                       for k, v in s["rows"].items())
+        return (
+            f"<div><b>kubeforensics case</b> <code>{esc(s['path'])}</code><br>"
+            f"{s['evidence_files']} evidence files · {s['quarantined']:,} quarantined records · "
+            f"{s['bookmarks']} bookmarks<br>from {esc(str(s['from']))} until {esc(str(s['until']))}"
+            f"<table><tr><th>table</th><th>rows</th></tr>{rows}</table></div>"
+        )
+
+
+def open_case(path: str | Path) -> Case:
+    """Open an existing case directory."""
+    return Case(path)
+
+
+def _progress(progress: bool | None):
+    import sys
+
+    if progress is False or (progress is None and not sys.stderr.isatty()):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(unit=" rows", desc="ingest", leave=False)
