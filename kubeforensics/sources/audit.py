@@ -25,22 +25,23 @@ API servers, ``generateName``) it falls back to the created object's
 from __future__ import annotations
 
 import shlex
-from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 from urllib.parse import unquote_plus
 
 import orjson
 
 from kubeforensics import redact
 from kubeforensics.errors import RecordError
-from kubeforensics.schema import AUDIT
+from kubeforensics.schema import AUDIT, TableSpec
 from kubeforensics.sources import audit_cloud, fields
 
 Row = dict[str, Any]
 
 AUDIT_KEYS = ("auditID", "requestURI", "verb", "stage", "objectRef", "user")
 _EMPTY: Mapping[str, Any] = {}
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_NS, _MAX_NS = -(2**63) + 1, 2**63 - 1  # what Arrow's timestamp[ns] holds
 _SA_EXTRA = (
     ("sa_pod_name", "authentication.kubernetes.io/pod-name"),
@@ -142,15 +143,26 @@ def exec_from_uri(uri: str) -> tuple[list[str], str | None, bool | None, bool | 
 
 
 def _safe_uri(uri: str) -> str:
-    """Redact secrets in the query of a request URI; most queries hold none and are not scanned."""
+    """Redact secrets in the query of a request URI; most queries hold none and are not scanned.
+
+    Each parameter is redacted in its decoded form (``--password%3Dx`` is
+    ``--password=x``); a parameter that held a secret is kept decoded with the
+    mark, the others stay exactly as logged.
+    """
     q = uri.find("?")
     if q < 0:
         return uri
-    query = uri[q:].lower()
-    for hint in _URI_SECRET_HINTS:
-        if hint in query:
-            return uri[:q] + (redact.text(uri[q:]) or "")
-    return uri
+    query = uri[q + 1 :]
+    low = query.lower()
+    if not any(hint in low for hint in _URI_SECRET_HINTS):
+        return uri
+    parts = query.split("&")
+    for n, part in enumerate(parts):
+        decoded = unquote_plus(part)
+        red = redact.text(decoded)
+        if red != decoded:
+            parts[n] = red or ""
+    return uri[: q + 1] + "&".join(parts)
 
 
 def pod_spec_of(ro: Mapping[str, Any], resource: str | None) -> Mapping[str, Any] | None:
@@ -269,9 +281,7 @@ def event_row(ev: Mapping[str, Any], wrapper: str = "", timestamp_label: str = "
     user = get("user")
     user = _EMPTY if user is None else _o(user, "user")
     groups = user.get("groups")
-    if groups is not None and groups.__class__ is not list:
-        groups = fields.strings(groups, "user.groups")
-    elif groups and not all(g.__class__ is str for g in groups):
+    if groups is not None and groups.__class__ is not list or groups and not all(g.__class__ is str for g in groups):
         groups = fields.strings(groups, "user.groups")
     ips = get("sourceIPs")
     if ips is not None and (ips.__class__ is not list or not all(i.__class__ is str for i in ips)):
@@ -404,8 +414,8 @@ def _looks_like_audit_event(obj: Mapping[str, Any]) -> bool:
 class AuditReader:
     """Reader of Kubernetes API-server audit events, plain or in AKS/EKS/GKE envelopes."""
 
-    name = "audit"
-    tables = (AUDIT,)
+    name: ClassVar[str] = "audit"
+    tables: ClassVar[tuple[TableSpec, ...]] = (AUDIT,)
 
     def sniff(self, obj: Mapping[str, Any]) -> bool:
         """Audit Events (not core/v1 Events) and cloud envelopes around them."""
