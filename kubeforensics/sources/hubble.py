@@ -16,7 +16,8 @@ it has no namespace); an endpoint's workload is its first ``workloads[].name``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 from kubeforensics import redact
 from kubeforensics.errors import RecordError
@@ -112,7 +113,9 @@ def _endpoint(e: Any, side: str, row: dict[str, Any], p: str) -> None:
     if workloads:
         if not isinstance(workloads, list):
             raise RecordError(f"'{side}.workloads' is {type(workloads).__name__}, not a list")
-        row[p + "_workload"] = text(obj(workloads[0], side + ".workloads[0]").get("name"), side + ".workloads[0].name")
+        row[p + "_workload"] = text(
+            obj(workloads[0], side + ".workloads[0]").get("name"), side + ".workloads[0].name"
+        )
 
 
 def _service(s: Any, field: str) -> str | None:

@@ -27,7 +27,8 @@ missing, from ``process.start_time`` (``time_source`` says which).  Version drif
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 from kubeforensics import redact
 from kubeforensics.errors import RecordError
@@ -78,8 +79,7 @@ def _labels(value: Any, field: str) -> Mapping[str, Any] | None:
     out: dict[str, str] = {}
     for item in strings(value, field) or ():
         key, _, val = item.partition("=")
-        if key.startswith("k8s:"):
-            key = key[4:]
+        key = key.removeprefix("k8s:")
         out[key] = val
     return out
 
@@ -133,7 +133,7 @@ class TetragonReader:
 
     def _row(self, record: Mapping[str, Any], key: str, ev: Mapping[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {
-            "event_type": key[8:] if key.startswith("process_") else key,
+            "event_type": key.removeprefix("process_"),
             "node": text(record.get("node_name"), "node_name"),
             "cluster": text(record.get("cluster_name"), "cluster_name"),
         }
@@ -153,8 +153,7 @@ class TetragonReader:
             if not isinstance(ancestors, list):
                 raise RecordError(f"'ancestors' is {type(ancestors).__name__}, not a list")
             row["ancestors"] = [
-                text(obj(a, "ancestors[]").get("exec_id"), "ancestors[].exec_id") or ""
-                for a in ancestors
+                text(obj(a, "ancestors[]").get("exec_id"), "ancestors[].exec_id") or "" for a in ancestors
             ]
 
         if key in _PROBES:
@@ -208,7 +207,9 @@ def _process(p: Mapping[str, Any], row: dict[str, Any]) -> None:
     ns = get("ns")
     if ns is not None:
         row["host_namespaces"] = [
-            name for name, v in obj(ns, "process.ns").items() if obj(v, "process.ns." + str(name)).get("is_host") is True
+            name
+            for name, v in obj(ns, "process.ns").items()
+            if obj(v, "process.ns." + str(name)).get("is_host") is True
         ]
     container_id = None
     pod = get("pod")

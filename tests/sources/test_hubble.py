@@ -106,7 +106,9 @@ def test_conformance_dns_flows(path: Path) -> None:
 
 
 def test_conformance_dns_resolved_ips(conformance: Path) -> None:
-    df = read_file(conformance / "hubble" / "basic-sample-330-dns-flows.json", "hubble", readers=READERS).frame("flows")
+    df = read_file(
+        conformance / "hubble" / "basic-sample-330-dns-flows.json", "hubble", readers=READERS
+    ).frame("flows")
     ips = {ip for lst in df.dns_ips.dropna() for ip in lst}
     assert "10.160.0.203" in ips
 
@@ -115,34 +117,48 @@ def test_conformance_dns_resolved_ips(conformance: Path) -> None:
 def test_conformance_http_flows(path: Path) -> None:
     df = read_file(path, "hubble", readers=READERS).frame("flows")
     first = df.iloc[0]
-    assert (first.http_method, first.http_url, first.http_protocol) == ("GET", "http://10.128.0.4:9990/metrics", "HTTP/1.1")
+    assert (first.http_method, first.http_url, first.http_protocol) == (
+        "GET",
+        "http://10.128.0.4:9990/metrics",
+        "HTTP/1.1",
+    )
     assert first.src_pod == "prometheus-6655946b9f-6xcpf" and first.src_namespace == "istio-system"
-    assert first.is_reply == False  # noqa: E712 - numpy bool
+    assert first.is_reply == False
     headers = json.loads(first.http_headers)
     assert {"key": "User-Agent", "value": "Prometheus/2.15.1"} in headers
     assert 503 in set(df.http_code.dropna())
     responses = df[df.http_code.notna()]
-    assert (responses.is_reply == True).all()  # noqa: E712
+    assert (responses.is_reply == True).all()
 
 
 def test_conformance_reply_and_endpoints(conformance: Path) -> None:
-    df = read_file(conformance / "hubble" / "basic-sample-10-flows.json", "hubble", readers=READERS).frame("flows")
+    df = read_file(conformance / "hubble" / "basic-sample-10-flows.json", "hubble", readers=READERS).frame(
+        "flows"
+    )
     first = df.iloc[0]
     # older `reply` field (no is_reply in this capture)
-    assert first.is_reply == True  # noqa: E712
+    assert first.is_reply == True
     assert pd.isna(df.is_reply[1])  # neither field: unknown, not False
     assert first.src_pod == "reviews-v1-545db77b95-s6jb8" and first.src_namespace == "bookinfo"
     assert "k8s:app=reviews" in list(first.src_labels)
     assert first.src_identity == 25339
     assert list(first.dst_labels) == ["reserved:host"] and pd.isna(first.dst_pod)
     assert df.dst_pod[1] == "reviews-v1-545db77b95-s6jb8"
-    assert (first.src_ip, first.src_port, first.dst_ip, first.dst_port) == ("10.0.2.16", 15020, "10.0.2.1", 42044)
+    assert (first.src_ip, first.src_port, first.dst_ip, first.dst_port) == (
+        "10.0.2.16",
+        15020,
+        "10.0.2.1",
+        42044,
+    )
     assert first.tcp_flags == "FIN,ACK"
-    assert first.traffic_direction == "INGRESS" and first.flow_type == "L3_L4" and first.verdict == "FORWARDED"
+    assert (
+        first.traffic_direction == "INGRESS" and first.flow_type == "L3_L4" and first.verdict == "FORWARDED"
+    )
     assert first.time == pd.Timestamp("2021-06-16T16:52:13.136834446Z")
 
 
 # --- generated flows -------------------------------------------------------------------------
+
 
 def test_envelope_flow_all_fields(tmp_path: Path) -> None:
     row = one_flow(tmp_path, envelope(flow(destination_names=["ledger.payments.svc.cluster.local"])))
@@ -153,7 +169,7 @@ def test_envelope_flow_all_fields(tmp_path: Path) -> None:
     assert (row["src_identity"], row["dst_identity"]) == (48213, 20117)
     assert row["dst_service"] == "payments/ledger" and pd.isna(row["src_service"])
     assert list(row["dst_names"]) == ["ledger.payments.svc.cluster.local"]
-    assert row["is_reply"] == False  # noqa: E712
+    assert row["is_reply"] == False
     assert row["summary"] == "TCP Flags: SYN, ACK"
     assert row["ip_version"] == "IPv4"
 
@@ -172,7 +188,12 @@ def test_dropped_udp_and_icmp(tmp_path: Path) -> None:
     res = read(tmp_path, [envelope(drop), envelope(icmp)])
     assert res.account.quarantined == 0, res.quarantine
     df = res.frame("flows")
-    assert (df.verdict[0], df.drop_reason[0], df.protocol[0], df.dst_port[0]) == ("DROPPED", "POLICY_DENIED", "UDP", 53)
+    assert (df.verdict[0], df.drop_reason[0], df.protocol[0], df.dst_port[0]) == (
+        "DROPPED",
+        "POLICY_DENIED",
+        "UDP",
+        53,
+    )
     assert df.ip_version[0] == "IPv6" and df.dst_ip[0] == "2001:4860:4860::8888"
     assert list(df.dst_labels[0]) == ["reserved:world"] and pd.isna(df.dst_namespace[0])
     assert df.protocol[1] == "ICMPv4" and pd.isna(df.dst_port[1]) and pd.isna(df.tcp_flags[1])
@@ -184,7 +205,7 @@ def test_legacy_bare_flow(tmp_path: Path) -> None:
     res = read(tmp_path, [bare], fmt=None)  # sniffed as hubble
     assert res.account.format == "hubble" and res.account.quarantined == 0
     row = res.frame("flows").iloc[0]
-    assert row.is_reply == True  # noqa: E712  - from the older `reply`
+    assert row.is_reply == True
     assert row.src_pod == "checkout-7d9f8b6c5-x2x4k" and row.node == NODE
     assert row.src_service == "checkout"
     assert row.time == pd.Timestamp(T)
@@ -194,9 +215,19 @@ def test_dns_response_flow(tmp_path: Path) -> None:
     dns = flow(
         Type="L7",
         l4={"UDP": {"source_port": 53, "destination_port": 40211}},
-        l7={"type": "RESPONSE", "latency_ns": "1203311",
-            "dns": {"query": "pool.minexmr.com.", "ips": ["94.130.165.87", "94.130.164.163"], "ttl": 30,
-                    "rcode": 0, "qtypes": ["A"], "rrtypes": ["A"], "observation_source": "proxy"}},
+        l7={
+            "type": "RESPONSE",
+            "latency_ns": "1203311",
+            "dns": {
+                "query": "pool.minexmr.com.",
+                "ips": ["94.130.165.87", "94.130.164.163"],
+                "ttl": 30,
+                "rcode": 0,
+                "qtypes": ["A"],
+                "rrtypes": ["A"],
+                "observation_source": "proxy",
+            },
+        },
         is_reply=True,
     )
     row = one_flow(tmp_path, envelope(dns))
@@ -211,13 +242,19 @@ def test_http_secrets_are_redacted(tmp_path: Path) -> None:
     url = "http://ledger.payments:8080/v1/transfer?access_token=AbC123xyz9&amount=10"
     http = flow(
         Type="L7",
-        l7={"type": "REQUEST", "http": {
-            "method": "POST", "url": url, "protocol": "HTTP/1.1",
-            "headers": [
-                {"key": "Authorization", "value": f"Bearer {jwt}"},
-                {"key": "Cookie", "value": "session=9f8e7d6c5b4a"},
-                {"key": "User-Agent", "value": "curl/8.5.0"},
-            ]}},
+        l7={
+            "type": "REQUEST",
+            "http": {
+                "method": "POST",
+                "url": url,
+                "protocol": "HTTP/1.1",
+                "headers": [
+                    {"key": "Authorization", "value": f"Bearer {jwt}"},
+                    {"key": "Cookie", "value": "session=9f8e7d6c5b4a"},
+                    {"key": "User-Agent", "value": "curl/8.5.0"},
+                ],
+            },
+        },
         Summary=f"HTTP/1.1 POST {url}",
     )
     row = one_flow(tmp_path, envelope(http))
@@ -232,12 +269,29 @@ def test_http_secrets_are_redacted(tmp_path: Path) -> None:
 def test_non_flow_envelopes_go_to_flow_aux(tmp_path: Path) -> None:
     records = [
         envelope(flow()),
-        {"lost_events": {"source": "HUBBLE_RING_BUFFER", "num_events_lost": "42", "cpu": {"value": 1}},
-         "node_name": NODE, "time": "2024-05-06T10:21:05.000000001Z"},
-        {"node_status": {"state_change": "NODE_UNAVAILABLE", "node_names": ["kind-worker3"], "message": "connection refused"},
-         "node_name": "kind-control-plane", "time": "2024-05-06T10:21:06Z"},
-        {"agent_event": {"type": "ENDPOINT_CREATED", "endpoint_regenerate": {"id": 911}}, "time": "2024-05-06T10:21:07Z"},
-        {"debug_event": {"type": "DBG_CT_VERDICT", "source": {"ID": 911}}, "node_name": NODE, "time": "2024-05-06T10:21:08Z"},
+        {
+            "lost_events": {"source": "HUBBLE_RING_BUFFER", "num_events_lost": "42", "cpu": {"value": 1}},
+            "node_name": NODE,
+            "time": "2024-05-06T10:21:05.000000001Z",
+        },
+        {
+            "node_status": {
+                "state_change": "NODE_UNAVAILABLE",
+                "node_names": ["kind-worker3"],
+                "message": "connection refused",
+            },
+            "node_name": "kind-control-plane",
+            "time": "2024-05-06T10:21:06Z",
+        },
+        {
+            "agent_event": {"type": "ENDPOINT_CREATED", "endpoint_regenerate": {"id": 911}},
+            "time": "2024-05-06T10:21:07Z",
+        },
+        {
+            "debug_event": {"type": "DBG_CT_VERDICT", "source": {"ID": 911}},
+            "node_name": NODE,
+            "time": "2024-05-06T10:21:08Z",
+        },
         {"some_future_event": {"detail": 1}, "node_name": NODE, "time": "2024-05-06T10:21:09Z"},
     ]
     res = read(tmp_path, records)
@@ -252,7 +306,10 @@ def test_non_flow_envelopes_go_to_flow_aux(tmp_path: Path) -> None:
 
 
 def test_aux_without_any_time_is_quarantined(tmp_path: Path) -> None:
-    res = read(tmp_path, [{"lost_events": {"source": "OBSERVER_EVENTS_QUEUE", "num_events_lost": "7"}, "node_name": NODE}])
+    res = read(
+        tmp_path,
+        [{"lost_events": {"source": "OBSERVER_EVENTS_QUEUE", "num_events_lost": "7"}, "node_name": NODE}],
+    )
     assert res.account.quarantined == 1 and res.account.ingested == 0
     assert "'lost_events' envelope has no 'time'" in res.quarantine[0].reason
 
@@ -265,6 +322,7 @@ def test_flow_time_falls_back_to_envelope(tmp_path: Path) -> None:
 
 
 # --- bad input -------------------------------------------------------------------------------
+
 
 def _no_time() -> dict[str, Any]:
     f = flow()
@@ -280,7 +338,10 @@ def _no_time() -> dict[str, Any]:
         (envelope(flow(source={"labels": {"app": "x"}})), "'flow.source.labels' is dict, not a list"),
         (envelope(flow(time="yesterday")), "'flow.time' is not a timestamp"),
         (envelope(flow(is_reply="maybe")), "'flow.is_reply'"),
-        (envelope(flow(l7={"type": "REQUEST", "http": {"headers": "Authorization: x"}})), "'flow.l7.http.headers' is str"),
+        (
+            envelope(flow(l7={"type": "REQUEST", "http": {"headers": "Authorization: x"}})),
+            "'flow.l7.http.headers' is str",
+        ),
         (_no_time(), "flow has no 'time'"),
         ({"flow": ["x"], "time": T}, "'flow' is list, not an object"),
         ({"node_name": NODE, "time": T}, "not a Hubble record"),

@@ -81,19 +81,29 @@ PARENT = {
     "uid": 0,
     "cwd": "/",
     "binary": "/bin/sh",
-    "arguments": "-c \"curl -s https://10.96.0.1:443/api/v1/namespaces/default/secrets\"",
+    "arguments": '-c "curl -s https://10.96.0.1:443/api/v1/namespaces/default/secrets"',
     "flags": "execve rootcwd clone",
     "start_time": "2024-05-06T10:21:04.009871122Z",
     "auid": 4294967295,
     "parent_exec_id": "Z2tlLXByb2QtcG9vbC0xLThmMmM6MjI4ODkxMTExMTExMTE6NTIwOTA=",
 }
 ANCESTORS = [
-    {"exec_id": "Z2tlLXByb2QtcG9vbC0xLThmMmM6MjI4ODkxMTExMTExMTE6NTIwOTA=", "binary": "/usr/bin/bash", "pid": 52090},
-    {"exec_id": "Z2tlLXByb2QtcG9vbC0xLThmMmM6MTEwMDAwMDAwMDAwOjMx", "binary": "/usr/local/bin/checkout", "pid": 31},
+    {
+        "exec_id": "Z2tlLXByb2QtcG9vbC0xLThmMmM6MjI4ODkxMTExMTExMTE6NTIwOTA=",
+        "binary": "/usr/bin/bash",
+        "pid": 52090,
+    },
+    {
+        "exec_id": "Z2tlLXByb2QtcG9vbC0xLThmMmM6MTEwMDAwMDAwMDAwOjMx",
+        "binary": "/usr/local/bin/checkout",
+        "pid": 31,
+    },
 ]
 
 
-def event(key: str, payload: dict[str, Any], time: str | None = "2024-05-06T10:21:04.120554211Z", **env: Any) -> dict[str, Any]:
+def event(
+    key: str, payload: dict[str, Any], time: str | None = "2024-05-06T10:21:04.120554211Z", **env: Any
+) -> dict[str, Any]:
     e: dict[str, Any] = {key: payload, "node_name": NODE}
     if time is not None:
         e["time"] = time
@@ -116,6 +126,7 @@ def one(tmp_path: Path, ev: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- real upstream events ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", conformance_files("tetragon"), ids=lambda p: p.name)
 def test_conformance_files_ingest_fully(path: Path) -> None:
@@ -156,8 +167,16 @@ def test_conformance_exec_values(conformance: Path) -> None:
 
 # --- generated events of every type -----------------------------------------------------------
 
+
 def test_exec_with_namespaces_caps_ancestors_and_workload(tmp_path: Path) -> None:
-    row = one(tmp_path, event("process_exec", {"process": process(), "parent": PARENT, "ancestors": ANCESTORS}, cluster_name="prod-eu1"))
+    row = one(
+        tmp_path,
+        event(
+            "process_exec",
+            {"process": process(), "parent": PARENT, "ancestors": ANCESTORS},
+            cluster_name="prod-eu1",
+        ),
+    )
     assert row["event_type"] == "exec"
     assert row["cluster"] == "prod-eu1"
     assert row["node"] == NODE
@@ -179,7 +198,13 @@ def test_exec_with_namespaces_caps_ancestors_and_workload(tmp_path: Path) -> Non
 def test_exit_status_and_signal(tmp_path: Path) -> None:
     ev = event(
         "process_exit",
-        {"process": process(), "parent": PARENT, "signal": "SIGKILL", "status": 137, "time": "2024-05-06T10:21:09.5Z"},
+        {
+            "process": process(),
+            "parent": PARENT,
+            "signal": "SIGKILL",
+            "status": 137,
+            "time": "2024-05-06T10:21:09.5Z",
+        },
         time="2024-05-06T10:21:09.500112Z",
     )
     row = one(tmp_path, ev)
@@ -225,7 +250,12 @@ def test_kprobe_tcp_connect_sock_arg(tmp_path: Path) -> None:
     assert row["policy_name"] == "monitor-network-activity-outside-cluster"
     assert row["action"] == "KPROBE_ACTION_POST"
     assert (row["sock_family"], row["sock_protocol"]) == ("AF_INET", "IPPROTO_TCP")
-    assert (row["saddr"], row["sport"], row["daddr"], row["dport"]) == ("10.244.1.17", 51234, "45.9.148.35", 3333)
+    assert (row["saddr"], row["sport"], row["daddr"], row["dport"]) == (
+        "10.244.1.17",
+        51234,
+        "45.9.148.35",
+        3333,
+    )
     assert json.loads(row["decoded_args"])[0]["sock_arg"]["cookie"] == "18446620011389484672"
     assert row["pod"] == "checkout-7d9f8b6c5-x2x4k"
 
@@ -239,7 +269,12 @@ def test_kprobe_file_arg_service_account_token(tmp_path: Path) -> None:
             "parent": PARENT,
             "function_name": "security_file_permission",
             "args": [
-                {"file_arg": {"path": "/var/run/secrets/kubernetes.io/serviceaccount/..2024_05_06_09_58_10.1/token", "permission": "-rw-r-----"}},
+                {
+                    "file_arg": {
+                        "path": "/var/run/secrets/kubernetes.io/serviceaccount/..2024_05_06_09_58_10.1/token",
+                        "permission": "-rw-r-----",
+                    }
+                },
                 {"int_arg": 4},
                 {"bytes_arg": "ZXlKaGJHY2lPaUpTVXpJMU5pSXM=", "label": "buf"},
             ],
@@ -262,11 +297,16 @@ def test_kprobe_file_arg_service_account_token(tmp_path: Path) -> None:
 
 
 def test_kprobe_setns_from_host_namespaces(tmp_path: Path) -> None:
-    host_ns = {n: {"inum": 4026531830 + i, "is_host": True} for i, n in enumerate(["uts", "ipc", "mnt", "pid", "net"])}
+    host_ns = {
+        n: {"inum": 4026531830 + i, "is_host": True}
+        for i, n in enumerate(["uts", "ipc", "mnt", "pid", "net"])
+    }
     ev = event(
         "process_kprobe",
         {
-            "process": process(binary="/usr/bin/nsenter", arguments="-t 1 -m -u -i -n -p -- bash", ns=host_ns),
+            "process": process(
+                binary="/usr/bin/nsenter", arguments="-t 1 -m -u -i -n -p -- bash", ns=host_ns
+            ),
             "function_name": "__x64_sys_setns",
             "args": [{"int_arg": 3}, {"int_arg": 1073741824}],
             "return": {"int_arg": 0},
@@ -293,12 +333,20 @@ def test_64bit_integers_as_strings(tmp_path: Path) -> None:
         },
     )
     row = one(tmp_path, ev)
-    assert (row["pid"], row["tid"], row["uid"], row["auid"], row["parent_pid"]) == (52112, 52113, 1000, 4294967295, 52100)
+    assert (row["pid"], row["tid"], row["uid"], row["auid"], row["parent_pid"]) == (
+        52112,
+        52113,
+        1000,
+        4294967295,
+        52100,
+    )
     assert row["return_value"] == -1  # uint64 max is -1 as a signed 64-bit value
     assert row["file_path"] == "/etc/shadow"
 
 
-@pytest.mark.parametrize("docker", ["3b1f7c9a0d2e4f6a8b0c1d2e", "3b1f7c9a0d2e4f6a8b0c1d2e3f4a5b6"], ids=["24-char-2022", "31-char"])
+@pytest.mark.parametrize(
+    "docker", ["3b1f7c9a0d2e4f6a8b0c1d2e", "3b1f7c9a0d2e4f6a8b0c1d2e3f4a5b6"], ids=["24-char-2022", "31-char"]
+)
 def test_docker_id_without_pod(tmp_path: Path, docker: str) -> None:
     p = process(docker=docker)
     del p["pod"]
@@ -325,7 +373,13 @@ def test_time_fractional_digits(tmp_path: Path, text: str, nanos: int) -> None:
 def test_unknown_event_key_is_kept_with_raw(tmp_path: Path) -> None:
     ev = event(
         "process_connect",
-        {"process": process(), "parent": PARENT, "source_ip": "10.244.1.17", "destination_ip": "45.9.148.35", "destination_port": 3333},
+        {
+            "process": process(),
+            "parent": PARENT,
+            "source_ip": "10.244.1.17",
+            "destination_ip": "45.9.148.35",
+            "destination_port": 3333,
+        },
     )
     row = one(tmp_path, ev)
     assert row["event_type"] == "connect"
@@ -341,14 +395,50 @@ def test_unknown_event_key_is_kept_with_raw(tmp_path: Path) -> None:
 
 def test_tracepoint_lsm_uprobe_usdt_loader(tmp_path: Path) -> None:
     events = [
-        event("process_tracepoint", {"process": process(), "subsys": "syscalls", "event": "sys_enter_ptrace",
-                                     "args": [{"long_arg": "16"}, {"int_arg": 1}], "policy_name": "ptrace", "action": "KPROBE_ACTION_POST"}),
-        event("process_lsm", {"process": process(), "function_name": "bprm_check_security", "policy_name": "lsm-exec",
-                              "args": [{"linux_binprm_arg": {"path": "/tmp/xmrig", "permission": "-rwxr-xr-x"}}], "action": "KPROBE_ACTION_POST"}),
-        event("process_uprobe", {"process": process(binary="/bin/bash"), "path": "/bin/bash", "symbol": "readline", "policy_name": "bash-readline"}),
-        event("process_usdt", {"process": process(), "path": "/usr/bin/python3", "provider": "python", "name": "function__entry",
-                               "args": [{"string_arg": "login --password hunter2"}]}),
-        event("process_loader", {"process": process(), "path": "/usr/lib/x86_64-linux-gnu/libssl.so.3", "buildid": "q2h0Zg=="}),
+        event(
+            "process_tracepoint",
+            {
+                "process": process(),
+                "subsys": "syscalls",
+                "event": "sys_enter_ptrace",
+                "args": [{"long_arg": "16"}, {"int_arg": 1}],
+                "policy_name": "ptrace",
+                "action": "KPROBE_ACTION_POST",
+            },
+        ),
+        event(
+            "process_lsm",
+            {
+                "process": process(),
+                "function_name": "bprm_check_security",
+                "policy_name": "lsm-exec",
+                "args": [{"linux_binprm_arg": {"path": "/tmp/xmrig", "permission": "-rwxr-xr-x"}}],
+                "action": "KPROBE_ACTION_POST",
+            },
+        ),
+        event(
+            "process_uprobe",
+            {
+                "process": process(binary="/bin/bash"),
+                "path": "/bin/bash",
+                "symbol": "readline",
+                "policy_name": "bash-readline",
+            },
+        ),
+        event(
+            "process_usdt",
+            {
+                "process": process(),
+                "path": "/usr/bin/python3",
+                "provider": "python",
+                "name": "function__entry",
+                "args": [{"string_arg": "login --password hunter2"}],
+            },
+        ),
+        event(
+            "process_loader",
+            {"process": process(), "path": "/usr/lib/x86_64-linux-gnu/libssl.so.3", "buildid": "q2h0Zg=="},
+        ),
     ]
     res = read(tmp_path, events)
     assert res.account.quarantined == 0, res.quarantine
@@ -381,7 +471,10 @@ def test_old_pod_labels_and_stack_trace_drift(tmp_path: Path) -> None:
     p = process()
     p["pod"] = {k: v for k, v in p["pod"].items() if k != "pod_labels"}
     p["pod"]["labels"] = ["k8s:app=checkout", "k8s:io.kubernetes.pod.namespace=payments"]
-    ev = event("process_kprobe", {"process": p, "function_name": "commit_creds", "stack_trace": [{"address": "1", "symbol": "x"}]})
+    ev = event(
+        "process_kprobe",
+        {"process": p, "function_name": "commit_creds", "stack_trace": [{"address": "1", "symbol": "x"}]},
+    )
     row = one(tmp_path, ev)
     assert json.loads(row["pod_labels"]) == {"app": "checkout", "io.kubernetes.pod.namespace": "payments"}
     assert row["function_name"] == "commit_creds"
@@ -389,14 +482,18 @@ def test_old_pod_labels_and_stack_trace_drift(tmp_path: Path) -> None:
 
 def test_secrets_in_arguments_are_redacted(tmp_path: Path) -> None:
     jwt = "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEyMyJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDpkZWZhdWx0In0.c2lnbmF0dXJlc2lnbmF0dXJl"
-    p = process(arguments=f"-H \"Authorization: Bearer {jwt}\" https://10.96.0.1/api --token=s3cr3tT0ken")
-    row = one(tmp_path, event("process_exec", {"process": p, "parent": {**PARENT, "arguments": f"--password hunter2 {jwt}"}}))
+    p = process(arguments=f'-H "Authorization: Bearer {jwt}" https://10.96.0.1/api --token=s3cr3tT0ken')
+    row = one(
+        tmp_path,
+        event("process_exec", {"process": p, "parent": {**PARENT, "arguments": f"--password hunter2 {jwt}"}}),
+    )
     assert jwt not in row["args"] and "s3cr3tT0ken" not in row["args"]
     assert MARK in row["args"] and "https://10.96.0.1/api" in row["args"]
     assert "hunter2" not in row["parent_args"] and jwt not in row["parent_args"]
 
 
 # --- bad input: quarantined with a reason -----------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("ev", "reason"),
@@ -407,10 +504,19 @@ def test_secrets_in_arguments_are_redacted(tmp_path: Path) -> None:
         (event("process_exec", {"process": process()}, time="yesterday"), "'time' is not a timestamp"),
         (event("process_exec", {"process": process(start_time=None)}, time=None), "'time' is missing"),
         (event("rate_limit_info", {"number_of_dropped_process_events": "3"}, time=None), "'time' is missing"),
-        (event("process_kprobe", {"process": process(), "args": {"int_arg": 1}}), "'args' is dict, not a list"),
-        (event("process_kprobe", {"process": process(), "args": [{"sock_arg": {"dport": "https"}}]}), "'args.sock_arg.dport'"),
+        (
+            event("process_kprobe", {"process": process(), "args": {"int_arg": 1}}),
+            "'args' is dict, not a list",
+        ),
+        (
+            event("process_kprobe", {"process": process(), "args": [{"sock_arg": {"dport": "https"}}]}),
+            "'args.sock_arg.dport'",
+        ),
         (event("process_exec", [1, 2]), "'process_exec' is list, not an object"),
-        ({"process_exec": {"process": process()}, "process_exit": {}, "time": "2024-05-06T10:21:04Z"}, "exactly one event key"),
+        (
+            {"process_exec": {"process": process()}, "process_exit": {}, "time": "2024-05-06T10:21:04Z"},
+            "exactly one event key",
+        ),
     ],
 )
 def test_wrong_types_are_quarantined_with_reason(tmp_path: Path, ev: dict[str, Any], reason: str) -> None:
