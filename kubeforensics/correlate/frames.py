@@ -1,0 +1,145 @@
+"""Input normalisation shared by the correlation modules.
+
+Correlation works on the canonical tables (see :mod:`kubeforensics.schema`)
+passed as a mapping of table name to a pandas ``DataFrame`` (or a pyarrow
+``Table``).  A missing table is an empty frame; a missing column is null.
+String columns are returned with ``""`` for null so that comparisons never
+meet ``NaN``; list columns hold Python lists.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from kubeforensics.schema import TABLES, TableSpec
+
+Tables = Mapping[str, Any]
+
+STAGE_RANK = {"ResponseComplete": 0, "ResponseStarted": 1, "Panic": 2, "RequestReceived": 3}
+RUNTIME_PARENTS = ("runc", "containerd-shim", "containerd-shim-runc-v2", "runc:[2:INIT]", "conmon", "crun")
+SHELLS = frozenset(
+    "sh bash dash zsh ash ksh fish busybox python python3 perl ruby php node nc ncat socat "
+    "curl wget kubectl nsenter chroot apt apk yum scp ssh".split()
+)
+
+
+def empty(spec: TableSpec) -> pd.DataFrame:
+    """An empty frame with the columns of ``spec`` and their pandas dtypes."""
+    return _fix(pd.DataFrame({c: pd.Series([], dtype=object) for c in spec.names}), spec)
+
+
+def _fix(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    df = df.copy()
+    for col in spec.columns:
+        if col.name not in df.columns:
+            df[col.name] = None
+        s = df[col.name]
+        if col.type in ("str", "json"):
+            if not (pd.api.types.is_string_dtype(s) and not s.isna().any()):
+                df[col.name] = s.astype(object).where(s.notna(), "").astype(str)
+        elif col.type == "ts":
+            if not isinstance(s.dtype, pd.DatetimeTZDtype):
+                df[col.name] = pd.to_datetime(s, utc=True, errors="coerce")
+        elif col.type in ("int64", "int32"):
+            if s.dtype == object or not pd.api.types.is_numeric_dtype(s):
+                df[col.name] = pd.to_numeric(s, errors="coerce").astype("Int64")
+        elif col.type == "list<str>":
+            df[col.name] = [_as_list(v) for v in s]
+    return df
+
+
+def _as_list(v: Any) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, float) and np.isnan(v):
+        return []
+    if isinstance(v, str):
+        return [v] if v else []
+    return [str(x) for x in v]
+
+
+def table(tables: Tables, name: str) -> pd.DataFrame:
+    """The canonical table ``name`` from ``tables`` as a normalised DataFrame.
+
+    Parameters
+    ----------
+    tables : mapping
+        Table name to ``pandas.DataFrame`` or ``pyarrow.Table``.
+    name : str
+        A key of :data:`kubeforensics.schema.TABLES`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        All declared columns present; strings never null; lists as lists.
+    """
+    spec = TABLES[name]
+    obj = tables.get(name) if tables is not None else None
+    if obj is None:
+        return empty(spec)
+    if not isinstance(obj, pd.DataFrame):
+        obj = obj.to_pandas()
+    if obj.attrs.get("_kf_normalised"):
+        return obj
+    out = _fix(obj, spec).reset_index(drop=True)
+    out.attrs["_kf_normalised"] = True
+    return out
+
+
+def normalise(tables: Tables, names: Iterable[str] = tuple(TABLES)) -> dict[str, pd.DataFrame]:
+    """Normalise several tables at once (see :func:`table`); audit is de-duplicated."""
+    out = {n: table(tables, n) for n in names}
+    if "audit" in out:
+        out["audit"] = dedupe_audit(out["audit"])
+    return out
+
+
+def dedupe_audit(audit: pd.DataFrame) -> pd.DataFrame:
+    """One row per audit request: the most complete stage, at the earliest request time.
+
+    Stages rank ResponseComplete > ResponseStarted > Panic > RequestReceived.
+    Rows without an ``audit_id`` are kept as they are.  ``time`` becomes the
+    earliest ``request_time`` (or ``time``) seen for the request.
+    """
+    if audit.attrs.get("_kf_deduped") or audit.empty:
+        audit.attrs["_kf_deduped"] = True
+        return audit
+    a = audit.copy()
+    req = a["request_time"].where(a["request_time"].notna(), a["time"])
+    a["_req"] = req
+    a["_rank"] = a["stage"].map(STAGE_RANK).fillna(4)
+    has_id = a["audit_id"] != ""
+    keyed = a[has_id]
+    first_req = keyed.groupby("audit_id", sort=False)["_req"].transform("min")
+    keyed = keyed.assign(_req=first_req).sort_values(["audit_id", "_rank"], kind="stable")
+    keyed = keyed.drop_duplicates("audit_id", keep="first")
+    out = pd.concat([keyed, a[~has_id]], ignore_index=True)
+    out["time"] = out["_req"].where(out["_req"].notna(), out["time"])
+    out = out.drop(columns=["_req", "_rank"]).sort_values("time", kind="stable").reset_index(drop=True)
+    out.attrs["_kf_normalised"] = True
+    out.attrs["_kf_deduped"] = True
+    return out
+
+
+def basename(s: pd.Series) -> pd.Series:
+    """Last path component of each string (``/usr/bin/bash`` -> ``bash``)."""
+    return s.str.rsplit("/", n=1).str[-1].fillna("")
+
+
+def cid(s: pd.Series) -> pd.Series:
+    """Container ids without the runtime scheme, lower-case."""
+    return s.str.replace(r"^[a-z]+://", "", regex=True).str.lower()
+
+
+def is_runtime(binary: pd.Series) -> pd.Series:
+    """Is the binary a container runtime (runc, containerd-shim, conmon, crun)?"""
+    b = basename(binary)
+    return b.isin(RUNTIME_PARENTS) | b.str.startswith("containerd-shim") | b.str.startswith("runc")
+
+
+def pod_key(namespace: pd.Series, pod: pd.Series) -> pd.Series:
+    """``namespace/pod`` or ``""`` when the pod is unknown."""
+    return (namespace + "/" + pod).where(pod != "", "")
