@@ -1,0 +1,289 @@
+"""The file-handling engine (sources/records.py + base.FileIngest) on malformed and awkward input.
+
+Every case checks the accounting (records == ingested + quarantined), that the
+reasons say what was wrong and where, and that nothing raises a traceback.
+The readers used are the Falco, Events and objects readers only.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from kubeforensics.errors import UnknownFormatError
+from kubeforensics.sources.base import ReadResult, read_file
+from kubeforensics.sources.falco import FalcoReader
+from kubeforensics.sources.k8s_events import K8sEventsReader
+from kubeforensics.sources.k8s_objects import K8sObjectsReader
+from kubeforensics.sources.records import BOM
+
+READERS = {"falco": FalcoReader(), "k8s-events": K8sEventsReader(), "k8s-objects": K8sObjectsReader()}
+
+
+def alert(n: int, rnd: random.Random | None = None) -> dict:
+    """A realistic Falco alert; ``rnd`` adds an incompressible field (for gzip truncation)."""
+    out = {
+        "hostname": "worker-1",
+        "output": f"12:00:{n % 60:02d}.000000000: Warning An open was seen (command=cat /etc/shadow n={n})",
+        "priority": "Warning",
+        "rule": "Read sensitive file untrusted",
+        "source": "syscall",
+        "tags": ["filesystem"],
+        "time": f"2026-03-02T12:{n // 60 % 60:02d}:{n % 60:02d}.{n:09d}Z",
+        "output_fields": {"proc.cmdline": "cat /etc/shadow", "proc.pid": 1000 + n},
+    }
+    if rnd is not None:
+        out["output_fields"]["container.id"] = "%012x" % rnd.getrandbits(48)
+        out["output_fields"]["fd.name"] = "/tmp/%032x" % rnd.getrandbits(128)
+    return out
+
+
+def line(n: int, rnd: random.Random | None = None) -> bytes:
+    return json.dumps(alert(n, rnd)).encode()
+
+
+def read(path: Path, fmt: str | None = None) -> ReadResult:
+    res = read_file(path, fmt, readers=READERS)
+    acc = res.account
+    assert acc.records == acc.ingested + acc.quarantined, acc
+    assert acc.quarantined == len(res.quarantine)
+    assert sum(acc.rows.values()) == acc.ingested
+    return res
+
+
+def reasons(res: ReadResult) -> dict[int, str]:
+    return {q.line: q.reason for q in res.quarantine}
+
+
+def test_truncated_last_line(tmp_path: Path) -> None:
+    p = tmp_path / "falco.json"
+    p.write_bytes(b"\n".join(line(n) for n in range(3)) + b"\n" + line(3)[:57])
+    res = read(p)
+    assert (res.account.format, res.account.records, res.account.ingested) == ("falco", 4, 3)
+    assert reasons(res)[4].startswith("invalid JSON: unexpected end of data")
+    assert res.quarantine[0].raw == line(3)[:57]  # the damaged bytes are kept for the analyst
+
+
+def test_invalid_utf8_line(tmp_path: Path) -> None:
+    bad = line(1).replace(b"cat /etc/shadow", b"cat /etc/\xff\xfeshadow", 1)
+    p = tmp_path / "falco.json"
+    p.write_bytes(line(0) + b"\n" + bad + b"\n" + line(2) + b"\n")
+    res = read(p)
+    assert (res.account.records, res.account.ingested, res.account.quarantined) == (3, 2, 1)
+    at = bad.index(b"\xff")
+    assert reasons(res)[2] == f"invalid UTF-8 at byte {at}"
+    assert res.frame()["line"].tolist() == [1, 3]
+
+
+def test_bom_and_crlf_json_lines(tmp_path: Path) -> None:
+    p = tmp_path / "falco.json"
+    p.write_bytes(BOM + b"\r\n".join(line(n) for n in range(5)) + b"\r\n")
+    res = read(p)
+    assert (res.account.format, res.account.ingested, res.account.quarantined) == ("falco", 5, 0)
+    df = res.frame()
+    assert df["line"].tolist() == [1, 2, 3, 4, 5]
+    assert not df["output"].str.contains("\r").any()
+    assert df["rule"].iloc[0] == "Read sensitive file untrusted"  # the BOM did not spoil the first record
+
+
+def pod(name: str) -> dict:
+    """A PodList item as kubectl prints it: no kind of its own."""
+    return {
+        "apiVersion": "v1",
+        "metadata": {"name": name, "namespace": "shop", "uid": f"uid-{name}", "creationTimestamp": "2026-03-02T10:00:00Z"},
+        "spec": {"nodeName": "worker-1", "containers": [{"name": "app", "image": "shop/web:1"}]},
+        "status": {"phase": "Running", "podIP": "10.0.0.7"},
+    }
+
+
+@pytest.mark.parametrize("bom", [b"", BOM], ids=["plain", "bom"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_pretty_printed_pod_list(tmp_path: Path, bom: bytes, newline: str) -> None:
+    doc = {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"},
+           "items": [pod("web-a"), pod("web-b"), "not-a-pod"]}
+    p = tmp_path / "pods.json"
+    p.write_bytes(bom + json.dumps(doc, indent=4).replace("\n", newline).encode())
+    res = read(p)
+    assert (res.account.format, res.account.records, res.account.ingested) == ("k8s-objects", 3, 2)
+    df = res.frame()
+    assert df["kind"].tolist() == ["Pod", "Pod"]  # kind injected from the List
+    assert df["name"].tolist() == ["web-a", "web-b"]
+    assert df["event_id"].str.endswith(":1:0").iloc[0] and df["event_id"].str.endswith(":1:1").iloc[1]
+    assert res.quarantine[0].reason == "item 2 of PodList is not an object"
+    assert res.quarantine[0].index == 2
+
+
+def test_json_array_file(tmp_path: Path) -> None:
+    p = tmp_path / "alerts.json"
+    p.write_text(json.dumps([alert(0), alert(1), 42, [alert(2)]], indent=2))
+    res = read(p)
+    assert (res.account.format, res.account.records, res.account.ingested) == ("falco", 4, 2)
+    assert [q.reason for q in res.quarantine] == [
+        "element 2 of the JSON array is int, not an object",
+        "element 3 of the JSON array is list, not an object",
+    ]
+    assert res.frame()["event_id"].nunique() == 2
+
+
+def test_kind_list_wrapper_mixing_formats(tmp_path: Path) -> None:
+    event = {"kind": "Event", "apiVersion": "v1", "metadata": {"name": "e1", "namespace": "shop"},
+             "involvedObject": {"kind": "Pod", "name": "web-a", "namespace": "shop"}, "reason": "Killing",
+             "message": "Stopping container app", "firstTimestamp": "2026-03-02T10:05:00Z", "count": 1}
+    p = tmp_path / "dump.json"
+    p.write_text(json.dumps({"kind": "List", "apiVersion": "v1", "items": [{**pod("web-a"), "kind": "Pod"}, event]}))
+    res = read(p, None)
+    # the first record decides the file's format; the Event is routed to its own reader and counted
+    assert (res.account.records, res.account.ingested, res.account.quarantined) == (2, 2, 0)
+    assert res.account.rows == {"objects": 1, "k8s_events": 1}
+    assert sum(res.account.notes.values()) == 1
+
+
+def test_non_object_json_values(tmp_path: Path) -> None:
+    p = tmp_path / "falco.json"
+    p.write_bytes(line(0) + b'\n"just a string"\n42\nnull\n\n   \n' + line(1) + b"\n")
+    res = read(p)
+    assert (res.account.records, res.account.ingested) == (5, 2)  # blank lines are not records
+    assert reasons(res) == {
+        2: "JSON value is str, not an object",
+        3: "JSON value is int, not an object",
+        4: "JSON value is NoneType, not an object",
+    }
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n   \n", BOM], ids=["empty", "blank", "bom-only"])
+def test_empty_file(tmp_path: Path, content: bytes) -> None:
+    p = tmp_path / "empty.json"
+    p.write_bytes(content)
+    with pytest.raises(UnknownFormatError, match="no JSON records"):
+        read_file(p, readers=READERS)
+    res = read(p, "falco")
+    assert (res.account.records, res.account.ingested, res.account.quarantined) == (0, 0, 0)
+    assert res.tables["alerts"].num_rows == 0
+
+
+def test_binary_file(tmp_path: Path) -> None:
+    p = tmp_path / "core.bin"
+    rnd = random.Random(3)
+    p.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(rnd.getrandbits(8) for _ in range(20_000)))
+    with pytest.raises(UnknownFormatError, match="JSON records that no reader recognises|no JSON records"):
+        read_file(p, readers=READERS)
+    res = read(p, "falco")
+    assert res.account.ingested == 0 and res.account.quarantined == res.account.records > 0
+    assert all(q.reason.startswith(("invalid UTF-8 at byte", "invalid JSON")) for q in res.quarantine)
+    assert all(len(q.raw) <= 1024 * 1024 for q in res.quarantine)
+
+
+def _truncated_gzip(path: Path, payload: bytes) -> None:
+    gz = gzip.compress(payload)
+    path.write_bytes(gz[: len(gz) // 2])
+
+
+@pytest.mark.parametrize("name", ["falco.json.gz", "audit.log.1.gz", "events-2026-03-02"])
+def test_truncated_gzip_reads_the_first_part(tmp_path: Path, name: str) -> None:
+    rnd = random.Random(11)
+    p = tmp_path / name
+    _truncated_gzip(p, b"".join(line(n, rnd) + b"\n" for n in range(3000)))
+    res = read(p)
+    acc = res.account
+    assert acc.format == "falco"
+    assert 100 < acc.ingested < 3000
+    assert acc.quarantined == 1
+    q = res.quarantine[0]
+    assert q.line == acc.ingested + 1
+    assert q.reason.startswith(f"compressed stream is damaged after line {acc.ingested}")
+    assert "records up to here were read" in q.reason
+    df = res.frame()
+    assert df["line"].tolist() == list(range(1, acc.ingested + 1))
+    assert df["proc_pid"].iloc[-1] == 1000 + acc.ingested - 1
+
+
+def test_truncated_gzip_of_a_json_array_is_one_clear_quarantine(tmp_path: Path) -> None:
+    rnd = random.Random(5)
+    p = tmp_path / "alerts.json.gz"
+    _truncated_gzip(p, b"[" + b",\n".join(line(n, rnd) for n in range(3000)) + b"]")
+    res = read(p, "falco")
+    assert (res.account.records, res.account.ingested, res.account.quarantined) == (1, 0, 1)
+    assert res.quarantine[0].reason.startswith("compressed stream is damaged")
+
+
+def test_rotated_gzip_name_is_detected_by_content(tmp_path: Path) -> None:
+    gz = tmp_path / "audit.log.1.gz"
+    gz.write_bytes(gzip.compress(b"\n".join(line(n) for n in range(4)) + b"\n"))
+    plain = tmp_path / "audit.log.2.gz"  # named .gz but never compressed
+    plain.write_bytes(b"\n".join(line(n) for n in range(4)) + b"\n")
+    for p in (gz, plain):
+        res = read(p)
+        assert (res.account.format, res.account.ingested, res.account.quarantined) == ("falco", 4, 0)
+        assert res.frame()["proc_pid"].tolist() == [1000, 1001, 1002, 1003]
+        assert set(res.frame()["evidence"]) == {p.name}
+
+
+def test_partial_first_line_as_left_by_tail(tmp_path: Path) -> None:
+    p = tmp_path / "tail.json"
+    p.write_bytes(line(0)[40:] + b"\n" + b"\n".join(line(n) for n in range(1, 6)) + b"\n")
+    res = read(p)
+    assert (res.account.format, res.account.records, res.account.ingested) == ("falco", 6, 5)
+    assert reasons(res)[1].startswith("invalid JSON")
+
+
+def test_deeply_nested_json_whole_file(tmp_path: Path) -> None:
+    p = tmp_path / "deep.json"
+    p.write_bytes(b"[" * 10_000 + b"]" * 10_000)
+    with pytest.raises(UnknownFormatError):
+        read_file(p, readers=READERS)
+    res = read(p, "falco")
+    assert (res.account.records, res.account.quarantined) == (1, 1)
+    assert "depth limit exceeded" in res.quarantine[0].reason or "nested too deeply" in res.quarantine[0].reason
+
+
+def test_deeply_nested_json_line_among_good_ones(tmp_path: Path) -> None:
+    deep = b'{"rule":"x","priority":"Debug","output_fields":' + b'{"a":' * 10_000 + b"1" + b"}" * 10_000 + b"}"
+    p = tmp_path / "falco.json"
+    p.write_bytes(line(0) + b"\n" + deep + b"\n" + line(1) + b"\n")
+    res = read(p)
+    assert (res.account.records, res.account.ingested, res.account.quarantined) == (3, 2, 1)
+    assert "depth limit exceeded" in reasons(res)[2] or "nested too deeply" in reasons(res)[2]
+    assert len(res.quarantine[0].raw) <= 1024 * 1024
+
+
+def test_nested_deeper_than_json_output_allows(tmp_path: Path) -> None:
+    """300 levels parse, but cannot be written back as JSON (orjson stops at 254): quarantined, not lost."""
+    nested = b'{"rule":"x","priority":"Debug","time":"2026-03-02T12:00:00Z","output_fields":{"a":' + (
+        b'{"a":' * 300 + b"1" + b"}" * 300) + b"}}"
+    p = tmp_path / "falco.json"
+    p.write_bytes(line(0) + b"\n" + nested + b"\n")
+    res = read(p)
+    assert (res.account.records, res.account.ingested, res.account.quarantined) == (2, 1, 1)
+    assert "cannot be stored as JSON" in reasons(res)[2]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RecursionError,
+    reason="engine bug: base.FileIngest._q falls back to repr(rec.obj) for records orjson cannot re-serialise, "
+    "and repr() of a ~1,000-level record raises RecursionError (fix proposed in the report)",
+)
+def test_nested_at_the_parse_limit_is_quarantined(tmp_path: Path) -> None:
+    nested = b'{"rule":"x","priority":"Debug","time":"2026-03-02T12:00:00Z","output_fields":{"a":' + (
+        b'{"a":' * 1010 + b"1" + b"}" * 1010) + b"}}"
+    p = tmp_path / "falco.json"
+    p.write_bytes(line(0) + b"\n" + nested + b"\n")
+    res = read(p)
+    assert (res.account.records, res.account.ingested, res.account.quarantined) == (2, 1, 1)
+    assert "nested too deeply" in reasons(res)[2]
+
+
+def test_record_error_and_bad_shape_keep_line_and_raw(tmp_path: Path) -> None:
+    bad = dict(alert(1), priority="Severe")
+    p = tmp_path / "falco.json"
+    p.write_bytes(line(0) + b"\n" + json.dumps(bad).encode() + b"\n")
+    res = read(p)
+    q = res.quarantine[0]
+    assert (q.line, q.index) == (2, None)
+    assert "not a Falco priority: 'Severe'" in q.reason
+    assert json.loads(q.raw)["priority"] == "Severe"
+    assert q.to_json()["evidence"] == "falco.json"
