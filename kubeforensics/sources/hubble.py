@@ -33,6 +33,11 @@ TCP_FLAGS = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")
 _PORTED = ("TCP", "UDP", "SCTP")
 
 
+def _obj(value: Any, field: str) -> Mapping[str, Any]:
+    """:func:`fields.obj` with a fast path for plain dicts (the common case, millions of times)."""
+    return value if value.__class__ is dict else obj(value, field)
+
+
 class HubbleReader:
     """Reader for Hubble flow exports (see the module docstring for the mapping)."""
 
@@ -47,10 +52,10 @@ class HubbleReader:
         record
             One JSON object from the evidence.
         """
-        if isinstance(record.get("flow"), Mapping):
+        if isinstance(record.get("flow"), dict):
             return True
         for k in AUX_KEYS:
-            if isinstance(record.get(k), Mapping):
+            if isinstance(record.get(k), dict):
                 return True
         return "verdict" in record and ("IP" in record or "l4" in record or "source" in record)
 
@@ -69,7 +74,7 @@ class HubbleReader:
         """
         flow = record.get("flow")
         if flow is not None:
-            return (("flows", _flow(obj(flow, "flow"), record)),)
+            return (("flows", _flow(_obj(flow, "flow"), record)),)
         if any(k in record for k in _BARE_FLOW_KEYS):
             return (("flows", _flow(record, record)),)
         payload_keys = [k for k in record if k not in _ENVELOPE_KEYS]
@@ -104,7 +109,7 @@ def _endpoint(e: Any, side: str, row: dict[str, Any], p: str) -> None:
     """Fill ``<p>_namespace``, ``_pod``, ``_labels``, ``_identity``, ``_workload`` from a flow endpoint."""
     if e is None:
         return
-    e = obj(e, side)
+    e = _obj(e, side)
     row[p + "_namespace"] = text(e.get("namespace"), side + ".namespace") or None
     row[p + "_pod"] = text(e.get("pod_name"), side + ".pod_name") or None
     row[p + "_labels"] = strings(e.get("labels"), side + ".labels")
@@ -114,14 +119,14 @@ def _endpoint(e: Any, side: str, row: dict[str, Any], p: str) -> None:
         if not isinstance(workloads, list):
             raise RecordError(f"'{side}.workloads' is {type(workloads).__name__}, not a list")
         row[p + "_workload"] = text(
-            obj(workloads[0], side + ".workloads[0]").get("name"), side + ".workloads[0].name"
+            _obj(workloads[0], side + ".workloads[0]").get("name"), side + ".workloads[0].name"
         )
 
 
 def _service(s: Any, field: str) -> str | None:
     if s is None:
         return None
-    s = obj(s, field)
+    s = _obj(s, field)
     name = text(s.get("name"), field + ".name")
     ns = text(s.get("namespace"), field + ".namespace")
     if name and ns:
@@ -161,23 +166,23 @@ def _flow(f: Mapping[str, Any], envelope: Mapping[str, Any]) -> dict[str, Any]:
     }
     ip = get("IP")
     if ip is not None:
-        ip = obj(ip, "flow.IP")
+        ip = _obj(ip, "flow.IP")
         row["src_ip"] = text(ip.get("source"), "flow.IP.source")
         row["dst_ip"] = text(ip.get("destination"), "flow.IP.destination")
         row["ip_version"] = text(ip.get("ipVersion"), "flow.IP.ipVersion")
     l4 = get("l4")
     if l4:
-        for proto, v in obj(l4, "flow.l4").items():
+        for proto, v in _obj(l4, "flow.l4").items():
             if v is None:
                 continue
-            layer = obj(v, "flow.l4." + str(proto))
+            layer = _obj(v, "flow.l4." + str(proto))
             row["protocol"] = proto
             if proto in _PORTED:
                 row["src_port"] = integer(layer.get("source_port"), "flow.l4.source_port", bits=32)
                 row["dst_port"] = integer(layer.get("destination_port"), "flow.l4.destination_port", bits=32)
                 flags = layer.get("flags")
                 if flags:
-                    flags = obj(flags, "flow.l4.TCP.flags")
+                    flags = _obj(flags, "flow.l4.TCP.flags")
                     row["tcp_flags"] = ",".join(
                         [k for k in TCP_FLAGS if flags.get(k) is True]
                         + sorted(k for k, on in flags.items() if on is True and k not in TCP_FLAGS)
@@ -187,7 +192,7 @@ def _flow(f: Mapping[str, Any], envelope: Mapping[str, Any]) -> dict[str, Any]:
     _endpoint(get("destination"), "flow.destination", row, "dst")
     l7 = get("l7")
     if l7:
-        _l7(obj(l7, "flow.l7"), row)
+        _l7(_obj(l7, "flow.l7"), row)
     return row
 
 
@@ -195,14 +200,14 @@ def _l7(l7: Mapping[str, Any], row: dict[str, Any]) -> None:
     row["l7_type"] = text(l7.get("type"), "flow.l7.type")
     dns = l7.get("dns")
     if dns is not None:
-        dns = obj(dns, "flow.l7.dns")
+        dns = _obj(dns, "flow.l7.dns")
         row["dns_query"] = text(dns.get("query"), "flow.l7.dns.query")
         row["dns_ips"] = strings(dns.get("ips"), "flow.l7.dns.ips")
         row["dns_rcode"] = integer(dns.get("rcode"), "flow.l7.dns.rcode", bits=32)
         row["dns_qtypes"] = strings(dns.get("qtypes"), "flow.l7.dns.qtypes")
     http = l7.get("http")
     if http is not None:
-        http = obj(http, "flow.l7.http")
+        http = _obj(http, "flow.l7.http")
         row["http_method"] = text(http.get("method"), "flow.l7.http.method")
         row["http_url"] = redact.text(text(http.get("url"), "flow.l7.http.url"))
         row["http_code"] = integer(http.get("code"), "flow.l7.http.code", bits=32)

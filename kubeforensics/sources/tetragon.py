@@ -57,6 +57,11 @@ _FILE_ARGS = ("file_arg", "path_arg", "linux_binprm_arg")
 _INT_ARGS = ("int_arg", "long_arg", "size_arg", "uint_arg")
 
 
+def _obj(value: Any, field: str) -> Mapping[str, Any]:
+    """:func:`fields.obj` with a fast path for plain dicts (the common case, millions of times)."""
+    return value if value.__class__ is dict else obj(value, field)
+
+
 def _event_key(record: Mapping[str, Any]) -> str | None:
     """The one event key of a record; None when there is none or more than one."""
     found = None
@@ -99,7 +104,7 @@ class TetragonReader:
             One JSON object from the evidence.
         """
         key = _event_key(record)
-        if key is None or not isinstance(record[key], Mapping):
+        if key is None or not isinstance(record[key], dict):
             return False
         if len(record) == 1:
             return key in KNOWN_EVENTS
@@ -124,7 +129,7 @@ class TetragonReader:
                 "not a Tetragon event: expected exactly one event key (process_exec, process_kprobe, ...)"
             )
         ev = record[key]
-        if not isinstance(ev, Mapping):
+        if not isinstance(ev, dict):
             raise RecordError(f"'{key}' is {type(ev).__name__}, not an object")
         try:
             return (("processes", self._row(record, key, ev)),)
@@ -139,10 +144,10 @@ class TetragonReader:
         }
         proc = ev.get("process")
         if proc is not None:
-            _process(obj(proc, "process"), row)
+            _process(_obj(proc, "process"), row)
         parent = ev.get("parent")
         if parent is not None:
-            p = obj(parent, "parent")
+            p = _obj(parent, "parent")
             row["parent_binary"] = text(p.get("binary"), "parent.binary")
             row["parent_args"] = redact.text(text(p.get("arguments"), "parent.arguments"))
             row["parent_pid"] = integer(p.get("pid"), "parent.pid")
@@ -153,7 +158,7 @@ class TetragonReader:
             if not isinstance(ancestors, list):
                 raise RecordError(f"'ancestors' is {type(ancestors).__name__}, not a list")
             row["ancestors"] = [
-                text(obj(a, "ancestors[]").get("exec_id"), "ancestors[].exec_id") or "" for a in ancestors
+                text(_obj(a, "ancestors[]").get("exec_id"), "ancestors[].exec_id") or "" for a in ancestors
             ]
 
         if key in _PROBES:
@@ -201,20 +206,20 @@ def _process(p: Mapping[str, Any], row: dict[str, Any]) -> None:
     row["start_time"] = ts(get("start_time"), "process.start_time")
     cap = get("cap")
     if cap is not None:
-        cap = obj(cap, "process.cap")
+        cap = _obj(cap, "process.cap")
         row["caps_effective"] = strings(cap.get("effective"), "process.cap.effective")
         row["caps_permitted"] = strings(cap.get("permitted"), "process.cap.permitted")
     ns = get("ns")
     if ns is not None:
         row["host_namespaces"] = [
             name
-            for name, v in obj(ns, "process.ns").items()
-            if obj(v, "process.ns." + str(name)).get("is_host") is True
+            for name, v in _obj(ns, "process.ns").items()
+            if _obj(v, "process.ns.<name>").get("is_host") is True
         ]
     container_id = None
     pod = get("pod")
     if pod is not None:
-        pod = obj(pod, "process.pod")
+        pod = _obj(pod, "process.pod")
         row["namespace"] = text(pod.get("namespace"), "process.pod.namespace")
         row["pod"] = text(pod.get("name"), "process.pod.name")
         row["pod_uid"] = text(pod.get("uid"), "process.pod.uid")
@@ -224,16 +229,16 @@ def _process(p: Mapping[str, Any], row: dict[str, Any]) -> None:
         if labels is None:
             labels = _labels(pod.get("labels"), "process.pod.labels")
         else:
-            labels = obj(labels, "process.pod.pod_labels")
+            labels = _obj(labels, "process.pod.pod_labels")
         row["pod_labels"] = as_json(labels) if labels is not None else None
         container = pod.get("container")
         if container is not None:
-            c = obj(container, "process.pod.container")
+            c = _obj(container, "process.pod.container")
             container_id = container_hex(text(c.get("id"), "process.pod.container.id"))
             row["container_name"] = text(c.get("name"), "process.pod.container.name")
             image = c.get("image")
             if image is not None:
-                image = obj(image, "process.pod.container.image")
+                image = _obj(image, "process.pod.container.image")
                 row["image"] = text(image.get("name"), "process.pod.container.image.name")
                 row["image_id"] = text(image.get("id"), "process.pod.container.image.id")
     if container_id is None:
@@ -262,7 +267,7 @@ def _probe(key: str, ev: Mapping[str, Any], row: dict[str, Any]) -> None:
     row["action"] = text(get("action"), "action")
     ret = get("return")
     if ret is not None:
-        ret = obj(ret, "return")
+        ret = _obj(ret, "return")
         for name in _INT_ARGS:
             if name in ret:
                 row["return_value"] = integer(ret[name], "return." + name)
@@ -275,19 +280,19 @@ def _probe(key: str, ev: Mapping[str, Any], row: dict[str, Any]) -> None:
     decoded: list[Any] = []
     have_sock = have_file = False
     for arg in args:
-        a = obj(arg, "args[]")
+        a = _obj(arg, "args[]")
         if "string_arg" in a:
             a = {**a, "string_arg": redact.text(text(a["string_arg"], "args.string_arg"))}
         decoded.append(a)
         if not have_sock:
             for name in _SOCK_ARGS:
                 if name in a:
-                    _sock(obj(a[name], "args." + name), row, "args." + name)
+                    _sock(_obj(a[name], "args." + name), row, "args." + name)
                     have_sock = True
                     break
             else:
                 if "sockaddr_arg" in a:
-                    s = obj(a["sockaddr_arg"], "args.sockaddr_arg")
+                    s = _obj(a["sockaddr_arg"], "args.sockaddr_arg")
                     row["sock_family"] = text(s.get("family"), "args.sockaddr_arg.family")
                     row["daddr"] = text(s.get("addr"), "args.sockaddr_arg.addr")
                     row["dport"] = integer(s.get("port"), "args.sockaddr_arg.port", bits=32)
@@ -295,7 +300,7 @@ def _probe(key: str, ev: Mapping[str, Any], row: dict[str, Any]) -> None:
         if not have_file:
             for name in _FILE_ARGS:
                 if name in a:
-                    path = text(obj(a[name], "args." + name).get("path"), "args." + name + ".path")
+                    path = text(_obj(a[name], "args." + name).get("path"), "args." + name + ".path")
                     if path:
                         row["file_path"] = path
                         have_file = True
