@@ -18,7 +18,8 @@ taken from ``ka.target.namespace``/``ka.target.name`` too.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 from kubeforensics import redact
 from kubeforensics.errors import RecordError
@@ -44,7 +45,7 @@ _RANK["crit"] = _RANK["critical"]
 _RANK["emerg"] = _RANK["emergency"]
 
 #: output_fields keys that may give the time when ``time`` is absent, in order of preference.
-_TIME_FALLBACKS: tuple[str, ...] = ("evt.time", "evt.time.iso8601", "jevt.time.iso8601", "ka.time")
+_TIME_FALLBACKS: tuple[str, ...] = ("evt.time", "evt.time.iso8601", "jevt.time.iso8601")
 
 
 def priority(value: Any) -> tuple[str, int]:

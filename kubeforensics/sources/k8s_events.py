@@ -43,7 +43,8 @@ none of them is quarantined.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 from kubeforensics import redact
 from kubeforensics.errors import RecordError

@@ -27,7 +27,8 @@ object with neither is quarantined.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 import orjson
 

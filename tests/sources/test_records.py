@@ -37,8 +37,8 @@ def alert(n: int, rnd: random.Random | None = None) -> dict:
         "output_fields": {"proc.cmdline": "cat /etc/shadow", "proc.pid": 1000 + n},
     }
     if rnd is not None:
-        out["output_fields"]["container.id"] = "%012x" % rnd.getrandbits(48)
-        out["output_fields"]["fd.name"] = "/tmp/%032x" % rnd.getrandbits(128)
+        out["output_fields"]["container.id"] = f"{rnd.getrandbits(48):012x}"
+        out["output_fields"]["fd.name"] = f"/tmp/{rnd.getrandbits(128):032x}"
     return out
 
 
