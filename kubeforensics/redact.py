@@ -83,7 +83,26 @@ def k8s_object(obj: Any) -> Any:
     material, env values with secret-like names, and secret strings anywhere."""
     if not _enabled or obj is None:
         return obj
-    return _walk(obj, kind=obj.get("kind") if isinstance(obj, dict) else None)
+    try:
+        return _walk(obj, kind=obj.get("kind") if isinstance(obj, dict) else None)
+    except RecursionError:
+        return {MARK: "object nested too deeply to inspect for secrets"}
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _last_applied(value: str, kind: str | None) -> str:
+    """The last-applied annotation holds the whole object (a Secret's values too): redact inside it."""
+    import orjson
+
+    try:
+        inner = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return MARK
+    if not isinstance(inner, dict) or inner.get("kind") == "Secret" or kind == "Secret":
+        return MARK
+    return orjson.dumps(_walk(inner, inner.get("kind"))).decode()
 
 
 def _walk(node: Any, kind: str | None) -> Any:
@@ -98,6 +117,8 @@ def _walk(node: Any, kind: str | None) -> Any:
                 out[k] = {**v, "token": MARK}
             elif k in ("token", "client-key-data", "client-certificate-data", "password", "bearerToken") and isinstance(v, str):
                 out[k] = MARK
+            elif k == LAST_APPLIED and isinstance(v, str):
+                out[k] = _last_applied(v, node_kind)
             elif is_env and k == "value" and isinstance(v, str) and SECRET_NAME.search(str(node.get("name", ""))):
                 out[k] = MARK
             else:

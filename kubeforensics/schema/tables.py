@@ -408,5 +408,4 @@ def to_arrow(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     """
     if not rows:
         return empty_table(spec)
-    cols = {c.name: pa.array([r.get(c.name) for r in rows], type=c.arrow_type) for c in spec.columns}
-    return pa.table(cols, schema=spec.arrow_schema)
+    return pa.Table.from_pylist(list(rows), schema=spec.arrow_schema)

@@ -180,6 +180,9 @@ class FileIngest:
             except RecordError as exc:
                 self._quarantine(self._q(rec, str(exc)))
                 continue
+            except RecursionError:
+                self._quarantine(self._q(rec, f"{reader.name} record nested too deeply to read"))
+                continue
             except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
                 self._quarantine(self._q(rec, f"unexpected shape for a {reader.name} record: {type(exc).__name__}: {exc}"))
                 continue
@@ -226,8 +229,9 @@ class FileIngest:
 
         try:
             raw = orjson.dumps(rec.obj)
-        except (TypeError, orjson.JSONEncodeError):
-            raw = repr(rec.obj).encode()
+        except (TypeError, orjson.JSONEncodeError, RecursionError):
+            # orjson refuses depth > 255; the evidence copy keeps the original line.
+            raw = f"(record cannot be re-serialised; see {self.evidence} line {rec.line})".encode()
         return Quarantined(self.evidence, rec.line, reason, raw[: 1024 * 1024], rec.index)
 
     def _quarantine(self, q: Quarantined) -> None:

@@ -179,6 +179,15 @@ def _is_multiline_document(head: bytes) -> bool:
         return False
     except orjson.JSONDecodeError:
         pass
+    # JSON lines whose first line is damaged: a later complete line parses on its own.
+    for later in text.split(b"\n")[1:-1]:
+        later = later.strip()
+        if later.startswith(b"{") and later.endswith(b"}"):
+            try:
+                orjson.loads(later)
+                return False
+            except orjson.JSONDecodeError:
+                continue
     # A pretty-printed object starts with a line that is just "{" or '{ "key": ...' without a close.
     return b"\n" in text and first_line.count(b"{") > first_line.count(b"}")
 
@@ -233,6 +242,6 @@ def _json_reason(data: bytes, exc: Exception) -> str:
     except UnicodeDecodeError as ue:
         return f"invalid UTF-8 at byte {ue.start}"
     msg = str(exc)
-    if "recursion" in msg.lower():
+    if "recursion" in msg.lower() or "depth" in msg.lower():
         return "JSON nested too deeply"
     return f"invalid JSON: {msg}"

@@ -261,12 +261,6 @@ def test_nested_deeper_than_json_output_allows(tmp_path: Path) -> None:
     assert "cannot be stored as JSON" in reasons(res)[2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="engine bug: base.FileIngest._q falls back to repr(rec.obj) for records orjson cannot re-serialise, "
-    "and repr() of a ~1,000-level record raises RecursionError (fix proposed in the report)",
-)
 def test_nested_at_the_parse_limit_is_quarantined(tmp_path: Path) -> None:
     nested = b'{"rule":"x","priority":"Debug","time":"2026-03-02T12:00:00Z","output_fields":{"a":' + (
         b'{"a":' * 1010 + b"1" + b"}" * 1010) + b"}}"

@@ -1,0 +1,216 @@
+"""Audit ingest speed and memory, side by side with the raw parse limit and the naive pandas path.
+
+Usage::
+
+    python benchmarks/ingest.py [--events N] [--naive-events N] [--keep DIR]
+
+Generates N realistic audit events (~1 KB each: a mix of lease updates,
+controller lists, pod creates with a requestObject, exec with a command in the
+requestURI, bound service-account tokens with ``user.extra``; duplicate stages),
+then runs each method in its own process (so peak RSS is its own) and prints
+events/s and peak memory:
+
+* ``raw pyarrow``: ``pyarrow.json.read_json`` with an explicit schema of the
+  columns we extract, doing nothing else — the physical parse limit here;
+* ``raw duckdb``: ``read_ndjson`` with explicit columns into Arrow;
+* ``kubeforensics``: ``Case.ingest`` — copy + sha256 + parse + normalise +
+  Parquet, i.e. the whole job;
+* ``naive pandas``: ``pandas.read_json(lines=True)`` (on ``--naive-events``
+  events, extrapolated, since it needs ~9 GB per million events).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+
+def generate(path: Path, n: int, seed: int = 1) -> int:
+    """Write n audit events as JSON lines; returns bytes written."""
+    rnd = random.Random(seed)
+    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    nodes = [f"node-{i}" for i in range(6)]
+    ns = ["default", "shop", "payments", "kube-system", "monitoring"]
+    size = 0
+    with open(path, "w") as f:
+        for i in range(n):
+            t = t0 + timedelta(microseconds=i * 3000 + rnd.randrange(1000))
+            ts = t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            ts2 = (t + timedelta(microseconds=rnd.randrange(200, 90000))).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            kind = rnd.random()
+            aid = f"{rnd.getrandbits(128):032x}"
+            aid = f"{aid[:8]}-{aid[8:12]}-{aid[12:16]}-{aid[16:20]}-{aid[20:]}"
+            node = rnd.choice(nodes)
+            namespace = rnd.choice(ns)
+            if kind < 0.55:
+                ev = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": aid,
+                      "stage": "ResponseComplete",
+                      "requestURI": f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}?timeout=10s",
+                      "verb": "update", "user": {"username": f"system:node:{node}", "groups": ["system:nodes", "system:authenticated"]},
+                      "sourceIPs": [f"10.0.0.{nodes.index(node) + 10}"], "userAgent": "kubelet/v1.30.2 (linux/amd64) kubernetes/3c0e2f8",
+                      "objectRef": {"resource": "leases", "namespace": "kube-node-lease", "name": node, "uid": aid,
+                                    "apiGroup": "coordination.k8s.io", "apiVersion": "v1", "resourceVersion": str(rnd.randrange(10**7))},
+                      "responseStatus": {"metadata": {}, "code": 200},
+                      "requestReceivedTimestamp": ts, "stageTimestamp": ts2,
+                      "annotations": {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": ""}}
+            elif kind < 0.85:
+                sa = rnd.choice(["replicaset-controller", "endpointslice-controller", "deployment-controller"])
+                ev = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": aid,
+                      "stage": "ResponseComplete", "requestURI": f"/api/v1/namespaces/{namespace}/pods?limit=500&resourceVersion=0",
+                      "verb": "list", "user": {"username": f"system:serviceaccount:kube-system:{sa}", "uid": aid,
+                                               "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"],
+                                               "extra": {"authentication.kubernetes.io/credential-id": [f"JTI={aid}"],
+                                                         "authentication.kubernetes.io/node-name": [node],
+                                                         "authentication.kubernetes.io/pod-name": [f"kube-controller-manager-{node}"],
+                                                         "authentication.kubernetes.io/pod-uid": [aid]}},
+                      "sourceIPs": ["10.0.0.2"], "userAgent": f"kube-controller-manager/v1.30.2 (linux/amd64) kubernetes/3c0e2f8/system:serviceaccount:kube-system:{sa}",
+                      "objectRef": {"resource": "pods", "namespace": namespace, "apiVersion": "v1"},
+                      "responseStatus": {"metadata": {}, "code": 200},
+                      "requestReceivedTimestamp": ts, "stageTimestamp": ts2,
+                      "annotations": {"authorization.k8s.io/decision": "allow",
+                                      "authorization.k8s.io/reason": f'RBAC: allowed by ClusterRoleBinding "system:controller:{sa}"'}}
+            elif kind < 0.97:
+                pod = f"web-{rnd.getrandbits(24):06x}"
+                ev = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request", "auditID": aid,
+                      "stage": "ResponseComplete", "requestURI": f"/api/v1/namespaces/{namespace}/pods",
+                      "verb": "create", "user": {"username": "system:serviceaccount:kube-system:replicaset-controller", "groups": ["system:serviceaccounts"]},
+                      "sourceIPs": ["10.0.0.2"], "userAgent": "kube-controller-manager/v1.30.2",
+                      "objectRef": {"resource": "pods", "namespace": namespace, "name": pod, "apiVersion": "v1"},
+                      "responseStatus": {"metadata": {}, "code": 201},
+                      "requestObject": {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": pod, "namespace": namespace, "labels": {"app": "web"}},
+                                        "spec": {"serviceAccountName": "web", "containers": [{"name": "web", "image": "registry.example.com/web:1.4.2",
+                                                 "securityContext": {"privileged": False, "allowPrivilegeEscalation": False}}],
+                                                 "volumes": [{"name": "tmp", "emptyDir": {}}]}},
+                      "requestReceivedTimestamp": ts, "stageTimestamp": ts2,
+                      "annotations": {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": "RBAC: allowed"}}
+            else:
+                pod = f"web-{rnd.getrandbits(24):06x}"
+                ev = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request", "auditID": aid,
+                      "stage": "ResponseStarted",
+                      "requestURI": f"/api/v1/namespaces/{namespace}/pods/{pod}/exec?command=sh&command=-c&command=id%3B+cat+%2Fetc%2Fpasswd&container=web&stdin=true&stdout=true&tty=true",
+                      "verb": rnd.choice(["create", "get"]), "user": {"username": "jane@example.com", "groups": ["sre", "system:authenticated"]},
+                      "sourceIPs": ["203.0.113.7"], "userAgent": "kubectl/v1.31.0 (linux/amd64) kubernetes/9edcffc",
+                      "objectRef": {"resource": "pods", "subresource": "exec", "namespace": namespace, "name": pod, "apiVersion": "v1"},
+                      "responseStatus": {"metadata": {}, "code": 101},
+                      "requestReceivedTimestamp": ts, "stageTimestamp": ts2,
+                      "annotations": {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": "RBAC: allowed"}}
+            line = json.dumps(ev, separators=(",", ":")) + "\n"
+            f.write(line)
+            size += len(line)
+    return size
+
+
+RAW_FIELDS = [
+    "auditID", "stage", "verb", "requestURI", "userAgent", "requestReceivedTimestamp", "stageTimestamp",
+]
+
+
+def run_raw_pyarrow(path: str) -> int:
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    user = pa.struct([("username", pa.string()), ("groups", pa.list_(pa.string()))])
+    ref = pa.struct([(k, pa.string()) for k in ("resource", "subresource", "namespace", "name", "apiGroup")])
+    schema = pa.schema([(k, pa.string()) for k in RAW_FIELDS] + [
+        ("user", user), ("objectRef", ref), ("sourceIPs", pa.list_(pa.string())),
+        ("responseStatus", pa.struct([("code", pa.int32())])),
+    ])
+    t = pj.read_json(path, parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
+                     read_options=pj.ReadOptions(block_size=16 << 20))
+    return t.num_rows
+
+
+def run_raw_duckdb(path: str) -> int:
+    import duckdb
+
+    cols = {k: "VARCHAR" for k in RAW_FIELDS}
+    cols.update({"user": "STRUCT(username VARCHAR, groups VARCHAR[])",
+                 "objectRef": "STRUCT(resource VARCHAR, subresource VARCHAR, namespace VARCHAR, name VARCHAR, apiGroup VARCHAR)",
+                 "sourceIPs": "VARCHAR[]", "responseStatus": "STRUCT(code INTEGER)"})
+    spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in cols.items()) + "}"
+    con = duckdb.connect()
+    t = con.execute(f"SELECT * FROM read_ndjson('{path}', columns={spec})").to_arrow_table()
+    return t.num_rows
+
+
+def run_ours(path: str) -> int:
+    import kubeforensics as kf
+
+    with tempfile.TemporaryDirectory() as d:
+        case = kf.Case.create(Path(d) / "case")
+        rep = case.ingest(path, progress=False)
+        assert rep.totals["quarantined"] == 0
+        return rep.totals["ingested"]
+
+
+def run_naive(path: str) -> int:
+    import pandas as pd
+
+    return len(pd.read_json(path, lines=True))
+
+
+METHODS = {"raw-pyarrow": run_raw_pyarrow, "raw-duckdb": run_raw_duckdb, "kubeforensics": run_ours, "naive-pandas": run_naive}
+
+
+def child(method: str, path: str) -> None:
+    t = time.perf_counter()
+    n = METHODS[method](path)
+    dt = time.perf_counter() - t
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"method": method, "events": n, "seconds": dt, "peak_mb": peak_kb / 1024}))
+
+
+def measure(method: str, path: Path) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", method, str(path)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{method} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--naive-events", type=int, default=100_000)
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--keep", type=Path, help="keep generated files in this folder")
+    args = ap.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    work = Path(args.keep or tempfile.mkdtemp(prefix="kf-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    big, small = work / "audit-big.log", work / "audit-small.log"
+    t = time.perf_counter()
+    size = generate(big, args.events)
+    generate(small, args.naive_events)
+    print(f"# {datetime.now(timezone.utc):%Y-%m-%d} {platform.node()} {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}; {args.events:,} audit events, {size / 1e6:.0f} MB "
+          f"(generated in {time.perf_counter() - t:.0f} s)")
+    rows = []
+    for method in ("raw-pyarrow", "raw-duckdb", "kubeforensics"):
+        rows.append(measure(method, big))
+    naive = measure("naive-pandas", small)
+    rows.append(naive)
+    raw_best = max(r["events"] / r["seconds"] for r in rows[:2])
+    print(f"{'method':<16}{'events':>12}{'seconds':>10}{'events/s':>12}{'% of raw':>10}{'peak MB':>10}")
+    for r in rows:
+        rate = r["events"] / r["seconds"]
+        print(f"{r['method']:<16}{r['events']:>12,}{r['seconds']:>10.2f}{rate:>12,.0f}{100 * rate / raw_best:>9.0f}%{r['peak_mb']:>10,.0f}")
+    if not args.keep:
+        for p in (big, small):
+            p.unlink()
+        work.rmdir()
+
+
+if __name__ == "__main__":
+    main()
