@@ -187,7 +187,7 @@ def gke_event(entry: Mapping[str, Any]) -> tuple[dict[str, Any], str, str]:
     caller_ip = fields.text(meta.get("callerIp"), "protoPayload.requestMetadata.callerIp")
     ev: dict[str, Any] = {
         "kind": "Event",
-        "auditID": entry.get("insertId") or op.get("id"),
+        "auditID": fields.text(entry.get("insertId"), "insertId") or fields.text(op.get("id"), "operation.id"),
         "verb": verb,
         "user": {"username": auth.get("principalEmail")},
         "sourceIPs": [caller_ip] if caller_ip else None,

@@ -451,6 +451,25 @@ def test_gke_cloud_logging_entries(tmp_path: Path) -> None:
     assert (d["verb"], d["code"], d["status_reason"], d["name"]) == ("get", 403, "PERMISSION_DENIED", "db")
 
 
+def test_gke_fallbacks_for_id_and_time(tmp_path: Path) -> None:
+    entry = _gke("io.k8s.core.v1.namespaces.delete", "core/v1/namespaces/shop")
+    del entry["insertId"], entry["timestamp"]
+    entry["operation"]["id"] = "0f5f2c43-3f0e-4d1c-9c55-0d6f3b2a1e77"
+    r = one_row(tmp_path, entry)
+    assert r["audit_id"] == "0f5f2c43-3f0e-4d1c-9c55-0d6f3b2a1e77"
+    assert (r["time_field"], r["time"]) == ("receiveTimestamp", ts("2024-07-01T10:00:02.519356512Z"))
+    assert (r["verb"], r["resource"], r["name"], r["namespace"]) == ("delete", "namespaces", "shop", "shop")
+
+
+def test_registered_reader_claims_the_trace_files(conformance: Path) -> None:
+    from kubeforensics.sources import READERS, detect_format
+
+    assert isinstance(READERS["audit"], AuditReader)
+    for path in conformance_files(TRACES):
+        if path.name != "fal_01_003.json":
+            assert detect_format(path, READERS) == "audit", path.name
+
+
 def test_gke_entry_of_another_service_is_quarantined(tmp_path: Path) -> None:
     entry = _gke("google.container.v1.ClusterManager.SetMasterAuth", "projects/acme-prod/zones/europe-west1-b/clusters/prod")
     entry["protoPayload"]["serviceName"] = "container.googleapis.com"
