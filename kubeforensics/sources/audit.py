@@ -131,6 +131,11 @@ def _query_bool(value: str) -> bool | None:
 def exec_from_uri(uri: str) -> tuple[list[str], str | None, bool | None, bool | None]:
     """Decode ``command`` (repeated), ``container`` (first), ``stdin`` and ``tty`` from a requestURI.
 
+    Returns
+    -------
+    tuple
+        ``(argv, container, stdin, tty)``; absent options are None, argv is then empty.
+
     >>> exec_from_uri("/api/v1/namespaces/d/pods/p/exec?command=sh&command=-c&command=id+-u&tty=true")
     (['sh', '-c', 'id -u'], None, None, True)
     """
@@ -265,7 +270,27 @@ def _first(value: Any, field: str) -> str | None:
 
 
 def event_row(ev: Mapping[str, Any], wrapper: str = "", timestamp_label: str = "timestamp") -> Row:
-    """Map one audit Event (already unwrapped) to an ``audit`` row; raises RecordError naming the field."""
+    """Map one audit Event (already unwrapped) to an ``audit`` row.
+
+    Parameters
+    ----------
+    ev : Mapping
+        An ``audit.k8s.io`` Event (v1, v1beta1 or without apiVersion).
+    wrapper : str
+        ``""`` for a plain event, else ``aks``, ``eks`` or ``gke``.
+    timestamp_label : str
+        The name reported in ``time_field`` when ``ev["timestamp"]`` gives the time.
+
+    Returns
+    -------
+    dict
+        Column name to value (timestamps as int nanoseconds), without provenance columns.
+
+    Raises
+    ------
+    RecordError
+        When a key field has the wrong type (the reason names it) or no time is usable.
+    """
     get = ev.get
     kind = get("kind")
     if kind is not None and kind != "Event":

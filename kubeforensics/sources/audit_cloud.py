@@ -100,11 +100,19 @@ def _decode(value: Any, field: str) -> Mapping[str, Any]:
 
 
 def unwrap(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any], str, str] | None:
-    """Return ``(event, wrapper, timestamp_label)`` for a cloud envelope, None for anything else.
+    """Unwrap an AKS, EKS or GKE envelope.
 
-    ``timestamp_label`` names the envelope field that the event's ``timestamp``
-    came from (only GKE sets it to something other than ``timestamp``).
-    Raises RecordError when the envelope is recognised but its event is unusable.
+    Returns
+    -------
+    tuple or None
+        ``(event, wrapper, timestamp_label)``: the plain audit event, ``aks``/``eks``/``gke``,
+        and the envelope field that the event's ``timestamp`` came from (only GKE sets it
+        to something other than ``timestamp``).  None when ``obj`` is no known envelope.
+
+    Raises
+    ------
+    RecordError
+        When the envelope is recognised but its event is missing or unusable.
     """
     if obj.get("category") in AKS_CATEGORIES:
         props = fields.obj(obj.get("properties"), "properties")
