@@ -38,6 +38,15 @@ _TEXT_PATTERNS = [
 ]
 
 
+#: Every pattern above needs one of these words: a cheap test that skips most strings.
+_MAYBE_SECRET = re.compile(r"(?i)bearer|basic|token|passw|secret|api[-_]?key|eyJ|://[^/\s]*@")
+
+
+def might_contain_secret(value: str) -> bool:
+    """Cheap pre-check: False means :func:`text` would leave ``value`` unchanged."""
+    return _MAYBE_SECRET.search(value) is not None
+
+
 def set_enabled(enabled: bool, *, reason: str = "") -> None:
     """Turn redaction off (or back on).  Turning it off is logged as a warning with the reason."""
     global _enabled
@@ -52,7 +61,7 @@ def enabled() -> bool:
 
 def text(value: str | None) -> str | None:
     """Redact tokens, passwords and bearer credentials inside free text (args, URLs, messages)."""
-    if not value or not _enabled:
+    if not value or not _enabled or not _MAYBE_SECRET.search(value):
         return value
     for pattern, repl in _TEXT_PATTERNS:
         value = pattern.sub(repl, value)

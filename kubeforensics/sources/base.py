@@ -36,6 +36,21 @@ Row = dict[str, Any]
 SNIFF_RECORDS = 50
 
 
+@dataclass
+class BulkResult:
+    """What a reader's optional vectorised ``bulk`` path made of a whole file.
+
+    ``table`` holds rows for the reader's main table, provenance columns
+    included; ``records`` counts the records it accounts for (each one row of
+    ``table``); ``python_lines`` are the line numbers it declined, which the
+    engine then reads through the per-record path (``extract``).
+    """
+
+    table: pa.Table
+    records: int
+    python_lines: set[int]
+
+
 @runtime_checkable
 class Reader(Protocol):
     name: ClassVar[str]
@@ -160,6 +175,17 @@ class FileIngest:
                 continue
         return main  # let the main reader explain why it cannot use it
 
+    def _try_bulk(self) -> BulkResult | None:
+        """Run the reader's vectorised path when it has one; None means: read record by record."""
+        bulk = getattr(self.readers[self.format], "bulk", None)
+        if bulk is None:
+            return None
+        try:
+            return bulk(self.path, self.evidence, self.evidence_id)
+        except Exception as exc:  # noqa: BLE001 - the per-record path is the reference; fall back to it
+            log.debug("bulk path declined %s: %s", self.path, exc)
+            return None
+
     def batches(self) -> Iterator[tuple[TableSpec, pa.Table]]:
         """Yield ``(table spec, arrow table)`` batches; fills ``account`` and ``quarantine``."""
         specs: dict[str, TableSpec] = {}
@@ -168,7 +194,20 @@ class FileIngest:
                 specs[t.name] = t
         pending: dict[str, list[Row]] = {}
         acc = self.account
-        for rec in iter_records(self.path, self.evidence):
+        only_lines: set[int] | None = None
+        bulk = self._try_bulk()
+        if bulk is not None:
+            main = self.readers[self.format].tables[0]
+            acc.records += bulk.records
+            acc.ingested += bulk.records
+            acc.notes["vectorised"] += bulk.records
+            if bulk.table.num_rows:
+                acc.rows[main.name] += bulk.table.num_rows
+                yield main, bulk.table
+            if not bulk.python_lines:
+                return
+            only_lines = bulk.python_lines
+        for rec in iter_records(self.path, self.evidence, only_lines=only_lines):
             acc.records += 1
             if isinstance(rec, Quarantined):
                 self._quarantine(rec)

@@ -120,10 +120,14 @@ def _readline(f: IO[bytes]) -> tuple[bytes, bool]:
     return head, True
 
 
-def iter_records(path: str | Path, evidence: str | None = None) -> Iterator[Record | Quarantined]:
+def iter_records(
+    path: str | Path, evidence: str | None = None, *, only_lines: "set[int] | None" = None
+) -> Iterator[Record | Quarantined]:
     """Yield every record of an evidence file, in order.
 
     ``evidence`` is the name used in quarantine entries (defaults to the path).
+    ``only_lines`` restricts a JSON-lines file to those line numbers (others are
+    not even parsed); it is ignored for whole-file JSON documents.
     """
     evidence = evidence or str(path)
     f = open_evidence(path)
@@ -154,6 +158,8 @@ def iter_records(path: str | Path, evidence: str | None = None) -> Iterator[Reco
                 data = data[3:]
             if too_long:
                 yield Quarantined(evidence, line_no, f"line longer than {MAX_LINE_BYTES} bytes", data)
+                continue
+            if only_lines is not None and line_no not in only_lines:
                 continue
             stripped = data.strip()
             if not stripped:
