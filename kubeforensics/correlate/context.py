@@ -14,7 +14,7 @@ from kubeforensics.correlate.process_tree import ProcessTree, build_nodes
 class Context:
     """Normalise the tables once and share the expensive pieces between links, blind spots and story."""
 
-    def __init__(self, tables: Tables | "Context") -> None:
+    def __init__(self, tables: Tables | Context) -> None:
         if isinstance(tables, Context):
             self.__dict__.update(tables.__dict__)
             return

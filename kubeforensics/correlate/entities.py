@@ -28,8 +28,20 @@ from kubeforensics.correlate.frames import Tables, cid, normalise
 
 log = logging.getLogger(__name__)
 
-POD_COLS = ["namespace", "pod", "pod_uid", "node", "service_account", "ip", "host_ip", "host_network",
-            "owned_by_api", "start", "end", "source"]
+POD_COLS = [
+    "namespace",
+    "pod",
+    "pod_uid",
+    "node",
+    "service_account",
+    "ip",
+    "host_ip",
+    "host_network",
+    "owned_by_api",
+    "start",
+    "end",
+    "source",
+]
 FORWARD_TOLERANCE = pd.Timedelta(seconds=60)
 
 
@@ -73,9 +85,14 @@ def _pod_doc(row: pd.Series) -> dict[str, Any]:
         meta, spec, status = doc.get("metadata") or {}, doc.get("spec") or {}, doc.get("status") or {}
         if not isinstance(meta, dict) or not isinstance(spec, dict) or not isinstance(status, dict):
             continue
-        for key, val in (("pod", meta.get("name")), ("pod_uid", meta.get("uid")), ("node", spec.get("nodeName")),
-                         ("service_account", spec.get("serviceAccountName")), ("ip", status.get("podIP")),
-                         ("host_ip", status.get("hostIP"))):
+        for key, val in (
+            ("pod", meta.get("name")),
+            ("pod_uid", meta.get("uid")),
+            ("node", spec.get("nodeName")),
+            ("service_account", spec.get("serviceAccountName")),
+            ("ip", status.get("podIP")),
+            ("host_ip", status.get("hostIP")),
+        ):
             if isinstance(val, str) and val:
                 out[key] = val
         if spec.get("hostNetwork") is True:
@@ -94,20 +111,27 @@ class EntityResolver:
     one row per container and ``tokens`` one row per service-account token.
     """
 
-    def __init__(self, pods: pd.DataFrame, containers: pd.DataFrame, node_ips: pd.DataFrame,
-                 tokens: pd.DataFrame, processes: pd.DataFrame) -> None:
+    def __init__(
+        self,
+        pods: pd.DataFrame,
+        containers: pd.DataFrame,
+        node_ips: pd.DataFrame,
+        tokens: pd.DataFrame,
+        processes: pd.DataFrame,
+    ) -> None:
         self.pods = pods
         self.containers = containers
         self.node_ips = node_ips
         self.tokens = tokens
         self._procs = processes
-        self.ip_bindings = (pods[(pods["ip"] != "") & ~pods["host_network"]]
-                            .sort_values("start").reset_index(drop=True))
+        self.ip_bindings = (
+            pods[(pods["ip"] != "") & ~pods["host_network"]].sort_values("start").reset_index(drop=True)
+        )
         self._pod_idx = {(r.namespace, r.pod): i for i, r in enumerate(pods.itertuples())}
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def from_tables(cls, tables: Tables) -> "EntityResolver":
+    def from_tables(cls, tables: Tables) -> EntityResolver:
         """Build the resolver from the canonical tables (missing tables are empty).
 
         Parameters
@@ -117,18 +141,26 @@ class EntityResolver:
             ``objects`` (any subset) as DataFrames or Arrow tables.
         """
         t = normalise(tables, ("audit", "processes", "flows", "alerts", "k8s_events", "objects"))
-        parts = [_pods_from_objects(t["objects"]), *_pods_from_audit(t["audit"]),
-                 _pods_from_processes(t["processes"]), _pods_from_flows(t["flows"]),
-                 _pods_from_events(t["k8s_events"])]
-        obs = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(
-            not p.empty for p in parts) else pd.DataFrame(columns=POD_COLS + ["deleted"])
+        parts = [
+            _pods_from_objects(t["objects"]),
+            *_pods_from_audit(t["audit"]),
+            _pods_from_processes(t["processes"]),
+            _pods_from_flows(t["flows"]),
+            _pods_from_events(t["k8s_events"]),
+        ]
+        obs = (
+            pd.concat([p for p in parts if not p.empty], ignore_index=True)
+            if any(not p.empty for p in parts)
+            else pd.DataFrame(columns=POD_COLS + ["deleted"])
+        )
         pods = _merge_pods(obs)
         containers = _containers(t, pods)
         node_ips = _node_ips(obs)
         tokens = _tokens(t["audit"])
         procs = t["processes"]
-        procs = procs.loc[procs["exec_id"] != "",
-                          ["exec_id", "time", "node", "namespace", "pod", "pod_uid", "container_id"]]
+        procs = procs.loc[
+            procs["exec_id"] != "", ["exec_id", "time", "node", "namespace", "pod", "pod_uid", "container_id"]
+        ]
         procs = procs.drop_duplicates("exec_id")
         return cls(pods, containers, node_ips, tokens, procs.set_index("exec_id"))
 
@@ -146,8 +178,11 @@ class EntityResolver:
             e = self.pod(r["namespace"], r["pod"])
             return None if e is None else _replace(e, ip=ip)
         if r["node"]:
-            cands = tuple(self.pods.loc[self.pods["host_network"] & (self.pods["node"] == r["node"])]
-                          .pipe(lambda d: d["namespace"] + "/" + d["pod"]))
+            cands = tuple(
+                self.pods.loc[self.pods["host_network"] & (self.pods["node"] == r["node"])].pipe(
+                    lambda d: d["namespace"] + "/" + d["pod"]
+                )
+            )
             if len(cands) == 1:
                 ns, name = cands[0].split("/", 1)
                 e = self.pod(ns, name)
@@ -162,23 +197,40 @@ class EntityResolver:
         A pod owns an IP from its first evidence until its deletion; a lookup
         slightly before the first evidence (within 60 s) still matches.
         """
-        q = pd.DataFrame({"ip": ips.fillna("").astype(str).values,
-                          "t": pd.to_datetime(pd.Series(times).reset_index(drop=True), utc=True).dt.as_unit("ns"),
-                          "_i": range(len(ips))})
+        q = pd.DataFrame(
+            {
+                "ip": ips.fillna("").astype(str).values,
+                "t": pd.to_datetime(pd.Series(times).reset_index(drop=True), utc=True).dt.as_unit("ns"),
+                "_i": range(len(ips)),
+            }
+        )
         out = pd.DataFrame({"namespace": "", "pod": "", "node": "", "matched": False}, index=range(len(ips)))
-        b = self.ip_bindings[["ip", "start", "end", "namespace", "pod", "node"]].dropna(subset=["start"])
+        b = self.ip_bindings[["ip", "start", "end", "namespace", "pod", "node", "source"]].dropna(
+            subset=["start"]
+        )
         b = b.assign(start=b["start"].dt.as_unit("ns"))
         qv = q[q["t"].notna() & (q["ip"] != "")].sort_values("t")
         if not b.empty and not qv.empty:
             b = b.sort_values("start")
             back = pd.merge_asof(qv, b, left_on="t", right_on="start", by="ip", direction="backward")
             ok = back["pod"].notna() & (back["end"].isna() | (back["end"] >= back["t"]))
-            fwd = pd.merge_asof(qv, b, left_on="t", right_on="start", by="ip", direction="forward",
-                                tolerance=FORWARD_TOLERANCE)
+            # only pods known from observations (not from their creation) may be matched a little early
+            obs_only = b[~b["source"].str.contains("objects|audit")]
+            fwd = pd.merge_asof(
+                qv,
+                obs_only,
+                left_on="t",
+                right_on="start",
+                by="ip",
+                direction="forward",
+                tolerance=FORWARD_TOLERANCE,
+            )
             use_fwd = ~ok & fwd["pod"].notna()
             for frame, mask in ((back, ok), (fwd, use_fwd)):
                 sel = frame[mask.values]
-                out.loc[sel["_i"].values, ["namespace", "pod", "node"]] = sel[["namespace", "pod", "node"]].values
+                out.loc[sel["_i"].values, ["namespace", "pod", "node"]] = sel[
+                    ["namespace", "pod", "node"]
+                ].values
                 out.loc[sel["_i"].values, "matched"] = True
         if not self.node_ips.empty:
             node_of = self.node_ips.set_index("ip")["node"]
@@ -200,15 +252,24 @@ class EntityResolver:
             return None
         if at is not None and len(c) > 1:
             t = _ts(at)
-            live = c[(c["first_seen"] <= t + FORWARD_TOLERANCE) & (c["last_seen"].isna() | (c["last_seen"] >= t))]
+            live = c[
+                (c["first_seen"] <= t + FORWARD_TOLERANCE) & (c["last_seen"].isna() | (c["last_seen"] >= t))
+            ]
             c = live if not live.empty else c
         r = c.iloc[-1]
         base = self.pod(r["namespace"], r["pod"]) if r["pod"] else None
-        return Entity(namespace=r["namespace"], pod=r["pod"], pod_uid=r["pod_uid"] or (base.pod_uid if base else ""),
-                      node=r["node"] or (base.node if base else ""),
-                      service_account=base.service_account if base else "",
-                      container_id=r["container_id"], host_network=bool(base.host_network) if base else False,
-                      owned_by_api=bool(r["owned_by_api"]), valid_from=r["first_seen"], valid_to=r["last_seen"])
+        return Entity(
+            namespace=r["namespace"],
+            pod=r["pod"],
+            pod_uid=r["pod_uid"] or (base.pod_uid if base else ""),
+            node=r["node"] or (base.node if base else ""),
+            service_account=base.service_account if base else "",
+            container_id=r["container_id"],
+            host_network=bool(base.host_network) if base else False,
+            owned_by_api=bool(r["owned_by_api"]),
+            valid_from=r["first_seen"],
+            valid_to=r["last_seen"],
+        )
 
     def exec_id(self, exec_id: str) -> Entity | None:
         """The pod/container/node a Tetragon ``exec_id`` ran in."""
@@ -226,10 +287,18 @@ class EntityResolver:
         return Entity(node=r["node"], owned_by_api=False)
 
     def _entity(self, r: pd.Series) -> Entity:
-        return Entity(namespace=r["namespace"], pod=r["pod"], pod_uid=r["pod_uid"], node=r["node"],
-                      service_account=r["service_account"], host_network=bool(r["host_network"]),
-                      owned_by_api=bool(r["owned_by_api"]), valid_from=r["start"],
-                      valid_to=None if pd.isna(r["end"]) else r["end"], ip=r["ip"])
+        return Entity(
+            namespace=r["namespace"],
+            pod=r["pod"],
+            pod_uid=r["pod_uid"],
+            node=r["node"],
+            service_account=r["service_account"],
+            host_network=bool(r["host_network"]),
+            owned_by_api=bool(r["owned_by_api"]),
+            valid_from=r["start"],
+            valid_to=None if pd.isna(r["end"]) else r["end"],
+            ip=r["ip"],
+        )
 
 
 def _replace(e: Entity, **kw: Any) -> Entity:
@@ -242,9 +311,14 @@ def _replace(e: Entity, **kw: Any) -> Entity:
 def _frame(**cols: Any) -> pd.DataFrame:
     df = pd.DataFrame(cols)
     for c in POD_COLS + ["deleted"]:
-        if c not in df.columns:
-            df[c] = False if c in ("host_network", "owned_by_api") else (pd.NaT if c in ("start", "end", "deleted")
-                                                                        else "")
+        if c in ("start", "end", "deleted"):
+            df[c] = (
+                pd.to_datetime(df[c], utc=True)
+                if c in df.columns
+                else pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
+            )
+        elif c not in df.columns:
+            df[c] = False if c in ("host_network", "owned_by_api") else ""
     return df
 
 
@@ -252,22 +326,36 @@ def _pods_from_objects(o: pd.DataFrame) -> pd.DataFrame:
     p = o[o["kind"] == "Pod"]
     if p.empty:
         return p.iloc[0:0]
-    ip = p["pod_ip"].where(p["pod_ip"] != "", p["pod_ips"].str[0].fillna(""))
-    return _frame(namespace=p["namespace"], pod=p["name"], pod_uid=p["uid"], node=p["node"],
-                  service_account=p["service_account"], ip=ip, host_ip=p["host_ip"],
-                  host_network=p["host_network"].fillna(False).astype(bool), owned_by_api=True,
-                  start=p["created"].where(p["created"].notna(), p["time"]), deleted=p["deleted"], source="objects")
+    ip = p["pod_ip"].where(p["pod_ip"] != "", p["pod_ips"].map(lambda v: v[0] if len(v) else ""))
+    return _frame(
+        namespace=p["namespace"],
+        pod=p["name"],
+        pod_uid=p["uid"],
+        node=p["node"],
+        service_account=p["service_account"],
+        ip=ip,
+        host_ip=p["host_ip"],
+        host_network=p["host_network"].fillna(False).astype(bool),
+        owned_by_api=True,
+        start=p["created"].where(p["created"].notna(), p["time"]),
+        deleted=p["deleted"],
+        source="objects",
+    )
 
 
 def _pods_from_audit(a: pd.DataFrame) -> list[pd.DataFrame]:
-    pods = a[(a["resource"] == "pods") & a["subresource"].isin(["", "status"])
-             & a["verb"].isin(["create", "update", "patch", "delete"])]
+    pods = a[
+        (a["resource"] == "pods")
+        & a["subresource"].isin(["", "status"])
+        & a["verb"].isin(["create", "update", "patch", "delete"])
+    ]
     ok = pods["code"].isna() | (pods["code"] < 400)
     pods = pods[ok]
     if pods.empty:
         return []
-    docs = pd.DataFrame([_pod_doc(r) for _, r in pods[["request_object", "response_object"]].iterrows()],
-                        index=pods.index)
+    docs = pd.DataFrame(
+        [_pod_doc(r) for _, r in pods[["request_object", "response_object"]].iterrows()], index=pods.index
+    )
     for c in ("pod", "pod_uid", "node", "service_account", "ip", "host_ip"):
         docs[c] = docs[c].fillna("") if c in docs.columns else ""
     hn = docs["host_network"].fillna(False).astype(bool) if "host_network" in docs.columns else False
@@ -275,11 +363,20 @@ def _pods_from_audit(a: pd.DataFrame) -> list[pd.DataFrame]:
     node = docs["node"].where(docs["node"] != "", pods["pod_node_name"])
     sa = docs["service_account"].where(docs["service_account"] != "", pods["pod_service_account"])
     is_del = pods["verb"] == "delete"
-    creates = _frame(namespace=pods["namespace"], pod=name, pod_uid=docs["pod_uid"].where(
-        docs["pod_uid"] != "", pods["object_uid"]), node=node, service_account=sa, ip=docs["ip"],
-        host_ip=docs["host_ip"], host_network=(pods["pod_host_network"].fillna(False).astype(bool) | hn),
-        owned_by_api=True, start=pods["time"], source="audit")
-    creates.loc[is_del.values, "deleted"] = pods.loc[is_del, "time"].values
+    creates = _frame(
+        namespace=pods["namespace"],
+        pod=name,
+        pod_uid=docs["pod_uid"].where(docs["pod_uid"] != "", pods["object_uid"]),
+        node=node,
+        service_account=sa,
+        ip=docs["ip"],
+        host_ip=docs["host_ip"],
+        host_network=(pods["pod_host_network"].fillna(False).astype(bool) | hn),
+        owned_by_api=True,
+        start=pods["time"],
+        source="audit",
+    )
+    creates.loc[is_del.values, "deleted"] = pods.loc[is_del, "time"].array
     creates.loc[is_del.values, "start"] = pd.NaT
     return [creates[creates["pod"] != ""]]
 
@@ -288,14 +385,23 @@ def _pods_from_processes(p: pd.DataFrame) -> pd.DataFrame:
     q = p[p["pod"] != ""]
     if q.empty:
         return q.iloc[0:0]
-    g = q.groupby(["namespace", "pod"], sort=False).agg(pod_uid=("pod_uid", "max"), node=("node", "first"),
-                                                         start=("time", "min"))
+    g = q.groupby(["namespace", "pod"], sort=False).agg(
+        pod_uid=("pod_uid", "max"), node=("node", "first"), start=("time", "min")
+    )
     g = g.reset_index()
     conn = q[(q["function_name"].str.contains("connect")) & (q["saddr"] != "")]
     ips = conn.groupby(["namespace", "pod"])["saddr"].agg(lambda s: s.mode().iloc[0]).rename("ip")
     g = g.merge(ips, on=["namespace", "pod"], how="left")
-    return _frame(namespace=g["namespace"], pod=g["pod"], pod_uid=g["pod_uid"], node=g["node"],
-                  ip=g["ip"].fillna(""), owned_by_api=True, start=g["start"], source="tetragon")
+    return _frame(
+        namespace=g["namespace"],
+        pod=g["pod"],
+        pod_uid=g["pod_uid"],
+        node=g["node"],
+        ip=g["ip"].fillna(""),
+        owned_by_api=True,
+        start=g["start"],
+        source="tetragon",
+    )
 
 
 def _pods_from_flows(f: pd.DataFrame) -> pd.DataFrame:
@@ -304,10 +410,21 @@ def _pods_from_flows(f: pd.DataFrame) -> pd.DataFrame:
         s = f[(f[f"{side}_pod"] != "") & (f[f"{side}_ip"] != "")]
         if s.empty:
             continue
-        g = s.groupby([f"{side}_namespace", f"{side}_pod", f"{side}_ip"]).agg(start=("time", "min"),
-                                                                             node=("node", "first")).reset_index()
-        out.append(_frame(namespace=g[f"{side}_namespace"], pod=g[f"{side}_pod"], ip=g[f"{side}_ip"],
-                          start=g["start"], owned_by_api=True, source="hubble"))
+        g = (
+            s.groupby([f"{side}_namespace", f"{side}_pod", f"{side}_ip"])
+            .agg(start=("time", "min"), node=("node", "first"))
+            .reset_index()
+        )
+        out.append(
+            _frame(
+                namespace=g[f"{side}_namespace"],
+                pod=g[f"{side}_pod"],
+                ip=g[f"{side}_ip"],
+                start=g["start"],
+                owned_by_api=True,
+                source="hubble",
+            )
+        )
     return pd.concat(out, ignore_index=True) if out else f.iloc[0:0]
 
 
@@ -318,8 +435,15 @@ def _pods_from_events(e: pd.DataFrame) -> pd.DataFrame:
     node = p["message"].str.extract(r"Successfully assigned \S+ to (\S+)")[0].fillna("")
     node = node.where(node != "", p["host"])
     start = p["first_time"].where(p["first_time"].notna(), p["time"])
-    return _frame(namespace=p["namespace"], pod=p["name"], pod_uid=p["object_uid"], node=node,
-                  owned_by_api=True, start=start, source="events")
+    return _frame(
+        namespace=p["namespace"],
+        pod=p["name"],
+        pod_uid=p["object_uid"],
+        node=node,
+        owned_by_api=True,
+        start=start,
+        source="events",
+    )
 
 
 def _first_nonempty(s: pd.Series) -> str:
@@ -330,17 +454,30 @@ def _first_nonempty(s: pd.Series) -> str:
 def _merge_pods(obs: pd.DataFrame) -> pd.DataFrame:
     if obs.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in POD_COLS}).astype(
-            {"host_network": bool, "owned_by_api": bool, "start": "datetime64[ns, UTC]",
-             "end": "datetime64[ns, UTC]"})
+            {
+                "host_network": bool,
+                "owned_by_api": bool,
+                "start": "datetime64[ns, UTC]",
+                "end": "datetime64[ns, UTC]",
+            }
+        )
     prio = {"objects": 0, "audit": 1, "tetragon": 2, "hubble": 3, "events": 4}
     obs = obs.assign(_p=obs["source"].map(prio)).sort_values(["_p", "start"], kind="stable")
     obs["start"] = pd.to_datetime(obs["start"], utc=True).dt.as_unit("ns")
     obs["deleted"] = pd.to_datetime(obs["deleted"], utc=True).dt.as_unit("ns")
     g = obs.groupby(["namespace", "pod"], sort=False)
     strs = g[["pod_uid", "node", "service_account", "ip", "host_ip"]].agg(_first_nonempty)
-    res = pd.concat([strs, g["host_network"].any(), g["owned_by_api"].any(),
-                     g["start"].min(), g["deleted"].max().rename("end"),
-                     g["source"].agg(lambda s: ",".join(sorted(set(s))))], axis=1).reset_index()
+    res = pd.concat(
+        [
+            strs,
+            g["host_network"].any(),
+            g["owned_by_api"].any(),
+            g["start"].min(),
+            g["deleted"].max().rename("end"),
+            g["source"].agg(lambda s: ",".join(sorted(set(s)))),
+        ],
+        axis=1,
+    ).reset_index()
     hn = res["host_network"] & (res["host_ip"] != "")
     res.loc[hn, "ip"] = res.loc[hn, "host_ip"]
     return res[POD_COLS].sort_values("start", kind="stable").reset_index(drop=True)
@@ -360,27 +497,71 @@ def _containers(t: dict[str, pd.DataFrame], pods: pd.DataFrame) -> pd.DataFrame:
     o = t["objects"]
     o = o[(o["kind"] == "Pod")]
     if not o.empty:
-        e = o[["namespace", "name", "uid", "node", "container_ids", "created", "deleted"]].explode("container_ids")
+        e = o[["namespace", "name", "uid", "node", "container_ids", "created", "deleted"]].explode(
+            "container_ids"
+        )
         e = e[e["container_ids"].notna() & (e["container_ids"] != "")]
-        parts.append(pd.DataFrame({"container_id": cid(e["container_ids"].astype(str)), "namespace": e["namespace"],
-                                   "pod": e["name"], "pod_uid": e["uid"], "node": e["node"], "api": True,
-                                   "first_seen": e["created"], "last_seen": e["deleted"]}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "container_id": cid(e["container_ids"].astype(str)),
+                    "namespace": e["namespace"],
+                    "pod": e["name"],
+                    "pod_uid": e["uid"],
+                    "node": e["node"],
+                    "api": True,
+                    "first_seen": e["created"],
+                    "last_seen": e["deleted"],
+                }
+            )
+        )
     p = t["processes"]
     p = p[p["container_id"] != ""]
     if not p.empty:
-        g = p.assign(container_id=cid(p["container_id"]), api=p["pod"] != "").groupby("container_id").agg(
-            namespace=("namespace", "max"), pod=("pod", "max"), pod_uid=("pod_uid", "max"), node=("node", "first"),
-            api=("api", "any"), first_seen=("time", "min"), last_seen=("time", "max")).reset_index()
+        g = (
+            p.assign(container_id=cid(p["container_id"]), api=p["pod"] != "")
+            .groupby("container_id")
+            .agg(
+                namespace=("namespace", "max"),
+                pod=("pod", "max"),
+                pod_uid=("pod_uid", "max"),
+                node=("node", "first"),
+                api=("api", "any"),
+                first_seen=("time", "min"),
+                last_seen=("time", "max"),
+            )
+            .reset_index()
+        )
         parts.append(g)
     a = t["alerts"]
     a = a[a["container_id"].str.len() >= 12]
     if not a.empty:
-        g = a.assign(container_id=cid(a["container_id"]), node=a["hostname"], api=False, pod_uid="").groupby(
-            "container_id").agg(namespace=("namespace", "max"), pod=("pod", "max"), pod_uid=("pod_uid", "first"),
-                                node=("node", "first"), api=("api", "any"), first_seen=("time", "min"),
-                                last_seen=("time", "max")).reset_index()
+        g = (
+            a.assign(container_id=cid(a["container_id"]), node=a["hostname"], api=False, pod_uid="")
+            .groupby("container_id")
+            .agg(
+                namespace=("namespace", "max"),
+                pod=("pod", "max"),
+                pod_uid=("pod_uid", "first"),
+                node=("node", "first"),
+                api=("api", "any"),
+                first_seen=("time", "min"),
+                last_seen=("time", "max"),
+            )
+            .reset_index()
+        )
         parts.append(g)
-    cols = ["key", "container_id", "namespace", "pod", "pod_uid", "node", "owned_by_api", "first_seen", "last_seen"]
+    cols = [
+        "key",
+        "container_id",
+        "namespace",
+        "pod",
+        "pod_uid",
+        "node",
+        "owned_by_api",
+        "first_seen",
+        "last_seen",
+    ]
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
     c = pd.concat(parts, ignore_index=True)
@@ -390,28 +571,56 @@ def _containers(t: dict[str, pd.DataFrame], pods: pd.DataFrame) -> pd.DataFrame:
     c["_len"] = c["container_id"].str.len()
     c = c.sort_values(["key", "_len"], ascending=[True, False])
     g = c.groupby("key", sort=False)
-    res = pd.concat([g["container_id"].first(), g[["namespace", "pod", "pod_uid", "node"]].agg(_first_nonempty),
-                     g["api"].any().rename("owned_by_api"), g["first_seen"].min(), g["last_seen"].max()],
-                    axis=1).reset_index()
+    res = pd.concat(
+        [
+            g["container_id"].first(),
+            g[["namespace", "pod", "pod_uid", "node"]].agg(_first_nonempty),
+            g["api"].any().rename("owned_by_api"),
+            g["first_seen"].min(),
+            g["last_seen"].max(),
+        ],
+        axis=1,
+    ).reset_index()
     # a container whose pod is known to the API (objects, successful audit create) is owned
-    known = set(zip(pods.loc[pods["source"].str.contains("objects|audit"), "namespace"],
-                    pods.loc[pods["source"].str.contains("objects|audit"), "pod"]))
-    res["owned_by_api"] = res["owned_by_api"].astype(bool) | np.array([k in known for k in zip(res["namespace"], res["pod"])], dtype=bool)
+    known = set(
+        zip(
+            pods.loc[pods["source"].str.contains("objects|audit"), "namespace"],
+            pods.loc[pods["source"].str.contains("objects|audit"), "pod"],
+        )
+    )
+    res["owned_by_api"] = res["owned_by_api"].astype(bool) | np.array(
+        [k in known for k in zip(res["namespace"], res["pod"])], dtype=bool
+    )
     return res[cols]
 
 
 def _tokens(a: pd.DataFrame) -> pd.DataFrame:
     """One row per service-account token (credential id, else user + pod uid)."""
     sa = a[a["user"].str.startswith("system:serviceaccount:")]
-    cols = ["token", "user", "sa_pod_name", "sa_pod_uid", "sa_node_name", "sa_credential_id", "first_used",
-            "last_used", "requests", "source_ips"]
+    cols = [
+        "token",
+        "user",
+        "sa_pod_name",
+        "sa_pod_uid",
+        "sa_node_name",
+        "sa_credential_id",
+        "first_used",
+        "last_used",
+        "requests",
+        "source_ips",
+    ]
     if sa.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
     tok = token_key(sa)
-    g = sa.assign(token=tok).groupby(["token", "user", "sa_pod_name", "sa_pod_uid", "sa_node_name",
-                                      "sa_credential_id"], sort=False)
-    res = g.agg(first_used=("time", "min"), last_used=("time", "max"), requests=("event_id", "size"),
-                source_ips=("source_ip", lambda s: sorted(set(s) - {""}))).reset_index()
+    g = sa.assign(token=tok).groupby(
+        ["token", "user", "sa_pod_name", "sa_pod_uid", "sa_node_name", "sa_credential_id"], sort=False
+    )
+    res = g.agg(
+        first_used=("time", "min"),
+        last_used=("time", "max"),
+        requests=("event_id", "size"),
+        source_ips=("source_ip", lambda s: sorted(set(s) - {""})),
+    ).reset_index()
     return res[cols]
 
 

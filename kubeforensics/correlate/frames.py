@@ -9,7 +9,8 @@ meet ``NaN``; list columns hold Python lists.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,8 +22,35 @@ Tables = Mapping[str, Any]
 STAGE_RANK = {"ResponseComplete": 0, "ResponseStarted": 1, "Panic": 2, "RequestReceived": 3}
 RUNTIME_PARENTS = ("runc", "containerd-shim", "containerd-shim-runc-v2", "runc:[2:INIT]", "conmon", "crun")
 SHELLS = frozenset(
-    "sh bash dash zsh ash ksh fish busybox python python3 perl ruby php node nc ncat socat "
-    "curl wget kubectl nsenter chroot apt apk yum scp ssh".split()
+    [
+        "sh",
+        "bash",
+        "dash",
+        "zsh",
+        "ash",
+        "ksh",
+        "fish",
+        "busybox",
+        "python",
+        "python3",
+        "perl",
+        "ruby",
+        "php",
+        "node",
+        "nc",
+        "ncat",
+        "socat",
+        "curl",
+        "wget",
+        "kubectl",
+        "nsenter",
+        "chroot",
+        "apt",
+        "apk",
+        "yum",
+        "scp",
+        "ssh",
+    ]
 )
 
 

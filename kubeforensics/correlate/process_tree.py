@@ -19,15 +19,35 @@ Example
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pandas as pd
 
 from kubeforensics.correlate.frames import basename, cid, table
 
-NODE_COLS = ["exec_id", "parent_exec_id", "binary", "args", "start", "end", "exit_status", "duration",
-             "namespace", "pod", "container_id", "node", "pid", "host_namespace", "entered_host_ns",
-             "no_api_object", "network_active", "files", "inferred", "observed", "event_id"]
+NODE_COLS = [
+    "exec_id",
+    "parent_exec_id",
+    "binary",
+    "args",
+    "start",
+    "end",
+    "exit_status",
+    "duration",
+    "namespace",
+    "pod",
+    "container_id",
+    "node",
+    "pid",
+    "host_namespace",
+    "entered_host_ns",
+    "no_api_object",
+    "network_active",
+    "files",
+    "inferred",
+    "observed",
+    "event_id",
+]
 MAX_FILES = 20
 
 
@@ -40,7 +60,9 @@ class ProcessTree:
         known = parents.isin(self.nodes.index)
         self._children: dict[str, list[str]] = {}
         order = self.nodes.sort_values("start", na_position="first")
-        for pid, grp in order[order["parent_exec_id"].isin(self.nodes.index)].groupby("parent_exec_id", sort=False):
+        for pid, grp in order[order["parent_exec_id"].isin(self.nodes.index)].groupby(
+            "parent_exec_id", sort=False
+        ):
             self._children[pid] = list(grp["exec_id"])
         self._roots = list(self.nodes.loc[~known.values].sort_values("start", na_position="first")["exec_id"])
 
@@ -106,14 +128,25 @@ class ProcessTree:
         for depth, e in self.walk():
             n = self.nodes.loc[e]
             args = n["args"] if len(n["args"]) <= max_args else n["args"][: max_args - 1] + "…"
-            flags = [f for f, on in (("HOST-NS", n["host_namespace"]), ("ENTERED-HOST-NS", n["entered_host_ns"]),
-                                     ("NO-API-OBJECT", n["no_api_object"]), ("NET", n["network_active"]),
-                                     ("INFERRED", n["inferred"])) if on]
+            flags = [
+                f
+                for f, on in (
+                    ("HOST-NS", n["host_namespace"]),
+                    ("ENTERED-HOST-NS", n["entered_host_ns"]),
+                    ("NO-API-OBJECT", n["no_api_object"]),
+                    ("NET", n["network_active"]),
+                    ("INFERRED", n["inferred"]),
+                )
+                if on
+            ]
             where = f"{n['namespace']}/{n['pod']}" if n["pod"] else (n["container_id"][:12] or n["node"])
             status = "" if pd.isna(n["exit_status"]) else f" exit={int(n['exit_status'])}"
             dur = "" if pd.isna(n["duration"]) else f" {n['duration'].total_seconds():.1f}s"
-            lines.append(f"{'  ' * depth}{n['binary']} {args}".rstrip()
-                         + f"  [{where}]{status}{dur}" + (f" [{' '.join(flags)}]" if flags else ""))
+            lines.append(
+                f"{'  ' * depth}{n['binary']} {args}".rstrip()
+                + f"  [{where}]{status}{dur}"
+                + (f" [{' '.join(flags)}]" if flags else "")
+            )
         return "\n".join(lines)
 
 
@@ -130,46 +163,81 @@ def build_nodes(processes: pd.DataFrame, owned_containers: set[str] | None = Non
     late = other[~other["exec_id"].isin(ex["exec_id"])].drop_duplicates("exec_id")
     base = pd.concat([ex.assign(observed=True), late.assign(observed=True)], ignore_index=True)
     start = base["start_time"].where(base["start_time"].notna(), base["time"])
-    nodes = pd.DataFrame({
-        "exec_id": base["exec_id"], "parent_exec_id": base["parent_exec_id"], "binary": base["binary"],
-        "args": base["args"], "start": start, "namespace": base["namespace"], "pod": base["pod"],
-        "container_id": cid(base["container_id"]), "node": base["node"], "pid": base["pid"],
-        "host_namespace": base["host_namespaces"].map(_host_mnt), "observed": True, "inferred": False,
-        "event_id": base["event_id"], "_parent_binary": base["parent_binary"], "_parent_args": base["parent_args"],
-        "_parent_pid": base["parent_pid"], "_ancestors": base["ancestors"],
-    })
+    nodes = pd.DataFrame(
+        {
+            "exec_id": base["exec_id"],
+            "parent_exec_id": base["parent_exec_id"],
+            "binary": base["binary"],
+            "args": base["args"],
+            "start": start,
+            "namespace": base["namespace"],
+            "pod": base["pod"],
+            "container_id": cid(base["container_id"]),
+            "node": base["node"],
+            "pid": base["pid"],
+            "host_namespace": base["host_namespaces"].map(_host_mnt),
+            "observed": True,
+            "inferred": False,
+            "event_id": base["event_id"],
+            "_parent_binary": base["parent_binary"],
+            "_parent_args": base["parent_args"],
+            "_parent_pid": base["parent_pid"],
+            "_ancestors": base["ancestors"],
+        }
+    )
     # parents without an exec event of their own
     missing = nodes[(nodes["parent_exec_id"] != "") & ~nodes["parent_exec_id"].isin(nodes["exec_id"])]
     missing = missing.drop_duplicates("parent_exec_id")
     if not missing.empty:
         grand = missing["_ancestors"].map(lambda a: a[1] if len(a) > 1 else "")
-        syn = pd.DataFrame({
-            "exec_id": missing["parent_exec_id"], "parent_exec_id": grand, "binary": missing["_parent_binary"],
-            "args": missing["_parent_args"], "start": pd.NaT, "namespace": "", "pod": "", "container_id": "",
-            "node": missing["node"], "pid": missing["_parent_pid"], "host_namespace": False, "observed": False,
-            "inferred": False, "event_id": "",
-        })
+        syn = pd.DataFrame(
+            {
+                "exec_id": missing["parent_exec_id"],
+                "parent_exec_id": grand,
+                "binary": missing["_parent_binary"],
+                "args": missing["_parent_args"],
+                "start": pd.NaT,
+                "namespace": "",
+                "pod": "",
+                "container_id": "",
+                "node": missing["node"],
+                "pid": missing["_parent_pid"],
+                "host_namespace": False,
+                "observed": False,
+                "inferred": False,
+                "event_id": "",
+            }
+        )
         nodes = pd.concat([nodes, syn], ignore_index=True)
     nodes = nodes.drop(columns=[c for c in nodes.columns if c.startswith("_")])
     nodes["start"] = pd.to_datetime(nodes["start"], utc=True)
     # exits
     exits = p[p["event_type"] == "exit"].drop_duplicates("exec_id", keep="last").set_index("exec_id")
-    nodes["end"] = nodes["exec_id"].map(exits["time"])
+    nodes["end"] = (
+        pd.to_datetime(nodes["exec_id"].map(exits["time"]), utc=True)
+        if len(exits)
+        else pd.Series(pd.NaT, index=nodes.index, dtype="datetime64[ns, UTC]")
+    )
     nodes["exit_status"] = nodes["exec_id"].map(exits["exit_status"]).astype("Int64")
     nodes["duration"] = nodes["end"] - nodes["start"]
     # kprobes: setns, connects, files
     fn = other["function_name"]
     setns = set(other.loc[fn.str.contains("setns"), "exec_id"])
     net = set(other.loc[fn.str.contains("connect") | (other["event_type"] == "connect"), "exec_id"])
-    files = other[other["file_path"] != ""].groupby("exec_id")["file_path"].agg(
-        lambda s: list(dict.fromkeys(s))[:MAX_FILES])
+    files = (
+        other[other["file_path"] != ""]
+        .groupby("exec_id")["file_path"]
+        .agg(lambda s: list(dict.fromkeys(s))[:MAX_FILES])
+    )
     nodes["files"] = nodes["exec_id"].map(files).map(lambda v: v if isinstance(v, list) else [])
     nodes["network_active"] = nodes["exec_id"].isin(net)
     b = basename(nodes["binary"])
     nsenter_pid1 = (b == "nsenter") & nodes["args"].str.contains(r"(?:-t|--target)[ =]?1\b", regex=True)
     chroot_host = (b == "chroot") & nodes["args"].str.match(r"^\s*/host\b")
-    parent_host = nodes["parent_exec_id"].map(nodes.set_index("exec_id")["host_namespace"]).fillna(True)
-    turned = nodes["host_namespace"] & ~parent_host.astype(bool) & (nodes["container_id"] != "")
+    by_id = nodes.set_index("exec_id")
+    parent_host = nodes["parent_exec_id"].map(by_id["host_namespace"]).fillna(True).astype(bool)
+    parent_in_container = nodes["parent_exec_id"].map(by_id["container_id"]).fillna("") != ""
+    turned = nodes["host_namespace"] & ~parent_host & parent_in_container & (nodes["container_id"] != "")
     nodes["entered_host_ns"] = nsenter_pid1 | chroot_host | nodes["exec_id"].isin(setns) | turned
     _propagate_host(nodes)
     if owned_containers is None:
@@ -195,9 +263,15 @@ def _propagate_host(nodes: pd.DataFrame) -> None:
     nodes["host_namespace"] = nodes["host_namespace"] | nodes["exec_id"].isin(host)
 
 
-def process_tree(processes: pd.DataFrame, *, pod: str | None = None, namespace: str | None = None,
-                 container_id: str | None = None, exec_id: str | None = None,
-                 owned_containers: set[str] | None = None) -> ProcessTree:
+def process_tree(
+    processes: pd.DataFrame,
+    *,
+    pod: str | None = None,
+    namespace: str | None = None,
+    container_id: str | None = None,
+    exec_id: str | None = None,
+    owned_containers: set[str] | None = None,
+) -> ProcessTree:
     """Build the exact process tree, optionally restricted to a pod, container or subtree.
 
     Parameters
@@ -232,8 +306,11 @@ def process_tree(processes: pd.DataFrame, *, pod: str | None = None, namespace: 
     full = ProcessTree(nodes)
     ids = set(nodes.loc[keep, "exec_id"])
     if exec_id is not None:
-        ids = ({exec_id, *full.descendants(exec_id)} & ids) if (pod or namespace or container_id) else {
-            exec_id, *full.descendants(exec_id)}
+        ids = (
+            ({exec_id, *full.descendants(exec_id)} & ids)
+            if (pod or namespace or container_id)
+            else {exec_id, *full.descendants(exec_id)}
+        )
     # processes the selection started in other containers (nsenter into the host keeps the pod label,
     # but a chroot/ns switch may not) stay in the tree, as do ancestors
     for e in list(ids):
@@ -258,12 +335,32 @@ def inferred_tree(alerts: pd.DataFrame) -> ProcessTree:
         for depth, name in enumerate(chain):
             key = f"falco:{r.container_id or r.hostname}:" + "/".join(chain[: depth + 1])
             leaf = depth == len(chain) - 1
-            node = rows.setdefault(key, {
-                "exec_id": key, "parent_exec_id": parent, "binary": name, "args": "", "start": r.time,
-                "end": pd.NaT, "exit_status": pd.NA, "duration": pd.NaT, "namespace": r.namespace,
-                "pod": r.pod, "container_id": r.container_id, "node": r.hostname, "pid": pd.NA,
-                "host_namespace": False, "entered_host_ns": False, "no_api_object": False,
-                "network_active": False, "files": [], "inferred": True, "observed": leaf, "event_id": ""})
+            node = rows.setdefault(
+                key,
+                {
+                    "exec_id": key,
+                    "parent_exec_id": parent,
+                    "binary": name,
+                    "args": "",
+                    "start": r.time,
+                    "end": pd.NaT,
+                    "exit_status": pd.NA,
+                    "duration": pd.NaT,
+                    "namespace": r.namespace,
+                    "pod": r.pod,
+                    "container_id": r.container_id,
+                    "node": r.hostname,
+                    "pid": pd.NA,
+                    "host_namespace": False,
+                    "entered_host_ns": False,
+                    "no_api_object": False,
+                    "network_active": False,
+                    "files": [],
+                    "inferred": True,
+                    "observed": leaf,
+                    "event_id": "",
+                },
+            )
             if leaf:
                 node["args"] = r.proc_cmdline.split(" ", 1)[1] if " " in r.proc_cmdline else ""
                 node["event_id"] = node["event_id"] or r.event_id

@@ -34,8 +34,11 @@ def scenario_tables(folder: Path) -> dict[str, pd.DataFrame]:
     sources = pytest.importorskip("kubeforensics.sources", reason="readers not available yet")
     parts: dict[str, list] = {}
     for path in sorted(folder.rglob("*")):
-        if not path.is_file() or path.name == "GROUND_TRUTH.json" or path.suffix not in (".json", ".jsonl", ".gz",
-                                                                                          ".log", ".ndjson"):
+        if (
+            not path.is_file()
+            or path.name == "GROUND_TRUTH.json"
+            or path.suffix not in (".json", ".jsonl", ".gz", ".log", ".ndjson")
+        ):
             continue
         res = sources.read_file(path)
         for name, tbl in res.tables.items():

@@ -1,0 +1,483 @@
+"""The attack story: ordered, merged, explained steps built from findings and correlation.
+
+How a step is chosen is documented in ``docs/story.md``; in short: candidates
+come from findings, correlation signals and Falco alerts
+(:mod:`kubeforensics.correlate.signals`), are filtered by the seed and time
+window, merged when they describe the same thing (same tactic and entity
+within two minutes, or shared evidence), and completed from their evidence
+rows (pod, actor, process, destination IP).  Every step keeps ``why``: the
+producers that put it there.
+
+Example
+-------
+>>> story = build_story(case.frames(), seed="default/web-1")     # doctest: +SKIP
+>>> print(story.to_markdown())                                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from kubeforensics.correlate.context import Context, as_context
+from kubeforensics.correlate.frames import Tables
+from kubeforensics.correlate.noise import SYSTEM_ACTORS
+from kubeforensics.correlate.signals import (
+    CAND_COLS,
+    TACTICS,
+    from_alerts,
+    from_correlation,
+    from_findings,
+    label,
+)
+
+log = logging.getLogger(__name__)
+
+MERGE_GAP = pd.Timedelta(minutes=2)
+ORIGIN_RANK = {"finding": 0, "exec": 1, "host_ns": 1, "token": 1, "blind": 2, "falco": 3}
+JSON_KEYS = (
+    "time",
+    "tactic",
+    "techniques",
+    "summary",
+    "namespace",
+    "pod",
+    "actor",
+    "process",
+    "dst_ip",
+    "event_ids",
+)
+
+
+@dataclass
+class Step:
+    """One attack step: what happened, where, by whom, on which evidence, and why it is in the story."""
+
+    time: pd.Timestamp
+    tactic: str
+    techniques: list[str]
+    summary: str
+    namespace: str = ""
+    pod: str = ""
+    actor: str = ""
+    process: str = ""
+    dst_ip: str = ""
+    event_ids: list[str] = field(default_factory=list)
+    severity: str = "medium"
+    why: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in JSON_KEYS}
+        d["time"] = self.time.isoformat().replace("+00:00", "Z")
+        d["severity"] = self.severity
+        d["why"] = list(self.why)
+        return d
+
+
+@dataclass
+class Story:
+    """The ordered steps of an attack (see :func:`build_story`)."""
+
+    steps: list[Step]
+    seed: Any = None
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"steps": [{"time", "tactic", "techniques", "summary", "namespace", "pod", "actor", "process",
+        "dst_ip", "event_ids", "severity", "why"}]}`` (time in RFC 3339, UTC)."""
+        return {"steps": [s.to_json() for s in self.steps]}
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per step."""
+        return pd.DataFrame([{**s.__dict__} for s in self.steps], columns=[*JSON_KEYS, "severity", "why"])
+
+    def to_markdown(self) -> str:
+        """The story as Markdown: steps in time order under their ATT&CK tactic, with evidence and reasons."""
+        if not self.steps:
+            return (
+                "# Attack story\n\nNo suspicious activity found"
+                + (f" for seed `{self.seed}`." if self.seed else ".")
+                + "\n"
+            )
+        lines = ["# Attack story", ""]
+        if self.seed is not None:
+            lines += [f"Seed: `{_md(str(self.seed))}`", ""]
+        tactic = None
+        for n, s in enumerate(self.steps, 1):
+            if s.tactic != tactic:
+                tactic = s.tactic
+                lines += [f"## {tactic or 'Unclassified'}", ""]
+            where = "/".join(x for x in (s.namespace, s.pod) if x)
+            facts = [f"**{s.severity}**", ", ".join(s.techniques)]
+            facts += [f"pod `{_md(where)}`"] if where else []
+            facts += [f"actor `{_md(s.actor)}`"] if s.actor else []
+            facts += [f"process `{_md(s.process)}`"] if s.process else []
+            facts += [f"destination `{_md(s.dst_ip)}`"] if s.dst_ip else []
+            ev = ", ".join(f"`{e}`" for e in s.event_ids[:5]) + (
+                f" and {len(s.event_ids) - 5} more" if len(s.event_ids) > 5 else ""
+            )
+            lines += [
+                f"{n}. {s.time.strftime('%Y-%m-%d %H:%M:%S')}Z — {_md(s.summary)}",
+                f"   - {' · '.join(f for f in facts if f)}",
+                f"   - why: {_md('; '.join(s.why))}",
+                f"   - evidence: {ev}",
+                "",
+            ]
+        return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    """Escape attacker-controlled text for Markdown (and the HTML it may become)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([`*_\[\]|])", r"\\\1", text)
+
+
+def _findings(tables: Tables, findings: pd.DataFrame | None) -> pd.DataFrame | None:
+    if findings is not None:
+        return findings
+    try:
+        from kubeforensics.detect import run_rules
+    except ImportError as exc:
+        log.info("detection engine not available (%s): story uses correlation and Falco only", exc)
+        return None
+    return run_rules(tables)
+
+
+def build_story(
+    tables: Tables | Context,
+    findings: pd.DataFrame | None = None,
+    *,
+    seed: Any = None,
+    since: Any = None,
+    until: Any = None,
+    min_severity: str = "low",
+) -> Story:
+    """Reconstruct the attack story.
+
+    Parameters
+    ----------
+    tables : mapping or Context
+        The canonical tables by name (missing ones are empty).
+    findings : DataFrame, optional
+        Findings of :func:`kubeforensics.detect.run_rules`; computed when omitted
+        (if the detection engine is importable).
+    seed : str or dict, optional
+        Where to start: a finding (rule id or row index), a pod (``ns/name`` or
+        name), a user, an IP, or a dict with any of ``finding``, ``pod``,
+        ``user``, ``ip``.  The story then holds the steps connected to the seed
+        through shared pods, actors and IPs.  Without a seed: everything
+        suspicious.
+    since, until : time, optional
+        Time window (inclusive).
+    min_severity : str
+        Drop candidates below this severity (``info`` keeps everything).
+
+    Returns
+    -------
+    Story
+    """
+    ctx = as_context(tables)
+    fnd = _findings(ctx.t, findings)
+    parts = [from_findings(fnd), from_correlation(ctx), from_alerts(ctx)]
+    cand = (
+        pd.concat([p for p in parts if not p.empty], ignore_index=True)
+        if any(not p.empty for p in parts)
+        else pd.DataFrame(columns=CAND_COLS)
+    )
+    if cand.empty:
+        return Story([], seed)
+    cand["time"] = pd.to_datetime(cand["time"], utc=True)
+    cand = cand[cand["time"].notna()]
+    cand = cand[
+        cand["severity"].astype(int) >= {"info": 0, "low": 1, "medium": 2, "high": 3}.get(min_severity, 1)
+    ]
+    if since is not None:
+        cand = cand[
+            cand["time"] >= pd.Timestamp(since).tz_convert("UTC")
+            if pd.Timestamp(since).tzinfo
+            else cand["time"] >= pd.Timestamp(since).tz_localize("UTC")
+        ]
+    if until is not None:
+        cand = cand[
+            cand["time"] <= pd.Timestamp(until).tz_convert("UTC")
+            if pd.Timestamp(until).tzinfo
+            else cand["time"] <= pd.Timestamp(until).tz_localize("UTC")
+        ]
+    cand = _enrich(ctx, cand.reset_index(drop=True))
+    if seed is not None:
+        cand = _select_seed(cand, seed, fnd)
+    steps = _merge(cand)
+    return Story(steps, seed)
+
+
+# ------------------------------------------------------------------ enrichment
+def _evidence(ctx: Context, ids: set[str]) -> pd.DataFrame:
+    """namespace/pod/actor/process/dst_ip of the evidence rows ``ids`` (one row per event id)."""
+    t = ctx.t
+    cols = ["event_id", "time", "namespace", "pod", "actor", "process", "dst_ip", "exec_id"]
+    parts = []
+    a = t["audit"][t["audit"]["event_id"].isin(ids)]
+    if not a.empty:
+        pod = a["name"].where(a["resource"] == "pods", a["sa_pod_name"])
+        unnamed = (a["resource"] == "pods") & (a["name"] == "")
+        if unnamed.any():
+            from kubeforensics.correlate.entities import _pod_doc
+
+            pod = pod.copy()
+            for i in a.index[unnamed.values]:
+                pod.at[i] = _pod_doc(a.loc[i]).get("pod", "")
+        parts.append(
+            pd.DataFrame(
+                {
+                    "event_id": a["event_id"],
+                    "time": a["time"],
+                    "namespace": a["namespace"],
+                    "pod": pod,
+                    "actor": a["user"],
+                    "process": a["exec_command"].str.split(" ").str[0].fillna(""),
+                    "dst_ip": "",
+                    "exec_id": "",
+                }
+            )
+        )
+    p = t["processes"][t["processes"]["event_id"].isin(ids)]
+    if not p.empty:
+        parts.append(
+            pd.DataFrame(
+                {
+                    "event_id": p["event_id"],
+                    "time": p["time"],
+                    "namespace": p["namespace"],
+                    "pod": p["pod"],
+                    "actor": "",
+                    "process": p["binary"],
+                    "dst_ip": p["daddr"],
+                    "exec_id": p["exec_id"],
+                }
+            )
+        )
+    f = t["flows"][t["flows"]["event_id"].isin(ids)]
+    if not f.empty:
+        parts.append(
+            pd.DataFrame(
+                {
+                    "event_id": f["event_id"],
+                    "time": f["time"],
+                    "namespace": f["src_namespace"],
+                    "pod": f["src_pod"],
+                    "actor": "",
+                    "process": "",
+                    "dst_ip": f["dst_ip"],
+                    "exec_id": "",
+                }
+            )
+        )
+    al = t["alerts"][t["alerts"]["event_id"].isin(ids)]
+    if not al.empty:
+        parts.append(
+            pd.DataFrame(
+                {
+                    "event_id": al["event_id"],
+                    "time": al["time"],
+                    "namespace": al["namespace"],
+                    "pod": al["pod"],
+                    "actor": al["ka_user"],
+                    "process": al["proc_exepath"].where(al["proc_exepath"] != "", al["proc_name"]),
+                    "dst_ip": "",
+                    "exec_id": "",
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    ev = pd.concat(parts, ignore_index=True).drop_duplicates("event_id")
+    # processes: the user of the exec session that started them, and where they connected
+    if (ev["exec_id"] != "").any():
+        sess = _session_users(ctx)
+        ev["actor"] = ev["actor"].where(ev["actor"] != "", ev["exec_id"].map(sess).fillna(""))
+        dst = _exec_destinations(ctx)
+        ev["dst_ip"] = ev["dst_ip"].where(ev["dst_ip"] != "", ev["exec_id"].map(dst).fillna(""))
+    return ev[cols]
+
+
+def _session_users(ctx: Context) -> pd.Series:
+    lk = ctx.links
+    e = lk[lk["kind"].isin(["exec_session", "exec_descendant"])]
+    if e.empty:
+        return pd.Series(dtype=object)
+    p = ctx.t["processes"]
+    exec_of = p.drop_duplicates("event_id").set_index("event_id")["exec_id"]
+    user_of = ctx.t["audit"].set_index("event_id")["user"]
+    m = pd.Series(e["from_event_id"].map(user_of).values, index=e["to_event_id"].map(exec_of).values)
+    return m[~m.index.duplicated()]
+
+
+def _public(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_global
+    except ValueError:
+        return False
+
+
+def _exec_destinations(ctx: Context) -> pd.Series:
+    p = ctx.t["processes"]
+    c = p[p["function_name"].str.contains("connect") & (p["daddr"] != "")]
+    if c.empty:
+        return pd.Series(dtype=object)
+    c = c.assign(pub=~c["daddr"].map(_public)).sort_values(["pub", "time"])  # public destinations first
+    return c.drop_duplicates("exec_id").set_index("exec_id")["daddr"]
+
+
+def _enrich(ctx: Context, cand: pd.DataFrame) -> pd.DataFrame:
+    """Fill empty entity fields of each candidate from its earliest evidence row that has them."""
+    ids = {e for lst in cand["event_ids"] for e in lst}
+    ev = _evidence(ctx, ids)
+    if ev.empty:
+        return cand
+    ex = (
+        cand[["event_ids"]]
+        .explode("event_ids")
+        .dropna()
+        .reset_index()
+        .rename(columns={"event_ids": "event_id"})
+    )
+    ex = ex.merge(ev, on="event_id").sort_values("time")
+    for col in ("namespace", "pod", "actor", "process", "dst_ip"):
+        vals = ex[ex[col] != ""].drop_duplicates("index").set_index("index")[col]
+        cur = cand[col].fillna("").astype(str)
+        cand[col] = cur.where(cur != "", cand.index.map(vals).fillna(""))
+    return cand
+
+
+# ------------------------------------------------------------------------ seed
+def _seed_dict(seed: Any, findings: pd.DataFrame | None) -> dict[str, Any]:
+    if isinstance(seed, Mapping):
+        return dict(seed)
+    if isinstance(seed, int):
+        return {"finding": seed}
+    s = str(seed)
+    if findings is not None and not findings.empty and s in set(findings["rule_id"]):
+        return {"finding": s}
+    try:
+        ipaddress.ip_address(s)
+        return {"ip": s}
+    except ValueError:
+        pass
+    if s.startswith("system:") or "@" in s:
+        return {"user": s}
+    return {"pod": s, "user": s}
+
+
+def _select_seed(cand: pd.DataFrame, seed: Any, findings: pd.DataFrame | None) -> pd.DataFrame:
+    """Candidates connected to the seed through pods, actors and IPs (two rounds of expansion)."""
+    sd = _seed_dict(seed, findings)
+    pods: set[str] = set()
+    actors: set[str] = set()
+    ips: set[str] = set()
+    start = pd.Series(False, index=cand.index)
+    podkey = cand["namespace"] + "/" + cand["pod"]
+    if "finding" in sd:
+        f = sd["finding"]
+        want = (
+            f"finding:{findings.loc[f, 'rule_id']}"
+            if isinstance(f, int) and findings is not None
+            else f"finding:{f}"
+        )
+        start |= cand["origin"] == want
+    if "pod" in sd:
+        p = str(sd["pod"])
+        start |= (podkey == p) | (cand["pod"] == p)
+    if "user" in sd:
+        start |= cand["actor"] == str(sd["user"])
+    if "ip" in sd:
+        start |= (cand["dst_ip"] == sd["ip"]) | cand["summary"].str.contains(re.escape(str(sd["ip"])) + r"\b")
+    chosen = start
+    for _ in range(2):
+        sel = cand[chosen]
+        pods |= set(podkey[chosen & (cand["pod"] != "")])
+        actors |= {a for a in sel["actor"] if a and not SYSTEM_ACTORS.match(a)}
+        ips |= {i for i in sel["dst_ip"] if i}
+        chosen = chosen | podkey.isin(pods) | cand["actor"].isin(actors) | cand["dst_ip"].isin(ips)
+    return cand[chosen]
+
+
+# ---------------------------------------------------------------------- merge
+def _entity(cand: pd.DataFrame) -> pd.Series:
+    return (cand["namespace"] + "/" + cand["pod"]).where(cand["pod"] != "", "actor:" + cand["actor"])
+
+
+def _merge(cand: pd.DataFrame) -> list[Step]:
+    """Merge candidates with the same tactic, entity and a common technique within MERGE_GAP of each
+    other, or with the same tactic and a shared evidence event."""
+    if cand.empty:
+        return []
+    cand = cand.assign(
+        _ent=_entity(cand), _rank=cand["origin"].str.split(":").str[0].map(ORIGIN_RANK).fillna(4)
+    )
+    cand = cand.sort_values("time", kind="stable").reset_index(drop=True)
+    # union-find over candidates
+    parent = list(range(len(cand)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+
+    per_tech = cand[["tactic", "_ent", "techniques", "time"]].explode("techniques").fillna({"techniques": ""})
+    for (_, _, _), grp in per_tech.groupby(["tactic", "_ent", "techniques"], sort=False):
+        idx = grp.index.to_list()
+        times = grp["time"].to_list()
+        for a, b, ta, tb in zip(idx, idx[1:], times, times[1:]):
+            if tb - ta <= MERGE_GAP:
+                union(a, b)
+    owner: dict[tuple[str, str], int] = {}
+    for i, (tactic, ids) in enumerate(zip(cand["tactic"], cand["event_ids"])):
+        for e in ids[:50]:
+            j = owner.setdefault((tactic, e), i)
+            if j != i:
+                union(i, j)
+    cand["_grp"] = [find(i) for i in range(len(cand))]
+    steps = []
+    for _, g in cand.groupby("_grp", sort=False):
+        lead = g.sort_values(["severity", "_rank", "time"], ascending=[False, True, True]).iloc[0]
+        techs = list(dict.fromkeys(t for lst in g["techniques"] for t in lst))
+        ids = list(dict.fromkeys(e for lst in g.sort_values("time")["event_ids"] for e in lst))
+
+        by_time = g.sort_values("time")
+
+        def pick(col: str, lead: pd.Series = lead, by_time: pd.DataFrame = by_time) -> str:
+            return str(lead[col] if lead[col] else next((x for x in by_time[col] if x), ""))
+
+        steps.append(
+            Step(
+                time=g["time"].min(),
+                tactic=str(lead["tactic"]),
+                techniques=techs,
+                summary=str(lead["summary"]),
+                namespace=pick("namespace"),
+                pod=pick("pod"),
+                actor=pick("actor"),
+                process=pick("process"),
+                dst_ip=pick("dst_ip"),
+                event_ids=ids,
+                severity=label(int(g["severity"].max())),
+                why=list(dict.fromkeys(g["why"])),
+            )
+        )
+    order = {t: n for n, t in enumerate(TACTICS)}
+    steps.sort(key=lambda s: (s.time, order.get(s.tactic, 99)))
+    return steps
