@@ -240,7 +240,7 @@ class CredentialNewOrigin(PyRule):
         fua = a["user"].map(first["user_agent"]).astype(object).fillna("")
         fnet = fip.astype(str).str.replace(r"\.\d+$", "", regex=True)
         agent = a["user_agent"].astype(object).fillna("").str.split("/").str[0]
-        hit = (net != fnet) & (agent != fua.str.split("/").str[0])
+        hit = (net != fnet) & (agent != fua.str.split("/").str[0]) & (agent != "") & (fua != "")
         return a[hit].assign(first_ip=fip[hit], first_agent=fua[hit])
 
 
