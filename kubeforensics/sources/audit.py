@@ -294,7 +294,11 @@ def event_row(ev: Mapping[str, Any], wrapper: str = "", timestamp_label: str = "
     get = ev.get
     kind = get("kind")
     if kind is not None and kind != "Event":
-        raise RecordError(f"'kind' is {kind!r}, not 'Event': this is not a Kubernetes audit event")
+        if isinstance(kind, str):
+            shown = repr(kind[:60])
+        else:
+            shown = repr(kind) if isinstance(kind, (int, float)) else "a list" if isinstance(kind, list) else "an object"
+        raise RecordError(f"'kind' is {shown}, not 'Event': this is not a Kubernetes audit event")
 
     # -- time ------------------------------------------------------------------------------------
     stage_time = _ts(get("stageTimestamp"), "stageTimestamp")
@@ -331,7 +335,7 @@ def event_row(ev: Mapping[str, Any], wrapper: str = "", timestamp_label: str = "
     status = get("responseStatus")
     status = _EMPTY if status is None else _o(status, "responseStatus")
     code = status.get("code")
-    if code is not None and code.__class__ is not int:
+    if code is not None and (code.__class__ is not int or not -0x80000000 <= code < 0x80000000):
         code = fields.integer(code, "responseStatus.code", bits=32)
     message = _s(status.get("message"), "responseStatus.message")
     ann = get("annotations")
