@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("kubeforensics.cli", "check that a case's evidence and manifest are intact"),
     "simulate": ("kubeforensics.simulate.cli", "write a realistic attack dataset in the real formats"),
     "findings": ("kubeforensics.detect.cli", "run the detection rules (and Sigma rules) over a case"),
-    "story": ("kubeforensics.correlate.cli", "reconstruct the attack story of a case"),
+    "story": ("kubeforensics.cli", "reconstruct the attack story of a case"),
     "report": ("kubeforensics.report.cli", "run a playbook headless and render an HTML/Markdown report"),
     "collect": ("kubeforensics.collect.cli", "collect evidence from a live cluster or Elasticsearch"),
 }
@@ -136,6 +136,27 @@ def run_verify(args: argparse.Namespace) -> int:
         _write("\n".join(rep.lines()) + "\n")
         print(f"error: evidence is NOT intact ({len(rep.lines())} problems)", file=sys.stderr)
     return 0 if rep.ok else 1
+
+
+# ---------------------------------------------------------------------------- story
+def configure_story(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--case", required=True, metavar="DIR")
+    p.add_argument("--format", choices=("json", "markdown"), default="markdown")
+    p.add_argument("--seed", metavar="ENTITY",
+                   help="start from a finding id, a pod (ns/name), a user, an IP; default: everything suspicious")
+    p.add_argument("--since", metavar="ISO")
+    p.add_argument("--until", metavar="ISO")
+
+
+def run_story(args: argparse.Namespace) -> int:
+    from kubeforensics.case import open_case
+
+    story = open_case(args.case).story(args.seed, since=args.since, until=args.until)
+    if args.format == "json":
+        _write(orjson.dumps(story.to_json(), default=_jsonable).decode() + "\n")
+    else:
+        _write(story.to_markdown().rstrip("\n") + "\n")
+    return 0
 
 
 # ---------------------------------------------------------------------------- plumbing

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kubeforensics import __version__
+from kubeforensics.case.analysis import AnalysisMixin
 from kubeforensics.case.log import Bookmark, CaseLog
 from kubeforensics.case.manifest import (
     VerifyReport,
@@ -74,12 +75,26 @@ class IngestReport:
         }
 
 
-def _expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+#: Files inside an evidence folder that are documentation, not evidence (reported as skipped).
+NOT_EVIDENCE = ("README.md", "README.txt", "GROUND_TRUTH.json")
+
+
+def _expand_paths(paths: Iterable[str | Path], skipped: list[dict[str, Any]] | None = None) -> list[Path]:
+    """Files named, and files below folders named (recursed, sorted; hidden files and
+    documentation such as README.md / GROUND_TRUTH.json inside folders are reported in ``skipped``)."""
     out: list[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")))
+            for q in sorted(p.rglob("*")):
+                if not q.is_file():
+                    continue
+                if q.name.startswith(".") or q.name in NOT_EVIDENCE:
+                    if skipped is not None:
+                        skipped.append({"path": str(q), "format": None, "records": 0, "ingested": 0,
+                                        "quarantined": 0, "skipped": "not evidence (documentation or hidden file)"})
+                    continue
+                out.append(q)
         elif p.is_file():
             out.append(p)
         else:
@@ -87,7 +102,7 @@ def _expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-class Case:
+class Case(AnalysisMixin):
     """An investigation directory.  Create with :meth:`create`, open with :func:`open_case`."""
 
     def __init__(self, path: str | Path) -> None:
@@ -150,10 +165,10 @@ class Case:
             paths = [paths]
         if fmt is not None and fmt not in READERS:
             raise InputError(f"unknown format {fmt!r}", hint=f"choose one of {', '.join(READERS)}")
-        files = _expand_paths(paths)
+        report = IngestReport()
+        files = _expand_paths(paths, report.files)
         manifest = self.manifest
         known = {e["sha256"] for e in manifest["evidence"]}
-        report = IngestReport()
         bar = _progress(progress)
         try:
             for src in files:

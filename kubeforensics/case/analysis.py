@@ -1,0 +1,95 @@
+"""Analysis entry points on a case: findings, story, process trees, entities, links.
+
+These are thin: each loads the case's frames and calls the pure functions of
+:mod:`kubeforensics.detect` and :mod:`kubeforensics.correlate`.  Findings are
+cached in ``CASE/derived/findings.parquet`` (dropped whenever evidence is
+added) because the timeline and the story both read them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from kubeforensics.correlate import EntityResolver, ProcessTree, Story
+
+log = logging.getLogger(__name__)
+
+
+class AnalysisMixin:
+    """Mixed into :class:`kubeforensics.case.Case`."""
+
+    path: Path
+
+    def frames(self, **filters: Any) -> dict[str, pd.DataFrame]:  # provided by Case
+        raise NotImplementedError
+
+    def _tables(self) -> dict[str, pd.DataFrame]:
+        cache = getattr(self, "_frames_cache", None)
+        stamp = self._stamp()
+        if cache is None or cache[0] != stamp:
+            cache = (stamp, self.frames())
+            self._frames_cache = cache
+        return cache[1]
+
+    def _stamp(self) -> float:
+        p = self.path / "manifest.json"
+        return p.stat().st_mtime_ns if p.exists() else 0
+
+    def findings(
+        self, *, sigma: str | Path | None = None, config: Any = None, refresh: bool = False
+    ) -> pd.DataFrame:
+        """Run the built-in rules (and Sigma rules from ``sigma``) over the case.
+
+        The default run (no Sigma folder, default tuning) is cached in the case and feeds the
+        timeline's ``severity``/``techniques`` columns and the story.
+        """
+        from kubeforensics.detect import run_rules
+
+        cacheable = sigma is None and config is None
+        cache = self.path / "derived" / "findings.parquet"
+        if cacheable and cache.is_file() and not refresh:
+            return pd.read_parquet(cache)
+        df = run_rules(self._tables(), sigma=sigma, config=config)
+        if cacheable:
+            cache.parent.mkdir(exist_ok=True)
+            df.to_parquet(cache, index=False)
+        return df
+
+    def story(self, seed: Any = None, *, since: Any = None, until: Any = None,
+              findings: pd.DataFrame | None = None) -> "Story":
+        """The attack story: ordered steps with tactic, techniques and evidence (see docs/story.md)."""
+        from kubeforensics.correlate import build_story
+
+        if findings is None:
+            findings = self.findings()
+        return build_story(self._tables(), findings, seed=seed, since=since, until=until)
+
+    def process_tree(self, **selector: Any) -> "ProcessTree":
+        """The exact process tree (``pod=``, ``namespace=``, ``container_id=`` or ``exec_id=``)."""
+        from kubeforensics.correlate import process_tree
+
+        return process_tree(self._tables()["processes"], **selector)
+
+    @property
+    def entities(self) -> "EntityResolver":
+        """Who was IP X / container Y / exec_id Z at time T (pods, nodes, service accounts)."""
+        from kubeforensics.correlate import EntityResolver
+
+        return EntityResolver.from_tables(self._tables())
+
+    def links(self, **kwargs: Any) -> pd.DataFrame:
+        """Cross-source links (exec session → processes, connect → flow, token → requests, ...)."""
+        from kubeforensics.correlate import links
+
+        return links(self._tables(), **kwargs)
+
+    def blind_spots(self) -> pd.DataFrame:
+        """Interactive processes with no exec in the audit log; audit activity from unknown pod IPs."""
+        from kubeforensics.correlate import blind_spots
+
+        return blind_spots(self._tables())
