@@ -28,18 +28,19 @@ def findings_for(case: Case, findings: pd.DataFrame | None = None) -> pd.DataFra
     """The case's findings: given, from ``case.findings()``, the derived cache, or run now when small."""
     if findings is not None:
         return findings
-    getter = getattr(case, "findings", None)
-    if callable(getter):
-        try:
-            return getter()
-        except Exception as exc:  # noqa: BLE001 - a view must open even when detection fails
-            log.warning("case.findings() failed: %s", exc)
     cached = case.path / "derived" / "findings.parquet"
     if cached.is_file():
         return pd.read_parquet(cached)
     if sum(case.counts().values()) > MAX_ROWS_FOR_LIVE_DETECTION:
         log.info("case too large to run detections on the fly; pass findings= to the views")
         return _empty_findings()
+    getter = getattr(case, "findings", None)
+    if callable(getter):
+        try:
+            return getter()
+        except Exception as exc:  # noqa: BLE001 - a view must open even when detection fails
+            log.warning("case.findings() failed: %s", exc)
+            return _empty_findings()
     try:
         from kubeforensics.detect import run_rules
     except ImportError:
