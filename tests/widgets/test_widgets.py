@@ -10,8 +10,17 @@ import pandas as pd
 import pytest
 
 from kubeforensics import open_case
-from kubeforensics.widgets import (BookmarkPanel, EventTable, FilterState, FlowMapView, PivotView, ProcessTreeView,
-                                   TimelineView, in_live_kernel, investigate)
+from kubeforensics.widgets import (
+    BookmarkPanel,
+    EventTable,
+    FilterState,
+    FlowMapView,
+    PivotView,
+    ProcessTreeView,
+    TimelineView,
+    in_live_kernel,
+    investigate,
+)
 from kubeforensics.widgets.static import bundle
 from kubeforensics.widgets.table import event_details_html
 from tests.widgets.conftest import T0, XSS_ARG, XSS_POD
