@@ -1,0 +1,287 @@
+"""``--scale N``: the scenario's dataset plus bulk routine records up to about N records, streamed.
+
+The bulk records are the highest-volume routine streams of a real cluster
+(node lease renewals, exec probes, kubelet HTTP probes), built from templates
+rendered once through the normal record builders, so they have exactly the
+same shape.  They are generated in time order and merged slice by slice with
+the scenario's records, so memory stays bounded whatever N is.
+"""
+
+from __future__ import annotations
+
+import binascii
+import queue
+import threading
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator
+
+import orjson
+
+from kubeforensics.simulate.clock import NS, rfc6, rfc9
+from kubeforensics.simulate.cluster import Process
+from kubeforensics.simulate.dataset import Dataset
+from kubeforensics.simulate.formats import audit as fa
+from kubeforensics.simulate.formats import hubble as fh
+from kubeforensics.simulate.formats import tetragon as ft
+from kubeforensics.simulate.output import ROTATED_FRACTION, _close, dump_json, open_out, path_of
+from kubeforensics.simulate.formats import k8s as fk
+
+SLICE = 10_000
+SHARES = {"audit": 0.35, "tetragon": 0.25, "hubble": 0.4}
+Slice = list[tuple[int, bytes]]
+Maker = Callable[[int, int, float], Slice]  # (first index, end index, ns between records) -> time-ordered lines
+
+S_TIME = 978307200 * NS + 123456789  # 2001-01-01T00:00:00.123456789Z: never a real time in a dataset
+S_TIME2 = 978310800 * NS + 987654321
+_SEC: dict[int, bytes] = {}
+
+
+def _sec(s: int) -> bytes:
+    b = _SEC.get(s)
+    if b is None:
+        if len(_SEC) > 100_000:
+            _SEC.clear()
+        b = rfc9(s * NS)[:19].encode()
+        _SEC[s] = b
+    return b
+
+
+def _template(rec: dict[str, Any], slots: dict[str, tuple[str, str]]) -> tuple[bytes, list[str]]:
+    """A positional bytes %-template of ``rec``: each sentinel becomes ``%s``/``%d``; returns (template, slot order)."""
+    s = orjson.dumps(rec).decode().replace("%", "%%")
+    found: list[tuple[int, str, str, str]] = []
+    for name, (sentinel, conv) in slots.items():
+        start = 0
+        while (pos := s.find(sentinel, start)) >= 0:
+            found.append((pos, name, sentinel, conv))
+            start = pos + len(sentinel)
+        if not any(f[1] == name for f in found):
+            raise AssertionError(f"sentinel {name} not in template")
+    found.sort()
+    out, last = [], 0
+    for pos, _, sentinel, conv in found:
+        out.append(s[last:pos])
+        out.append(conv)
+        last = pos + len(sentinel)
+    out.append(s[last:])
+    return "".join(out).encode(), [f[1] for f in found]
+
+
+def _audit_maker(ds: Dataset) -> Maker:
+    aid_prefix = ds.ids.uuid()[:24].encode()
+    tmpls = []
+    for node in ds.cl.nodes:
+        rec = fa.event(audit_id="@AID@", stage="ResponseComplete", t_recv=S_TIME, t_stage=S_TIME2, level="Metadata",
+                       verb="update", user=fa.node_user(node),
+                       uri=f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node.name}?timeout=10s",
+                       source_ips=[node.ip], user_agent=fa.UA_KUBELET, code=200,
+                       object_ref=fa.ref("leases", "kube-node-lease", node.name, api_group="coordination.k8s.io"),
+                       annotations={"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": ""})
+        tmpl, order = _template(rec, {"aid": ("@AID@", "%s%012x"), "recv": (rfc6(S_TIME), "%s.%06dZ"),
+                                      "stage": (rfc6(S_TIME2), "%s.%06dZ")})
+        assert order == ["aid", "recv", "stage"], order
+        tmpls.append(tmpl)
+    n = len(tmpls)
+    t0 = ds.cl.t0
+
+    def make(i0: int, i1: int, step: float) -> Slice:
+        out = []
+        for i in range(i0, i1):
+            t = t0 + int(i * step)
+            ts = t + 1_500_000 + (i % 7) * 31_000
+            out.append((ts, tmpls[i % n] % (aid_prefix, i, _sec(t // NS), t % NS // 1000, _sec(ts // NS),
+                                             ts % NS // 1000)))
+        return out
+
+    return make
+
+
+def _tetragon_maker(ds: Dataset) -> Maker:
+    probes = [p for p in ds.cl.pods if p.exec_probe and p.containers[0].shim is not None]
+    tmpls = []
+    slots = {"eid": ("@EID@", "%s"), "pid": ("\"pid\":7777777", "\"pid\":%d"), "cpid": ("\"pid\":31337", "\"pid\":%d"),
+             "start": (rfc9(S_TIME), "%s.%09dZ")}
+    for pod in probes:
+        c = pod.containers[0]
+        assert c.shim is not None and pod.exec_probe is not None
+        p = Process(node=pod.node, pid=7777777, start_ns=S_TIME, binary=pod.exec_probe[0],
+                    args=" ".join(pod.exec_probe[1:]), cwd="/", uid=999, parent=c.shim, pod=pod, container=c,
+                    host_ns=False, cpid=31337, exec_probe=True)
+        p.cache["exec_id"] = "@EID@"
+        ex, o1 = _template(ft.exec_event(p), slots)
+        ez, o2 = _template(ft.exit_event(p, S_TIME2), {**slots, "end": (rfc9(S_TIME2), "%s.%09dZ")})
+        assert o1 == ["eid", "pid", "start", "cpid", "start"], o1
+        assert o2 == ["eid", "pid", "start", "cpid", "end", "end"], o2
+        tmpls.append((f"{pod.node.name}:".encode(), pod.node.boot_ns, ex, ez))
+    n = len(tmpls)
+    pid0 = 4_000_000
+    t0 = ds.cl.t0
+    b64 = binascii.b2a_base64
+
+    def make(i0: int, i1: int, step: float) -> Slice:
+        out = []
+        lat = int(step * 0.5)
+        for i in range(i0, i1):
+            k = i // 2
+            t = t0 + int(2 * k * step)
+            node, boot, ex, ez = tmpls[k % n]
+            pid = pid0 + k
+            eid = b64(b"%s%d:%d" % (node, t - boot, pid), newline=False)
+            sec, frac = _sec(t // NS), t % NS
+            cpid = pid % 30000 + 100
+            if i % 2:
+                te = t + lat
+                se, fe = _sec(te // NS), te % NS
+                out.append((te, ez % (eid, pid, sec, frac, cpid, se, fe, se, fe)))
+            else:
+                out.append((t, ex % (eid, pid, sec, frac, cpid, sec, frac)))
+        return out
+
+    return make
+
+
+def _hubble_maker(ds: Dataset) -> Maker:
+    pods = [p for p in ds.cl.pods if p.http_probe_port and not p.host_network]
+    uprefix = ds.ids.uuid()[:24].encode()
+    tmpls = []
+    for pod in pods:
+        ep = fh.endpoint(pod, ds.cl.name)
+        for reply in (False, True):
+            rec = fh.flow(t=S_TIME, uuid="@UUID@", node=pod.node.name, src_ip=pod.ip if reply else pod.node.ip,
+                          dst_ip=pod.node.ip if reply else pod.ip, src=ep if reply else fh.HOST,
+                          dst=fh.HOST if reply else ep, proto="TCP", sport=pod.http_probe_port if reply else 45454,
+                          dport=45454 if reply else pod.http_probe_port,
+                          flags={"SYN": True, "ACK": True} if reply else {"SYN": True}, direction="INGRESS",
+                          is_reply=reply)
+            tmpl, order = _template(rec, {"uuid": ("@UUID@", "%s%012x"), "time": (rfc9(S_TIME), "%s.%09dZ"),
+                                          "port": ("45454", "%d")})
+            assert order == ["time", "uuid", "port", "time"], order
+            tmpls.append(tmpl)
+    n = len(tmpls)
+    t0 = ds.cl.t0
+
+    def make(i0: int, i1: int, step: float) -> Slice:
+        out = []
+        for i in range(i0, i1):
+            t = t0 + int(i * step)
+            sec, frac = _sec(t // NS), t % NS
+            out.append((t, tmpls[i % n] % (sec, frac, uprefix, i, 32768 + (i >> 1) % 28000, sec, frac)))
+        return out
+
+    return make
+
+
+def _bulk(ds: Dataset, make: Maker, count: int) -> Iterator[Slice]:
+    """``count`` records evenly over the window, in time-ordered slices."""
+    if count <= 0:
+        return
+    step = (ds.cl.t1 - ds.cl.t0) / count
+    for i0 in range(0, count, SLICE):
+        yield make(i0, min(count, i0 + SLICE), step)
+
+
+def _merged(base: list[tuple[int, int, dict[str, Any]]], bulk: Iterator[Slice]) -> Iterator[list[bytes]]:
+    """Time-ordered chunks of lines: the scenario's records merged into the bulk slices."""
+    j = 0
+    for chunk in bulk:
+        hi = chunk[-1][0]
+        extra = []
+        while j < len(base) and base[j][0] <= hi:
+            extra.append((base[j][0], orjson.dumps(base[j][2])))
+            j += 1
+        if extra:
+            chunk = sorted(chunk + extra, key=lambda r: r[0])
+        yield [line for _, line in chunk]
+    rest = [orjson.dumps(r[2]) for r in base[j:]]
+    if rest:
+        yield rest
+
+
+class _Writer:
+    """Writes chunks on a background thread (file writes and gzip release the GIL)."""
+
+    def __init__(self) -> None:
+        self.q: queue.Queue[tuple[IO[bytes], bytes] | None] = queue.Queue(maxsize=3)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.q.get()) is not None:
+            try:
+                item[0].write(item[1])
+            except BaseException as exc:  # noqa: BLE001 - re-raised in close()
+                self.error = exc
+
+    def write(self, f: IO[bytes], data: bytes) -> None:
+        self.q.put((f, data))
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _write(w: _Writer, path_main: Path, chunks: Iterator[list[bytes]], gz: bool, rotated: Path | None = None,
+           cut: int = -1) -> tuple[int, list[IO[bytes]]]:
+    n = 0
+    files: list[IO[bytes]] = []
+    f = open_out(rotated, True) if rotated is not None else open_out(path_main, gz)
+    files.append(f)
+    for lines in chunks:
+        if rotated is not None and n + len(lines) >= cut:
+            k = cut - n
+            if k:
+                w.write(f, b"\n".join(lines[:k]) + b"\n")
+            f = open_out(path_main, gz)
+            files.append(f)
+            rotated = None
+            n += k
+            lines = lines[k:]
+            if not lines:
+                continue
+        w.write(f, b"\n".join(lines) + b"\n")
+        n += len(lines)
+    if rotated is not None:  # fewer lines than the cut: an empty current log
+        files.append(open_out(path_main, gz))
+    return n, files
+
+
+def write_scaled(ds: Dataset, out: Path, total: int, *, compress: bool = False) -> dict[str, int]:
+    """Write ``ds`` plus bulk routine records so that all files hold about ``total`` records."""
+    recs = {k: sorted(v, key=lambda r: (r[0], r[1])) for k, v in ds.buf.items()}
+    objects = fk.object_list(ds.cl, ds.cl.t1, ds.extra_objects)
+    base_total = sum(len(v) for v in recs.values()) + len(objects["items"])
+    extra = max(0, total - base_total)
+    counts: dict[str, int] = {}
+    makers = {"audit": _audit_maker(ds), "tetragon": _tetragon_maker(ds), "hubble": _hubble_maker(ds)}
+    w = _Writer()
+    opened: list[IO[bytes]] = []
+    try:
+        for key, share in SHARES.items():
+            n = int(extra * share)
+            chunks = _merged(recs[key], _bulk(ds, makers[key], n))
+            if key == "audit":
+                cut = int((len(recs[key]) + n) * ROTATED_FRACTION)
+                counts[key], files = _write(w, path_of(out, "audit", compress), chunks, compress,
+                                            rotated=path_of(out, "audit-rotated", compress), cut=cut)
+            else:
+                counts[key], files = _write(w, path_of(out, key, compress), chunks, compress)
+            opened += files
+    finally:
+        w.close()
+        for f in opened:
+            _close(f)
+    path_of(out, "falco", False).parent.mkdir(parents=True, exist_ok=True)
+    with open(path_of(out, "falco", False), "wb") as f:
+        f.write(b"".join(orjson.dumps(r[2]) + b"\n" for r in recs["falco"]))
+    counts["falco"] = len(recs["falco"])
+    items = sorted((r[2] for r in recs["k8s-events"]), key=lambda e: (e["metadata"]["namespace"], e["metadata"]["name"]))
+    dump_json(path_of(out, "k8s-events", compress),
+              {"kind": "EventList", "apiVersion": "v1", "metadata": {"resourceVersion": str(ds.rv + 7)}, "items": items})
+    counts["k8s-events"] = len(items)
+    dump_json(path_of(out, "k8s-objects", compress), objects)
+    counts["k8s-objects"] = len(objects["items"])
+    dump_json(path_of(out, "truth", compress), ds.truth.to_json(), indent=2)
+    return counts
