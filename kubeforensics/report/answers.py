@@ -66,6 +66,20 @@ def html_table(df: pd.DataFrame, max_rows: int = 30) -> str:
         f"<small>{len(df) - max_rows:,} more rows</small>" if len(df) > max_rows else "")
 
 
+class FrameView:
+    """A titled table that renders escaped (never as markup) in notebooks and reports."""
+
+    def __init__(self, df: pd.DataFrame, title: str = "", max_rows: int = 30) -> None:
+        self.df, self.title, self.max_rows = df, title, max_rows
+
+    def __repr__(self) -> str:
+        return f"{self.title}\n{self.df.head(self.max_rows).to_string()}"
+
+    def _repr_html_(self) -> str:
+        head = f"<b>{html.escape(self.title)}</b>" if self.title else ""
+        return head + html_table(self.df, self.max_rows)
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}

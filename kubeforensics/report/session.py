@@ -77,6 +77,13 @@ class Investigation:
         return self._story
 
     # ------------------------------------------------------------------ answers
+    def show_story(self) -> Any:
+        """The story as a table (escaped HTML in a notebook)."""
+        from kubeforensics.report.answers import FrameView
+
+        cols = ["time", "tactic", "techniques", "namespace", "pod", "actor", "process", "dst_ip", "summary"]
+        return FrameView(self.story.to_frame()[cols], f"Attack story: {len(self.story)} steps")
+
     def ask(self, key: str, answer: Answer) -> Answer:
         """Keep ``answer`` under ``key`` (recorded by :meth:`conclude`) and return it for display."""
         self.answers[key] = answer
@@ -87,6 +94,10 @@ class Investigation:
         params = {"since": self.since, "until": self.until, "seed": self.seed, **self.thresholds}
         df = record_answers(self.case, self.answers, playbook=self.playbook, run_id=self.run_id,
                             parameters=params)
+        from kubeforensics.report.indicators import indicators
+        from kubeforensics.report.sections import save_run
+
+        save_run(self.case, self.run_id, self.story, indicators(self.tables, self.findings))
         self.case.note(f"playbook {self.playbook} concluded with {len(self.answers)} answers", run_id=self.run_id,
                        playbook=self.playbook)
         return df

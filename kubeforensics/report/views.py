@@ -1,0 +1,57 @@
+"""Views a playbook shows: the widgets of :mod:`kubeforensics.widgets` in a live kernel, static plotly
+figures and escaped tables in headless runs (papermill, nbconvert), so a report keeps its plots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+
+def setup_plotly() -> None:
+    """Make plain ``fig.show()`` survive a headless run: outside a live kernel use the ``notebook``
+    renderer (plotly.js inlined once, no CDN) instead of the JSON-only default that reports drop."""
+    import plotly.io as pio
+
+    from kubeforensics.widgets import in_live_kernel
+
+    if not in_live_kernel():
+        pio.renderers.default = "notebook"
+
+
+def _state(inv: Any, pod: str = "") -> Any:
+    from kubeforensics.widgets import FilterState
+
+    st = FilterState()
+    changes: dict[str, Any] = {}
+    if inv.since:
+        changes["since"] = pd.Timestamp(inv.since)
+    if inv.until:
+        changes["until"] = pd.Timestamp(inv.until)
+    if pod:
+        ns, _, name = pod.rpartition("/")
+        changes.update(namespace=ns, pod=name)
+    if changes:
+        st.update(**changes)
+    return st
+
+
+def timeline(inv: Any, pod: str = "") -> Any:
+    """The timeline swimlanes of the case (or of one pod), with findings overlaid."""
+    from kubeforensics.widgets import TimelineView
+
+    return TimelineView(inv.case, _state(inv, pod), findings=inv.findings)
+
+
+def process_tree(inv: Any, pod: str) -> Any:
+    """The exact process tree of a pod."""
+    from kubeforensics.widgets import ProcessTreeView
+
+    return ProcessTreeView(inv.case, _state(inv, pod))
+
+
+def flow_map(inv: Any, pod: str = "") -> Any:
+    """Who talked to whom (of one pod when given)."""
+    from kubeforensics.widgets import FlowMapView
+
+    return FlowMapView(inv.case, _state(inv, pod))
