@@ -34,7 +34,7 @@ OPS = ("equals", "in", "startswith", "endswith", "contains", "regex", "gte", "gt
 
 #: Columns computed from others, per table: name -> (source column, function over a Series).
 DERIVED: dict[str, dict[str, str]] = {
-    "processes": {"binary_name": "binary", "parent_name": "parent_binary"},
+    "processes": {"binary_name": "binary", "parent_name": "parent_binary", "cmdline": "args", "location": "pod"},
     "flows": {"src_endpoint": "src_ip", "dst_endpoint": "dst_ip"},
 }
 
@@ -66,7 +66,14 @@ def derive(table: str, df: pd.DataFrame) -> pd.DataFrame:
     if df.empty or table not in DERIVED:
         return df.assign(**{c: pd.Series([], dtype=object) for c in DERIVED.get(table, {})}) if df.empty else df
     if table == "processes":
-        return df.assign(binary_name=basename(df["binary"]), parent_name=basename(df["parent_binary"]))
+        binary = df["binary"].astype(object).where(df["binary"].notna(), "?").astype(str)
+        args = df["args"].astype(object).where(df["args"].notna(), "").astype(str)
+        cmd = (binary + " " + args).str.rstrip()
+        cid = df["container_id"].astype(object).where(df["container_id"].notna(), "").astype(str).str[:12]
+        loc = pd.Series("the host", index=df.index, dtype=object).where(cid == "", "container " + cid)
+        pod = df["namespace"].astype(object).fillna("").astype(str) + "/" + df["pod"].astype(object).fillna("").astype(str)
+        loc = loc.where(df["pod"].isna(), pod)
+        return df.assign(binary_name=basename(df["binary"]), parent_name=basename(df["parent_binary"]), cmdline=cmd, location=loc)
     return df.assign(src_endpoint=endpoint(df, "src"), dst_endpoint=endpoint(df, "dst"))
 
 

@@ -118,7 +118,7 @@ class ShellWithoutExec(PyRule):
     sources = ("processes", "audit")
     fields = ("processes.binary", "processes.parent_binary", "processes.namespace", "processes.pod", "processes.time", "audit.resource", "audit.subresource", "audit.namespace", "audit.name", "audit.time")
     false_positives = "Audit policy that drops pods/exec; clock skew larger than two minutes between node and API server."
-    summary = "`{binary}` started by {parent_binary} in {namespace}/{pod} on {node} with no exec or attach in the audit log"
+    summary = "`{cmdline}` started by {parent_binary} in {namespace}/{pod} on {node} with no exec or attach in the audit log"
     entity = {"namespace": "namespace", "pod": "pod", "actor": "binary"}
     key = ("namespace", "pod")
     positive = [{"audit": [{"time": _ts(0), "verb": "get", "resource": "pods", "namespace": "default", "name": "other", "user": "x", "code": 200}],
@@ -156,7 +156,7 @@ class ExecThenHostEntry(PyRule):
     sources = ("audit", "processes")
     fields = ("audit.user", "audit.source_ip", "audit.namespace", "audit.name", "audit.exec_command", "processes.binary", "processes.function_name", "processes.host_namespaces", "processes.time")
     false_positives = "`kubectl debug node/...` sessions by SREs (hostPID pods with nsenter by design)."
-    summary = "{user} exec'd into {namespace}/{pod} from {source_ip}; {delay} s later `{binary} {args}` entered the host namespaces on {node}"
+    summary = "{user} exec'd into {namespace}/{pod} from {source_ip}; {delay} s later `{cmdline}` entered the host namespaces on {node}"
     entity = {"namespace": "namespace", "pod": "pod", "actor": "user"}
     key = ("user", "namespace", "pod")
     positive = [{"audit": [{"time": _ts(0), "verb": "create", "resource": "pods", "subresource": "exec", "namespace": "default", "name": "attacker", "user": "eve", "exec_command": "bash", "code": 101, "source_ip": "203.0.113.9"}],
@@ -195,7 +195,7 @@ class DropExecConnect(PyRule):
     sources = ("processes",)
     fields = ("processes.event_type", "processes.binary", "processes.args", "processes.file_path", "processes.function_name", "processes.daddr", "processes.dport", "processes.time")
     false_positives = "Installers that download and run an agent that then reports home."
-    summary = "{binary} was dropped ({how}), executed and connected to {daddr}:{dport} in {namespace}/{pod} on {node}"
+    summary = "{binary} was dropped ({how}), executed and connected to {daddr}:{dport} in {location} on {node}"
     entity = {"namespace": "namespace", "pod": "pod", "actor": "binary"}
     key = ("node", "namespace", "pod", "binary")
     positive = [{"processes": [
@@ -228,7 +228,7 @@ class DropExecConnect(PyRule):
         if not drops:
             return execs.iloc[0:0]
         d = pd.DataFrame(drops, columns=["node", "drop_time", "binary", "how"])
-        j = execs[["time", "node", "namespace", "pod", "binary", "event_id"]].merge(d, on=["node", "binary"])
+        j = execs[["time", "node", "namespace", "pod", "location", "binary", "event_id"]].merge(d, on=["node", "binary"])
         j = j[(j["drop_time"] <= j["time"]) & (j["time"] - j["drop_time"] <= win)].drop_duplicates("event_id")
         if j.empty:
             return j
@@ -254,7 +254,7 @@ class HostRootChroot(PyRule):
     requires = ("processes",)
     fields = ("audit.pod_host_paths", "audit.namespace", "audit.name", "audit.user", "objects.host_paths", "processes.binary", "processes.args", "processes.pod")
     false_positives = "`kubectl debug node/...` (mounts / at /host; chroot /host is its documented use)."
-    summary = "`{binary} {args}` ran in {namespace}/{pod} on {node}, a pod created by {creator} with the host's / mounted"
+    summary = "`{cmdline}` ran in {namespace}/{pod} on {node}, a pod created by {creator} with the host's / mounted"
     entity = {"namespace": "namespace", "pod": "pod", "actor": "creator"}
     key = ("namespace", "pod")
     positive = [{"audit": [{"time": _ts(0), "verb": "create", "resource": "pods", "namespace": "default", "name": "rootpod", "user": "eve", "pod_host_paths": ["/"], "code": 201}],

@@ -91,6 +91,18 @@ def hits_frame(
     return out[list(HIT_COLUMNS)].reset_index(drop=True)
 
 
+def _condition_columns(cond: Any) -> set[str]:
+    if isinstance(cond, Mapping):
+        out = {cond["field"]} if "field" in cond else set()
+        for k in ("all", "any"):
+            for c in cond.get(k, []) or []:
+                out |= _condition_columns(c)
+        if "not" in cond:
+            out |= _condition_columns(cond["not"])
+        return out
+    return set()
+
+
 @dataclass
 class YamlRule:
     """A declarative rule over one canonical table."""
@@ -103,6 +115,7 @@ class YamlRule:
     key: tuple[str, ...]
     allow: dict[str, list[str]]
     tests: dict[str, list[Any]] = field(default_factory=dict)
+    reads: tuple[str, ...] = ()  # condition columns (derived ones included)
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any], where: str) -> "YamlRule":
@@ -145,17 +158,19 @@ class YamlRule:
             false_positives=str(d.get("false_positives") or "").strip(),
             origin=where,
         )
-        return cls(meta, table, mask, str(d["summary"]), entity, key, allow, dict(d.get("tests") or {}))
+        cond_cols = tuple(sorted(_condition_columns(d["condition"])))
+        return cls(meta, table, mask, str(d["summary"]), entity, key, allow, dict(d.get("tests") or {}), cond_cols)
 
     def evaluate(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         """Hits of this rule in ``tables[self.table]``."""
         df = tables.get(self.table)
         if df is None or df.empty:
             return empty_hits()
-        m = self.mask(df, config)
+        narrow = df[[c for c in self.reads if c in df.columns]]  # masks copy only the columns they read
+        m = self.mask(narrow, config)
         if not m.any():
             return empty_hits()
-        sub = df[m]
+        sub = df[m.to_numpy()]
         for cols, lists in self.allow.items():
             parts = [column(sub, self.table, c).astype(object).where(lambda s: s.notna(), "") for c in cols.split("/")]
             joined = parts[0].astype(str)

@@ -211,37 +211,46 @@ class ServiceAccountFromOutside(PyRule):
 
 class CredentialNewOrigin(PyRule):
     id = "KF-AUD-203"
-    title = "Credential used from a new address with a new client"
-    description = "A user or service account already seen from one address and client appeared from a different network with a different user agent: a leaked credential used by someone else."
+    title = "Credential used from several networks with different clients"
+    description = "One user or service account was used from more than one network and with more than one client (user agent): typically a leaked credential used by someone besides its owner. Each origin is one finding, so the legitimate and the foreign use sit side by side."
     severity = Severity.MEDIUM
     techniques = ("T1078",)
     tactic = "initial-access"
     sources = ("audit",)
     fields = ("audit.user", "audit.source_ip", "audit.user_agent", "audit.time")
-    false_positives = "People working from home and office with different tools; IP changes of CI runners."
-    summary = "{user} used from {source_ip} ({user_agent}), first seen from {first_ip} ({first_agent})"
+    false_positives = "People working from home and office with different kubectl builds; CI runners changing address and version together."
+    summary = "{user} used from {source_ip} ({user_agent}); {origins} origins in all: {others}"
     entity = {"namespace": "namespace", "actor": "user"}
     key = ("user", "source_ip", "user_agent")
     positive = [{"audit": [{"time": _ts(0), "user": "system:serviceaccount:ci:deployer", "source_ip": "10.20.0.5", "user_agent": "argocd/v2.9", "verb": "patch", "resource": "deployments", "code": 200},
                            {"time": _ts(900), "user": "system:serviceaccount:ci:deployer", "source_ip": "198.51.100.66", "user_agent": "kubectl/v1.30.1 (linux/amd64)", "verb": "create", "resource": "selfsubjectrulesreviews", "code": 201}]}]
     negative = [{"audit": [{"time": _ts(0), "user": "alice", "source_ip": "10.20.0.5", "user_agent": "kubectl/v1.30.1", "code": 200},
-                           {"time": _ts(900), "user": "alice", "source_ip": "10.20.0.9", "user_agent": "kubectl/v1.30.1", "code": 200}]}]
+                           {"time": _ts(900), "user": "alice", "source_ip": "10.30.0.9", "user_agent": "kubectl/v1.30.1", "code": 200},
+                           {"time": _ts(950), "user": "bob", "source_ip": "10.20.0.5", "user_agent": "kubectl/v1.30.1", "code": 200},
+                           {"time": _ts(990), "user": "bob", "source_ip": "10.20.0.7", "user_agent": "Mozilla/5.0 (dashboard)", "code": 200}]}]
 
     def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         a = tables["audit"]
-        a = a[a["user"].notna() & a["source_ip"].notna() & a["user"].astype("string").ne("system:anonymous").fillna(False).astype(bool)]
-        a = a[_not_allowed(a["user"], config, "system_identities")]
+        a = a[a["user"].notna() & a["source_ip"].notna() & a["user_agent"].notna()]
+        a = a[(a["user"] != "system:anonymous") & _not_allowed(a["user"], config, "system_identities")]
         if a.empty:
             return a
-        a = a.sort_values("time", kind="stable")
-        first = a.drop_duplicates("user").set_index("user")[["source_ip", "user_agent"]]
-        net = a["source_ip"].astype(str).str.replace(r"\.\d+$", "", regex=True)
-        fip = a["user"].map(first["source_ip"])
-        fua = a["user"].map(first["user_agent"]).astype(object).fillna("")
-        fnet = fip.astype(str).str.replace(r"\.\d+$", "", regex=True)
-        agent = a["user_agent"].astype(object).fillna("").str.split("/").str[0]
-        hit = (net != fnet) & (agent != fua.str.split("/").str[0]) & (agent != "") & (fua != "")
-        return a[hit].assign(first_ip=fip[hit], first_agent=fua[hit])
+        net = a["source_ip"].astype(str).str.replace(r"[.:][0-9a-f]+$", "", regex=True)
+        a = a.assign(_net=net.to_numpy())
+        g = a.groupby("user")
+        multi = (g["_net"].transform("nunique") >= 2) & (g["user_agent"].transform("nunique") >= 2)
+        a = a[multi]
+        if a.empty:
+            return a
+        # origins (network, agent) of each user; a row is flagged when its user has 2+ origins differing in both
+        pairs = a.drop_duplicates(["user", "_net", "user_agent"])
+        keep_users = [u for u, p in pairs.groupby("user") if any(
+            (n1 != n2 and u1 != u2) for n1, u1 in zip(p["_net"], p["user_agent"]) for n2, u2 in zip(p["_net"], p["user_agent"]))]
+        a = a[a["user"].isin(keep_users)]
+        origins = {u: [f"{ip} ({ua})" for ip, ua in zip(p["source_ip"], p["user_agent"])] for u, p in
+                   a.drop_duplicates(["user", "source_ip", "user_agent"]).groupby("user")}
+        others = [", ".join(o for o in origins[u] if o != f"{ip} ({ua})")[:300] for u, ip, ua in zip(a["user"], a["source_ip"], a["user_agent"])]
+        return a.assign(origins=a["user"].map(lambda u: len(origins[u])), others=others)
 
 
 STATISTICAL_RULES: tuple[type[PyRule], ...] = (
