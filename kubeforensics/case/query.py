@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from kubeforensics.schema import TABLES, TableSpec
 
@@ -114,6 +115,7 @@ class CaseQuery:
         if self._con is None:
             self._con = duckdb.connect(":memory:")
             self._con.execute("SET TimeZone = 'UTC'")
+            self._con.execute("SET enable_progress_bar = false")
         return self._con
 
     def close(self) -> None:
@@ -163,24 +165,32 @@ class CaseQuery:
             sql += " ORDER BY time, event_id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        df = self.con.execute(sql, params).df()
-        return _fix_frame(df, TABLES[table])
+        return self.to_frame(sql, params, TABLES[table])
+
+    def arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        return self.con.sql(sql, params=list(params or [])).to_arrow_table()
+
+    def to_frame(self, sql: str, params: Sequence[Any] | None, spec: TableSpec) -> pd.DataFrame:
+        """Run SQL and give the frame the canonical dtypes (through Arrow: faster than DuckDB's .df())."""
+        return arrow_to_frame(self.arrow(sql, params), spec)
 
     def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run SQL in which ``{audit}``, ``{processes}`` ... name the case tables (stages merged)."""
         names = {t: f"({self.relation_sql(t, Filters(), [])})" for t in TABLES}
-        return self.con.execute(query.format(**names), list(params or [])).df()
+        return self.con.sql(query.format(**names), params=list(params or [])).to_arrow_table().to_pandas()
 
     def count(self, table: str) -> int:
         if not self.has(table):
             return 0
-        return int(self.con.execute(f"SELECT count(*) FROM {self.source(table)}").fetchone()[0])
+        return int(self.con.execute(f"SELECT count(*) FROM {self.source(table)}").fetchall()[0][0])
 
     def extent(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
-        parts = [f"SELECT min(time) AS lo, max(time) AS hi FROM {self.source(t)}" for t in TABLES if self.has(t)]
+        # Object creation times can be months old: the extent is that of the events.
+        parts = [f"SELECT min(time) AS lo, max(time) AS hi FROM {self.source(t)}"
+                 for t in TABLES if t not in ("objects", "flow_aux") and self.has(t)]
         if not parts:
             return None, None
-        lo, hi = self.con.execute(f"SELECT min(lo), max(hi) FROM ({' UNION ALL '.join(parts)})").fetchone()
+        lo, hi = self.con.execute(f"SELECT min(lo), max(hi) FROM ({' UNION ALL '.join(parts)})").fetchall()[0]
         return (pd.Timestamp(lo).tz_convert("UTC") if lo is not None else None,
                 pd.Timestamp(hi).tz_convert("UTC") if hi is not None else None)
 
@@ -215,3 +225,22 @@ def _as_list(v: Any) -> list[Any] | None:
     if hasattr(v, "tolist"):
         return v.tolist()
     return None
+
+
+_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype(), pa.bool_(): pd.BooleanDtype()}
+
+
+def arrow_to_frame(table: pa.Table, spec: TableSpec) -> pd.DataFrame:
+    """Arrow result to a pandas frame with canonical dtypes: UTC ns times, nullable ints/bools, list columns
+    as Python lists (None when null)."""
+    lists = {}
+    for name in table.column_names:
+        if pa.types.is_list(table.schema.field(name).type) or pa.types.is_large_list(table.schema.field(name).type):
+            lists[name] = table.column(name).to_pylist()
+    df = table.to_pandas(types_mapper=_PANDAS_TYPES.get, ignore_metadata=True)
+    for name, values in lists.items():
+        df[name] = pd.Series(values, index=df.index, dtype=object)
+    for c in spec.columns:
+        if c.type == "ts" and c.name in df.columns and str(df[c.name].dtype) != "datetime64[ns, UTC]":
+            df[c.name] = pd.to_datetime(df[c.name], utc=True).astype("datetime64[ns, UTC]")
+    return df

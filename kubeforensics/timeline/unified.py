@@ -173,8 +173,7 @@ def build_timeline(
     sql = f"SELECT {', '.join(_COLUMNS)} FROM ({sql}) ORDER BY time, event_id"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    df = case.query.con.execute(sql, params).df()
-    df = _fix_frame(df, TIMELINE)
+    df = case.query.to_frame(sql, params, TIMELINE)
     if findings is None:
         findings = _cached_findings(case)
     if findings is not None and len(findings) and len(df):
