@@ -18,6 +18,7 @@ class Context:
         if isinstance(tables, Context):
             self.__dict__.update(tables.__dict__)
             return
+        self.raw = tables  # as given: handed to the detection engine untouched
         self.t: dict[str, pd.DataFrame] = normalise(tables)
 
     @cached_property
@@ -26,8 +27,7 @@ class Context:
 
     @cached_property
     def nodes(self) -> pd.DataFrame:
-        owned = set(self.resolver.containers.loc[self.resolver.containers["owned_by_api"], "container_id"])
-        return build_nodes(self.t["processes"], owned)
+        return build_nodes(self.t["processes"], resolver=self.resolver)
 
     @cached_property
     def tree(self) -> ProcessTree:

@@ -20,10 +20,14 @@ Example
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from kubeforensics.correlate.frames import basename, cid, table
+
+if TYPE_CHECKING:
+    from kubeforensics.correlate.entities import EntityResolver
 
 NODE_COLS = [
     "exec_id",
@@ -154,8 +158,13 @@ def _host_mnt(v: object) -> bool:
     return isinstance(v, (list, tuple)) and "mnt" in v
 
 
-def build_nodes(processes: pd.DataFrame, owned_containers: set[str] | None = None) -> pd.DataFrame:
-    """One row per exec_id across the processes table (see module docstring)."""
+def build_nodes(processes: pd.DataFrame, resolver: EntityResolver | None = None) -> pd.DataFrame:
+    """One row per exec_id across the processes table (see module docstring).
+
+    With a ``resolver``, container ownership comes from every source it was
+    built from, and processes of containers without a pod block get the
+    namespace/pod name other sources (Falco, CRI labels) gave the container.
+    """
     p = table({"processes": processes}, "processes")
     ex = p[(p["event_type"] == "exec") & (p["exec_id"] != "")].drop_duplicates("exec_id")
     other = p[(p["event_type"] != "exec") & (p["exec_id"] != "")]
@@ -240,13 +249,17 @@ def build_nodes(processes: pd.DataFrame, owned_containers: set[str] | None = Non
     turned = nodes["host_namespace"] & ~parent_host & parent_in_container & (nodes["container_id"] != "")
     nodes["entered_host_ns"] = nsenter_pid1 | chroot_host | nodes["exec_id"].isin(setns) | turned
     _propagate_host(nodes)
-    if owned_containers is None:
-        with_pod = nodes.loc[nodes["pod"] != "", "container_id"].str[:12]
-        owned = set(with_pod)
-        nodes["no_api_object"] = (nodes["container_id"] != "") & ~nodes["container_id"].str[:12].isin(owned)
+    key = nodes["container_id"].str[:12]
+    if resolver is None:
+        owned = set(key[nodes["pod"] != ""])
     else:
-        keys = {c[:12] for c in owned_containers}
-        nodes["no_api_object"] = (nodes["container_id"] != "") & ~nodes["container_id"].str[:12].isin(keys)
+        c = resolver.containers
+        owned = set(c.loc[c["owned_by_api"].astype(bool), "key"])
+        named = c[c["pod"] != ""].drop_duplicates("key").set_index("key")
+        fill = (nodes["pod"] == "") & key.isin(named.index)
+        nodes.loc[fill, "namespace"] = key[fill].map(named["namespace"]).values
+        nodes.loc[fill, "pod"] = key[fill].map(named["pod"]).values
+    nodes["no_api_object"] = (nodes["container_id"] != "") & ~key.isin(owned)
     return nodes[NODE_COLS]
 
 
@@ -270,7 +283,7 @@ def process_tree(
     namespace: str | None = None,
     container_id: str | None = None,
     exec_id: str | None = None,
-    owned_containers: set[str] | None = None,
+    resolver: EntityResolver | None = None,
 ) -> ProcessTree:
     """Build the exact process tree, optionally restricted to a pod, container or subtree.
 
@@ -284,15 +297,16 @@ def process_tree(
         Keep one container (any prefix of its id) plus ancestors.
     exec_id : str, optional
         Keep the subtree below this process plus its ancestors.
-    owned_containers : set of str, optional
-        Container ids that an API object owns (from :class:`EntityResolver`);
-        by default a container is owned when Tetragon saw a pod block for it.
+    resolver : EntityResolver, optional
+        Decides which containers an API object owns and names containers that
+        Tetragon saw without a pod block; by default a container is owned when
+        Tetragon saw a pod block for it.
 
     Returns
     -------
     ProcessTree
     """
-    nodes = build_nodes(processes, owned_containers)
+    nodes = build_nodes(processes, resolver)
     if pod is None and namespace is None and container_id is None and exec_id is None:
         return ProcessTree(nodes)
     keep = pd.Series(True, index=nodes.index)

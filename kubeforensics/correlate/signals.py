@@ -17,6 +17,7 @@ int (0 info ... 4 critical) and ``why`` says which evidence produced it.
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import pandas as pd
@@ -66,6 +67,38 @@ FALCO_SEVERITY = {0: 4, 1: 4, 2: 3, 3: 2, 4: 2, 5: 1, 6: 0, 7: 0}
 MAX_IDS = 500
 
 
+# the tactic a technique most often stands for in a Kubernetes intrusion (used when a source gives none)
+TECH_TACTIC = {
+    "T1190": "Initial Access", "T1078": "Initial Access", "T1133": "Initial Access",
+    "T1059": "Execution", "T1609": "Execution", "T1610": "Execution", "T1204": "Execution",
+    "T1053": "Persistence", "T1098": "Persistence", "T1136": "Persistence", "T1543": "Persistence",
+    "T1546": "Persistence", "MS-TA9017": "Persistence",
+    "T1611": "Privilege Escalation", "T1068": "Privilege Escalation",
+    "T1070": "Defense Evasion", "T1036": "Defense Evasion", "T1562": "Defense Evasion", "T1564": "Defense Evasion",
+    "T1528": "Credential Access", "T1552": "Credential Access",
+    "T1613": "Discovery", "T1046": "Discovery", "T1069": "Discovery", "T1087": "Discovery",
+    "T1005": "Collection", "T1560": "Collection", "T1119": "Collection",
+    "T1071": "Command and Control", "T1105": "Command and Control", "T1572": "Command and Control",
+    "T1090": "Command and Control", "T1048": "Exfiltration", "T1041": "Exfiltration", "T1567": "Exfiltration",
+    "T1496": "Impact", "T1485": "Impact", "T1499": "Impact",
+}  # fmt: skip
+_TACTIC_BY_KEY = {re.sub(r"[^a-z]", "", t.lower()): t for t in TACTICS}
+_IP = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$|^[0-9a-f]*:[0-9a-f:]+$")
+
+
+def tactic_name(value: str, techniques: list[str] | None = None) -> str:
+    """ATT&CK tactic display name from ``privilege-escalation``, ``mitre_privilege_escalation`` or
+    ``Privilege Escalation``; inferred from the first known technique when empty or unknown."""
+    key = re.sub(r"[^a-z]", "", str(value).lower().removeprefix("mitre_"))
+    if key in _TACTIC_BY_KEY:
+        return _TACTIC_BY_KEY[key]
+    for t in techniques or []:
+        name = TECH_TACTIC.get(t) or TECH_TACTIC.get(t.split(".")[0])
+        if name:
+            return name
+    return str(value)
+
+
 def _cands(**cols) -> pd.DataFrame:
     df = pd.DataFrame(cols)
     for c in CAND_COLS:
@@ -94,14 +127,22 @@ def from_findings(findings: pd.DataFrame | None) -> pd.DataFrame:
     def s(col: str) -> pd.Series:
         return f[col].fillna("").astype(str) if col in f.columns else pd.Series("", index=f.index)
 
+    # some rules put the process or an address in ``actor``: keep actors for identities
+    actor = s("actor")
+    is_path = actor.str.startswith("/")
+    is_ip = actor.str.match(_IP)
+    # and a container id or "?" in ``pod`` when the pod is unknown: evidence fills it in later
+    pod = s("pod")
+    not_pod = pod.str.fullmatch(r"[0-9a-f]{12,64}|\?|-") & (s("namespace").isin(["", "?", "-"]))
     return _cands(
         time=pd.to_datetime(f["first_seen"], utc=True),
         tactic=s("tactic"),
         techniques=tech,
         summary=s("summary").where(s("summary") != "", s("title")),
         namespace=s("namespace"),
-        pod=s("pod"),
-        actor=s("actor"),
+        pod=pod.where(~not_pod, ""),
+        actor=actor.where(~(is_path | is_ip), ""),
+        process=actor.where(is_path, ""),
         event_ids=ids,
         severity=sev,
         why="finding " + s("rule_id") + " '" + s("title") + "' (" + f["count"].astype(str) + " events)",

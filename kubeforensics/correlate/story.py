@@ -35,11 +35,13 @@ from kubeforensics.correlate.signals import (
     from_correlation,
     from_findings,
     label,
+    tactic_name,
 )
 
 log = logging.getLogger(__name__)
 
 MERGE_GAP = pd.Timedelta(minutes=2)
+ATTACH_GAP = pd.Timedelta(seconds=10)
 ORIGIN_RANK = {"finding": 0, "exec": 1, "host_ns": 1, "token": 1, "blind": 2, "falco": 3}
 JSON_KEYS = (
     "time",
@@ -158,7 +160,7 @@ def build_story(
     seed: Any = None,
     since: Any = None,
     until: Any = None,
-    min_severity: str = "low",
+    min_severity: str | None = None,
 ) -> Story:
     """Reconstruct the attack story.
 
@@ -177,15 +179,16 @@ def build_story(
         suspicious.
     since, until : time, optional
         Time window (inclusive).
-    min_severity : str
-        Drop candidates below this severity (``info`` keeps everything).
+    min_severity : str, optional
+        Drop candidates below this severity (``info`` keeps everything); by
+        default ``medium`` for the whole case and ``low`` around a seed.
 
     Returns
     -------
     Story
     """
     ctx = as_context(tables)
-    fnd = _findings(ctx.t, findings)
+    fnd = _findings(ctx.raw, findings)
     parts = [from_findings(fnd), from_correlation(ctx), from_alerts(ctx)]
     cand = (
         pd.concat([p for p in parts if not p.empty], ignore_index=True)
@@ -195,9 +198,13 @@ def build_story(
     if cand.empty:
         return Story([], seed)
     cand["time"] = pd.to_datetime(cand["time"], utc=True)
+    cand["tactic"] = [tactic_name(t, techs) for t, techs in zip(cand["tactic"], cand["techniques"])]
     cand = cand[cand["time"].notna()]
     cand = cand[
-        cand["severity"].astype(int) >= {"info": 0, "low": 1, "medium": 2, "high": 3}.get(min_severity, 1)
+        cand["severity"].astype(int)
+        >= {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}[
+            min_severity or ("low" if seed else "medium")
+        ]
     ]
     if since is not None:
         cand = cand[
@@ -249,6 +256,15 @@ def _evidence(ctx: Context, ids: set[str]) -> pd.DataFrame:
             )
         )
     p = t["processes"][t["processes"]["event_id"].isin(ids)]
+    if not p.empty and (p["pod"] == "").any():
+        c = ctx.resolver.containers
+        named = c[c["pod"] != ""].drop_duplicates("key").set_index("key")
+        key = p["container_id"].str.replace(r"^[a-z]+://", "", regex=True).str[:12]
+        fill = (p["pod"] == "") & key.isin(named.index)
+        p = p.assign(
+            namespace=p["namespace"].where(~fill, key.map(named["namespace"])),
+            pod=p["pod"].where(~fill, key.map(named["pod"])),
+        )
     if not p.empty:
         parts.append(
             pd.DataFrame(
@@ -332,6 +348,7 @@ def _exec_destinations(ctx: Context) -> pd.Series:
     c = p[p["function_name"].str.contains("connect") & (p["daddr"] != "")]
     if c.empty:
         return pd.Series(dtype=object)
+    c = c[~c["daddr"].str.match(r"^(127\.|::1$|0\.0\.0\.0$)")]
     c = c.assign(pub=~c["daddr"].map(_public)).sort_values(["pub", "time"])  # public destinations first
     return c.drop_duplicates("exec_id").set_index("exec_id")["daddr"]
 
@@ -415,42 +432,68 @@ def _entity(cand: pd.DataFrame) -> pd.Series:
 
 
 def _merge(cand: pd.DataFrame) -> list[Step]:
-    """Merge candidates with the same tactic, entity and a common technique within MERGE_GAP of each
-    other, or with the same tactic and a shared evidence event."""
+    """Merge candidates into steps, greedily in time order.
+
+    A candidate joins an open step (one that started at most MERGE_GAP earlier) of the same tactic
+    when they share evidence, or are about the same entity with a common technique.  A candidate
+    without techniques (a Falco rule with no ATT&CK tag) joins the step about the same entity
+    nearest in time within ATTACH_GAP, whatever its tactic.
+    """
     if cand.empty:
         return []
     cand = cand.assign(
         _ent=_entity(cand), _rank=cand["origin"].str.split(":").str[0].map(ORIGIN_RANK).fillna(4)
     )
     cand = cand.sort_values("time", kind="stable").reset_index(drop=True)
-    # union-find over candidates
-    parent = list(range(len(cand)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(i: int, j: int) -> None:
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-
-    per_tech = cand[["tactic", "_ent", "techniques", "time"]].explode("techniques").fillna({"techniques": ""})
-    for (_, _, _), grp in per_tech.groupby(["tactic", "_ent", "techniques"], sort=False):
-        idx = grp.index.to_list()
-        times = grp["time"].to_list()
-        for a, b, ta, tb in zip(idx, idx[1:], times, times[1:]):
-            if tb - ta <= MERGE_GAP:
-                union(a, b)
-    owner: dict[tuple[str, str], int] = {}
-    for i, (tactic, ids) in enumerate(zip(cand["tactic"], cand["event_ids"])):
+    grp = [-1] * len(cand)
+    starts: list[pd.Timestamp] = []
+    lasts: list[pd.Timestamp] = []
+    techs_of: list[set[str]] = []
+    by_key: dict[tuple[str, str], list[int]] = {}
+    by_id: dict[tuple[str, str], int] = {}
+    bare: list[int] = []
+    rows = zip(cand["time"], cand["tactic"], cand["_ent"], cand["techniques"], cand["event_ids"])
+    for i, (t, tactic, ent, techs, ids) in enumerate(rows):
+        if not techs:
+            bare.append(i)
+            continue
+        target = next((by_id[(tactic, e)] for e in ids[:50] if (tactic, e) in by_id), None)
+        if target is not None and t - starts[target] > MERGE_GAP:
+            target = None
+        if target is None:
+            target = next(
+                (
+                    c
+                    for c in reversed(by_key.get((tactic, ent), []))
+                    if t - starts[c] <= MERGE_GAP and techs_of[c] & set(techs)
+                ),
+                None,
+            )
+        if target is None:
+            target = len(starts)
+            starts.append(t)
+            lasts.append(t)
+            techs_of.append(set())
+            by_key.setdefault((tactic, ent), []).append(target)
+        grp[i] = target
+        lasts[target] = max(lasts[target], t)
+        techs_of[target] |= set(techs)
         for e in ids[:50]:
-            j = owner.setdefault((tactic, e), i)
-            if j != i:
-                union(i, j)
-    cand["_grp"] = [find(i) for i in range(len(cand))]
+            by_id.setdefault((tactic, e), target)
+    ent_steps: dict[str, list[int]] = {}
+    for (_, ent), lst in by_key.items():
+        ent_steps.setdefault(ent, []).extend(lst)
+    for i in bare:
+        t, ent = cand.at[i, "time"], cand.at[i, "_ent"]
+        near = [(min(abs(t - starts[c]), abs(t - lasts[c])), c) for c in ent_steps.get(ent, [])]
+        near = [x for x in near if x[0] <= ATTACH_GAP]
+        if near:
+            grp[i] = min(near)[1]
+        else:
+            grp[i] = len(starts)
+            starts.append(t)
+            lasts.append(t)
+    cand["_grp"] = grp
     steps = []
     for _, g in cand.groupby("_grp", sort=False):
         lead = g.sort_values(["severity", "_rank", "time"], ascending=[False, True, True]).iloc[0]

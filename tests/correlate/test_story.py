@@ -39,7 +39,7 @@ def _steps(story):
 
 
 def test_story_from_correlation_alone():
-    story = build_story(escape_case(), findings=NO_FINDINGS)
+    story = build_story(escape_case(), findings=NO_FINDINGS, min_severity="low")
     assert _steps(story) == [
         ("Execution", "T1609", "priv", "alice", "bash", "", "medium"),
         ("Privilege Escalation", "T1611", "priv", "alice", "nsenter", "", "high"),
@@ -48,7 +48,7 @@ def test_story_from_correlation_alone():
         ("Execution", "T1609", "web-1", "", "sh", "", "medium"),
     ]
     exec_step = story.steps[0]
-    # the Falco shell alert and the exec session are one step, with both reasons and all evidence
+    # the Falco shell alert (Notice: low) and the exec session are one step, with both reasons and all evidence
     assert (
         "T1059" in exec_step.techniques
         and "alerts:1" in exec_step.event_ids
@@ -56,6 +56,9 @@ def test_story_from_correlation_alone():
     )
     assert len(exec_step.why) == 2
     assert story.steps[0].time == T0 + pd.Timedelta(seconds=60)
+    # by default (no seed) low-severity candidates stay out
+    default = build_story(escape_case(), findings=NO_FINDINGS)
+    assert default.steps[0].techniques == ["T1609"] and len(default.steps) == 5
 
 
 def test_json_contract():
