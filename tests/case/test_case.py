@@ -21,9 +21,13 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "kubeforensics", *args], capture_output=True, text=True)
 
 
-@pytest.fixture
-def conformance_case(tmp_path: Path, conformance: Path) -> kf.Case:
-    case = kf.Case.create(tmp_path / "case")
+@pytest.fixture(scope="module")
+def conformance_case(tmp_path_factory: pytest.TempPathFactory) -> kf.Case:
+    from tests.conftest import CONFORMANCE as conformance
+
+    if not conformance.is_dir():
+        pytest.skip(f"conformance corpus not found at {conformance}")
+    case = kf.Case.create(tmp_path_factory.mktemp("conformance") / "case")
     case.ingest([conformance / d for d in ("audit", "hubble", "tetragon", "falco", "k8s-events", "pods")])
     return case
 
