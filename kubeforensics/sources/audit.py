@@ -27,7 +27,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote_plus
 
 import orjson
@@ -36,6 +37,9 @@ from kubeforensics import redact
 from kubeforensics.errors import RecordError
 from kubeforensics.schema import AUDIT, TableSpec
 from kubeforensics.sources import audit_cloud, fields
+
+if TYPE_CHECKING:
+    from kubeforensics.sources.base import BulkResult
 
 Row = dict[str, Any]
 
@@ -475,3 +479,9 @@ class AuditReader:
             return
         event, wrapper, label = unwrapped
         yield "audit", event_row(event, wrapper, label)
+
+    def bulk(self, path: Path, evidence: str, evidence_id: str) -> BulkResult | None:
+        """Vectorised path for whole JSON-lines files (see :mod:`kubeforensics.sources.audit_fast`)."""
+        from kubeforensics.sources import audit_fast
+
+        return audit_fast.bulk(path, evidence, evidence_id)

@@ -1,0 +1,365 @@
+"""Vectorised (DuckDB) bulk path of the audit reader: whole JSON-lines files at parse speed.
+
+:func:`bulk` reads an audit log with DuckDB's ``read_ndjson`` and an explicit
+schema, and computes the ``audit`` columns in SQL for the *ordinary* events:
+``kind: Event`` records without a request or response object, whose fields all
+have the types the API server writes and whose text cannot hold a secret.
+Every other line is *declined*: its line number goes into
+``BulkResult.python_lines`` and the engine reads it through
+:meth:`~kubeforensics.sources.audit.AuditReader.extract`, the reference
+implementation.  The exact Python functions still run for the few cells that
+need them (exec/attach command decoding, request-URI and status-message
+redaction), so those columns are identical by construction.
+
+The whole file goes through the per-record path (``bulk`` returns None) when
+
+* it is not JSON lines (a whole-file array or a pretty-printed document),
+* DuckDB cannot read every line with the schema (malformed JSON, a key field of
+  the wrong JSON type, duplicate keys, a truncated gzip stream): the per-record
+  path then quarantines precisely;
+* the number of rows DuckDB returns is not the number of non-blank lines.
+
+Differences from the per-record path, by design:
+
+* ``annotations`` and ``user_extra`` hold DuckDB's compact JSON text, with the
+  keys in their original order (the per-record path sorts them): equal once
+  parsed, which is how every consumer reads these columns.
+* JSON that orjson refuses but DuckDB's parser accepts (``NaN``, ``Infinity``,
+  a number beyond double range, a trailing comma) *in a field the audit table
+  does not read* is ingested here, where the per-record path quarantines the
+  line as invalid JSON.  The Kubernetes API server never writes such JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kubeforensics.schema import AUDIT
+from kubeforensics.sources.records import BOM, GZIP_MAGIC, _is_multiline_document, open_evidence
+
+if TYPE_CHECKING:
+    from kubeforensics.sources.base import BulkResult
+
+log = logging.getLogger(__name__)
+
+#: DuckDB's working-memory cap; results stream out in batches of BATCH_ROWS.
+MEMORY_LIMIT = "1GB"
+BATCH_ROWS = 100_000
+#: Longest line DuckDB accepts (longer ones make it fail: the file then goes record by record).
+MAX_OBJECT_BYTES = 64 * 1024 * 1024
+#: Smaller files go record by record: starting DuckDB costs more than it saves (and rows keep file order).
+MIN_BULK_BYTES = 1024 * 1024
+_CHUNK = 16 * 1024 * 1024
+
+_V = "VARCHAR"
+#: String leaves are read as VARCHAR: DuckDB renders numbers and booleans there exactly as
+#: ``fields.text`` does (``123``, ``1.5``, ``1e-07``, ``true``); objects, arrays and integers
+#: past 64 bits (which orjson reads as floats) are caught by :data:`_ODD_VALUE_RE2` and declined.
+_COLUMNS: dict[str, str] = {
+    "kind": _V, "apiVersion": _V, "level": _V, "auditID": _V, "stage": _V, "requestURI": _V, "verb": _V,
+    "userAgent": _V, "requestReceivedTimestamp": _V, "stageTimestamp": _V, "timestamp": _V, "metadata": "JSON",
+    "user": f"STRUCT(username {_V}, uid {_V}, groups {_V}[], extra JSON)",
+    "impersonatedUser": "JSON", "sourceIPs": f"{_V}[]",
+    "objectRef": f"STRUCT(resource {_V}, subresource {_V}, namespace {_V}, name {_V}, apiGroup {_V}, "
+                 f"apiVersion {_V}, uid {_V})",
+    "responseStatus": f"STRUCT(code {_V}, reason {_V}, message {_V})",
+    "annotations": "JSON", "requestObject": "JSON", "responseObject": "JSON",
+}
+_STRING_FIELDS = (
+    "kind", "apiVersion", "level", "auditID", "stage", "requestURI", "verb", "userAgent",
+    "requestReceivedTimestamp", "stageTimestamp", "timestamp",
+    "user.username", "user.uid", "objectRef.resource", "objectRef.subresource", "objectRef.namespace",
+    "objectRef.name", "objectRef.apiGroup", "objectRef.apiVersion", "objectRef.uid",
+    "responseStatus.code", "responseStatus.reason", "responseStatus.message",
+    "array_to_string(user.groups, chr(31))", "array_to_string(sourceIPs, chr(31))",
+)
+#: A value that was not a JSON string/number/boolean, or a 64-bit-overflowing integer (after a field separator).
+_ODD_VALUE_RE2 = r"(^|\x1f)([\[{]|-?\d{19})"
+#: Same words as ``redact._MAYBE_SECRET`` (RE2 syntax; tested to agree on ASCII text).
+MAYBE_SECRET_RE2 = r"(?i)bearer|basic|token|passw|secret|api[-_]?key|eyJ|://[^/\s]*@"
+#: ``audit._URI_SECRET_HINTS`` as one case-insensitive RE2 pattern.
+URI_HINTS_RE2 = r"(?i)bearer|basic|token|passw|secret|api|key|eyj|://|auth|cred"
+_NON_ASCII = r"[^\x00-\x7F]"
+#: user.extra text the per-record path stores unchanged: an object of arrays of plain strings.
+_EXTRA_SHAPE_RE2 = r'^\{("[^"\\]*":\[("[^"\\]*",?)*\],?)+\}$'
+#: ... holding nothing ``redact.text`` could change (any non-ASCII character or long number declines too).
+_EXTRA_DECLINE_RE2 = MAYBE_SECRET_RE2 + r"|[^\x00-\x7F]|\d{19}"
+#: The API server's timestamps; anything else (offsets, epoch numbers, odd dates) is declined.
+_TS_RE2 = r"^(19|20|21)\d\d-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?Z$"
+_SA_KEYS = (
+    ("sa_pod_name", "authentication.kubernetes.io/pod-name"),
+    ("sa_pod_uid", "authentication.kubernetes.io/pod-uid"),
+    ("sa_node_name", "authentication.kubernetes.io/node-name"),
+    ("sa_credential_id", "authentication.kubernetes.io/credential-id"),
+)
+
+
+def _absent(e: str) -> str:
+    return f"({e} IS NULL OR json_type({e}) = 'NULL')"
+
+
+def _ts_ns(e: str) -> str:
+    """Nanoseconds of an API-server timestamp; NULL when absent, not in that form, or not a valid date."""
+    return (
+        f"CASE WHEN regexp_matches({e}, '{_TS_RE2}') THEN "
+        f"epoch_ns(try_cast(replace(substr({e}, 1, 19), 'T', ' ') AS TIMESTAMP)) + "
+        f"coalesce(CAST(rpad(nullif(rtrim(substr({e}, 21), 'Z'), ''), 9, '0') AS BIGINT), 0) END"
+    )
+
+
+def _sql(path: str, gzip: bool) -> str:
+    spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in _COLUMNS.items()) + "}"
+    src = (
+        f"read_ndjson('{path.replace(chr(39), chr(39) * 2)}', columns={spec}, format='newline_delimited', "
+        f"records=true, ignore_errors=false, compression='{'gzip' if gzip else 'none'}', "
+        f"maximum_object_size={MAX_OBJECT_BYTES})"
+    )
+    uri = "requestURI"
+    query = f"substr({uri}, strpos({uri}, '?') + 1)"
+    ok = " AND ".join(
+        [
+            "kind = 'Event'",
+            f"NOT regexp_matches(concat_ws(chr(31), {', '.join(_STRING_FIELDS)}), '{_ODD_VALUE_RE2}')",
+            # a present time field must be a valid API-server timestamp
+            "(rr_ns IS NOT NULL OR requestReceivedTimestamp IS NULL)",
+            "(st_ns IS NOT NULL OR stageTimestamp IS NULL)",
+            "(tt_ns IS NOT NULL OR timestamp IS NULL)",
+            # metadata.creationTimestamp is only looked at when the two request times are absent
+            f"(rr_ns IS NOT NULL OR tt_ns IS NOT NULL OR {_absent('metadata')})",
+            "coalesce(rr_ns, tt_ns, st_ns) IS NOT NULL",
+            _absent("requestObject"), _absent("responseObject"), _absent("impersonatedUser"),
+            "(user.groups IS NULL OR len(user.groups) = list_aggregate(user.groups, 'count'))",
+            "(sourceIPs IS NULL OR len(sourceIPs) = list_aggregate(sourceIPs, 'count'))",
+            (
+                f"(extra_txt IS NULL OR extra_txt = '{{}}' OR (regexp_matches(extra_txt, '{_EXTRA_SHAPE_RE2}') "
+                f"AND NOT regexp_matches(extra_txt, '{_EXTRA_DECLINE_RE2}')))"
+            ),
+            ("(responseStatus.code IS NULL OR (regexp_matches(responseStatus.code, '^-?\\d{1,10}$') "
+            "AND TRY_CAST(responseStatus.code AS INTEGER) IS NOT NULL))"),
+            "(annotations IS NULL OR ann_txt = 'null' OR ann_txt[1] = '{')",
+            # decision and reason must be strings (json_extract_string would turn an object into text)
+            "(decision_j IS NULL OR json_type(decision_j) IN ('VARCHAR', 'NULL'))",
+            "(reason_j IS NULL OR json_type(reason_j) IN ('VARCHAR', 'NULL'))",
+        ]
+    )
+    sa = ",\n  ".join(
+        f"CASE WHEN ok AND extra_txt <> '{{}}' THEN "
+        f"nullif(regexp_extract(extra_txt, '\"{key}\":\\[(\"[^\"]*\")', 1), '')[2:-2] END AS {col}"
+        for col, key in _SA_KEYS
+    )
+    return f"""
+WITH raw AS (
+  SELECT *,
+    CAST(user.extra AS VARCHAR) AS extra_txt,
+    CAST(annotations AS VARCHAR) AS ann_txt,
+    json_extract(annotations, '$."authorization.k8s.io/decision"') AS decision_j,
+    json_extract(annotations, '$."authorization.k8s.io/reason"') AS reason_j,
+    {_ts_ns('requestReceivedTimestamp')} AS rr_ns,
+    {_ts_ns('stageTimestamp')} AS st_ns,
+    {_ts_ns('timestamp')} AS tt_ns
+  FROM {src}
+), checked AS (SELECT *, coalesce({ok}, false) AS ok FROM raw)
+SELECT
+  ok,
+  coalesce(rr_ns, tt_ns, st_ns) AS time,
+  coalesce(rr_ns, tt_ns) AS request_time,
+  st_ns AS stage_time,
+  CASE WHEN rr_ns IS NOT NULL THEN 'requestReceivedTimestamp'
+       WHEN tt_ns IS NOT NULL THEN 'timestamp' ELSE 'stageTimestamp' END AS time_field,
+  auditID AS audit_id, stage, level, coalesce(apiVersion, '') AS audit_version, '' AS wrapper, verb,
+  user.username AS "user", user.uid AS user_uid, user.groups AS user_groups,
+  NULL::VARCHAR AS impersonated_user,
+  sourceIPs[-1] AS source_ip, sourceIPs AS source_ips,
+  userAgent AS user_agent,
+  objectRef.resource AS resource, objectRef.subresource AS subresource,
+  objectRef.namespace AS namespace, objectRef.name AS name,
+  objectRef.apiGroup AS api_group, objectRef.apiVersion AS api_version, objectRef.uid AS object_uid,
+  {uri} AS request_uri,
+  coalesce(strpos({uri}, '?') > 0 AND regexp_matches({query}, '{URI_HINTS_RE2}|{_NON_ASCII}'), false) AS uri_flag,
+  CASE WHEN ok THEN TRY_CAST(responseStatus.code AS INTEGER) END AS code,
+  responseStatus.reason AS status_reason, responseStatus.message AS status_message,
+  CASE WHEN ok AND ann_txt <> '{{}}' THEN json_extract_string(decision_j, '$') END AS decision,
+  CASE WHEN ok AND ann_txt <> '{{}}' THEN json_extract_string(reason_j, '$') END AS authz_reason,
+  {sa},
+  CASE WHEN ok AND ann_txt <> 'null' THEN ann_txt END AS annotations,
+  CASE WHEN ok AND extra_txt <> '{{}}' THEN extra_txt END AS user_extra,
+  coalesce(objectRef.subresource IN ('exec', 'attach'), false) AS is_stream
+FROM checked
+"""
+
+
+class _Lines:
+    """Where the non-blank lines of a JSON-lines file are: ``numbers[i]`` is the line of row ``i``."""
+
+    def __init__(self, count: int, numbers: np.ndarray | None) -> None:
+        self.count = count
+        self.numbers = numbers  # None: no blank lines, row i is line i + 1
+
+    def of(self, rows: np.ndarray) -> np.ndarray:
+        return rows + 1 if self.numbers is None else self.numbers[rows]
+
+
+def scan_lines(path: Path) -> _Lines | None:
+    """One streaming pass over the (decompressed) bytes: count the lines, find the blank ones.
+
+    Returns None when the file is not JSON lines of objects (a whole-file
+    document, a line that is not an object) or cannot be read to the end.
+    """
+    try:
+        with open_evidence(path) as f:
+            first = f.read(_CHUNK)
+            head = first[3:] if first.startswith(BOM) else first
+            if head.lstrip()[:1] == b"[" or _is_multiline_document(head[:4096]):
+                return None
+            total = starts = 0
+            chunk, prev_end = head, b"\n"
+            while chunk:
+                total += chunk.count(b"\n")
+                starts += chunk.count(b"\n{") + (prev_end == b"\n" and chunk[:1] == b"{")
+                prev_end = chunk[-1:]
+                chunk = f.read(_CHUNK)
+            lines = total + (prev_end != b"\n")
+            if starts == lines:  # every line starts with "{": none is blank
+                return _Lines(lines, None)
+            return _slow_scan(path)
+    except (OSError, EOFError, ValueError, zlib.error) as exc:  # the per-record path explains
+        log.debug("bulk scan of %s failed: %s", path, exc)
+        return None
+
+
+def _slow_scan(path: Path) -> _Lines | None:
+    """Line by line, for files with blank or indented lines."""
+    numbers: list[int] = []
+    with open_evidence(path) as f:
+        for n, data in enumerate(f, start=1):
+            if n == 1 and data.startswith(BOM):
+                data = data[3:]
+            s = data.strip()
+            if not s:
+                continue
+            if s[:1] != b"{":
+                return None
+            numbers.append(n)
+    return _Lines(len(numbers), np.asarray(numbers, dtype=np.int64))
+
+
+def _connect() -> Any:
+    import duckdb
+
+    return duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": True})
+
+
+def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None:
+    """Read an audit JSON-lines file with DuckDB; decline what only the per-record path can do.
+
+    Parameters
+    ----------
+    path : str or Path
+        The evidence file (plain or gzip).
+    evidence, evidence_id : str
+        Provenance: the ``evidence`` column and the prefix of ``event_id`` (``<evidence_id>:<line>``).
+
+    Returns
+    -------
+    BulkResult or None
+        The ``audit`` rows of the ordinary events and the line numbers left to
+        the per-record path; None when the whole file must be read record by record.
+    """
+    from kubeforensics.sources.base import BulkResult
+
+    path = Path(path)
+    if path.stat().st_size < MIN_BULK_BYTES:
+        return None
+    with open(path, "rb") as f:
+        gz = f.read(2) == GZIP_MAGIC
+    lines = scan_lines(path)
+    if lines is None or lines.count == 0:
+        return None
+    con = _connect()
+    try:
+        reader = con.sql(_sql(str(path), gz)).to_arrow_reader(BATCH_ROWS)
+        parts: list[pa.Table] = []
+        declined: list[np.ndarray] = []
+        offset = 0
+        for rb in reader:
+            table, rejected = _convert(rb, offset, lines, evidence, evidence_id)
+            offset += rb.num_rows
+            if offset > lines.count:
+                break
+            if table.num_rows:
+                parts.append(table)
+            if len(rejected):
+                declined.append(rejected)
+    finally:
+        con.close()
+    if offset != lines.count:
+        log.debug("bulk path: %s has %d JSON lines but DuckDB read %d rows", path, lines.count, offset)
+        return None
+    table = pa.concat_tables(parts) if parts else AUDIT.arrow_schema.empty_table()
+    python_lines = {int(n) for part in declined for n in part}
+    return BulkResult(table, table.num_rows, python_lines)
+
+
+def _replace(col: pa.Array, idx: np.ndarray, values: list[Any], typ: pa.DataType) -> pa.Array:
+    mask = np.zeros(len(col), dtype=bool)
+    mask[idx] = True
+    return pc.replace_with_mask(col, pa.array(mask), pa.array(values, type=typ))
+
+
+def _convert(
+    rb: pa.RecordBatch, offset: int, lines: _Lines, evidence: str, evidence_id: str
+) -> tuple[pa.Table, np.ndarray]:
+    """One DuckDB batch -> (audit rows of its ordinary events, line numbers of the declined ones)."""
+    from kubeforensics import redact
+    from kubeforensics.sources import audit
+
+    ok = rb.column("ok").to_numpy(zero_copy_only=False)
+    rows = np.arange(offset, offset + rb.num_rows, dtype=np.int64)
+    rejected = lines.of(rows[~ok])
+    t = pa.Table.from_batches([rb]).filter(pa.array(ok))
+    n = t.num_rows
+    line = pa.array(lines.of(rows[ok]), type=pa.int64())
+    cols: dict[str, Any] = {name: t.column(name) for name in t.column_names}
+    cols["line"] = line
+    cols["event_id"] = pc.binary_join_element_wise(evidence_id, pc.cast(line, pa.string()), ":")
+    cols["evidence"] = pa.repeat(evidence, n)
+    for name in ("time", "request_time", "stage_time"):
+        cols[name] = pc.cast(t.column(name), pa.int64()).cast(AUDIT.column(name).arrow_type)
+
+    raw_uri = t.column("request_uri").combine_chunks()
+    flagged = np.flatnonzero(t.column("uri_flag").to_numpy())
+    if len(flagged):
+        cols["request_uri"] = _replace(raw_uri, flagged, [audit._safe_uri(raw_uri[int(i)].as_py()) for i in flagged],
+                                       pa.string())
+    msg = t.column("status_message").combine_chunks()
+    present = np.flatnonzero(msg.is_valid().to_numpy(zero_copy_only=False))
+    if len(present):
+        cols["status_message"] = _replace(msg, present, [redact.text(msg[int(i)].as_py()) for i in present],
+                                          pa.string())
+    stream = np.flatnonzero(t.column("is_stream").to_numpy())
+    exec_cols: dict[str, list[Any]] = {"exec_command": [], "exec_container": [], "exec_stdin": [], "exec_tty": []}
+    for i in stream:
+        row: dict[str, Any] = {}
+        audit._exec_columns(raw_uri[int(i)].as_py(), None, row)
+        for k, v in row.items():
+            exec_cols[k].append(v)
+    for name, values in exec_cols.items():
+        typ = AUDIT.column(name).arrow_type
+        cols[name] = _replace(pa.nulls(n, typ), stream, values, typ) if len(stream) else pa.nulls(n, typ)
+
+    arrays = []
+    for field in AUDIT.arrow_schema:
+        c = cols.get(field.name)
+        if c is None:
+            c = pa.nulls(n, field.type)
+        elif c.type != field.type:
+            c = c.cast(field.type)
+        arrays.append(c)
+    return pa.Table.from_arrays(arrays, schema=AUDIT.arrow_schema), rejected

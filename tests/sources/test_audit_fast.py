@@ -1,0 +1,273 @@
+"""The DuckDB bulk path of the audit reader gives the same table as the per-record path.
+
+Differential tests: each file is read twice, once through ``AuditReader`` (bulk
+path first, declined lines record by record) and once through a reader without
+``bulk`` (the reference); rows are matched by ``event_id`` and compared column by
+column, JSON columns parsed (the bulk path keeps the original key order).
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from kubeforensics import redact
+from kubeforensics.sources import audit_fast
+from kubeforensics.sources.audit import AuditReader
+from kubeforensics.sources.base import ReadResult, read_file
+from kubeforensics.sources.records import BOM
+from tests.conftest import ROOT, conformance_files
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from ingest import generate
+
+JSON_COLUMNS = ("annotations", "user_extra", "request_object", "response_object")
+
+
+@pytest.fixture(autouse=True)
+def bulk_even_small_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_fast, "MIN_BULK_BYTES", 0)
+
+
+class PlainAuditReader(AuditReader):
+    """The reference: the same reader without its bulk path."""
+
+    bulk = None  # type: ignore[assignment]
+
+
+def read_both(path: Path) -> tuple[ReadResult, ReadResult]:
+    fast = read_file(path, "audit", readers={"audit": AuditReader()})
+    ref = read_file(path, "audit", readers={"audit": PlainAuditReader()})
+    return fast, ref
+
+
+def rows_by_id(res: ReadResult) -> dict[str, dict[str, Any]]:
+    out = {}
+    for row in res.tables["audit"].to_pylist():
+        for c in JSON_COLUMNS:
+            if row[c] is not None:
+                row[c] = orjson.loads(row[c])
+        out[row["event_id"]] = row
+    return out
+
+
+def assert_same(path: Path, *, min_vectorised: int = 0) -> ReadResult:
+    """Bulk + per-record equals per-record alone: accounting, quarantine, every value."""
+    fast, ref = read_both(path)
+    for key in ("records", "ingested", "quarantined"):
+        assert getattr(fast.account, key) == getattr(ref.account, key), key
+    assert [(q.line, q.reason) for q in fast.quarantine] == [(q.line, q.reason) for q in ref.quarantine]
+    a, b = rows_by_id(fast), rows_by_id(ref)
+    assert a.keys() == b.keys()
+    diffs = [(eid, c, a[eid][c], b[eid][c]) for eid in b for c in b[eid] if a[eid][c] != b[eid][c]]
+    assert not diffs, diffs[:5]
+    assert fast.tables["audit"].schema == ref.tables["audit"].schema
+    assert fast.account.notes["vectorised"] >= min_vectorised
+    return fast
+
+
+def write_lines(path: Path, objs: list[Any], *, newline: str = "\n", bom: bool = False) -> Path:
+    text = "".join(json.dumps(o) + newline for o in objs)
+    data = (BOM if bom else b"") + text.encode()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+BASE: dict[str, Any] = {
+    "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+    "auditID": "0d6a2c1e-3b5c-4d2e-9f1a-1a2b3c4d5e6f", "stage": "ResponseComplete",
+    "requestURI": "/api/v1/namespaces/default/pods?limit=500", "verb": "list",
+    "user": {"username": "jane@example.com", "groups": ["sre", "system:authenticated"]},
+    "sourceIPs": ["198.51.100.4", "203.0.113.7"], "userAgent": "kubectl/v1.31.0 (linux/amd64)",
+    "objectRef": {"resource": "pods", "namespace": "default", "apiVersion": "v1"},
+    "responseStatus": {"metadata": {}, "code": 200},
+    "requestReceivedTimestamp": "2026-11-01T10:00:00.123456Z", "stageTimestamp": "2026-11-01T10:00:00.200000Z",
+    "annotations": {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": 'RBAC: allowed by "x"'},
+}
+
+
+def ev(**changes: Any) -> dict[str, Any]:
+    e = copy.deepcopy(BASE)
+    for k, v in changes.items():
+        if v is ...:
+            e.pop(k, None)
+        else:
+            e[k] = v
+    return e
+
+
+def exec_ev(query: str, verb: str = "create", sub: str = "exec") -> dict[str, Any]:
+    return ev(verb=verb, requestURI=f"/api/v1/namespaces/default/pods/web-1/{sub}?{query}",
+              objectRef={"resource": "pods", "subresource": sub, "namespace": "default", "name": "web-1"})
+
+
+SA_EXTRA = {
+    "authentication.kubernetes.io/credential-id": ["JTI=7f1c2d3e-aaaa-bbbb-cccc-0123456789ab"],
+    "authentication.kubernetes.io/node-name": ["node-3"],
+    "authentication.kubernetes.io/pod-name": ["web-7d9f-abcde"],
+    "authentication.kubernetes.io/pod-uid": ["0b7f6c1e-1111-2222-3333-444455556666"],
+}
+
+EDGE_CASES: list[dict[str, Any]] = [
+    BASE,
+    exec_ev("command=sh&command=-c&command=echo+%22a+b%22%3B+id&container=app&stdin=true&tty=false"),
+    exec_ev("command=bash&tty=true", verb="get"),
+    exec_ev("command=%2Fbin%2Fsh&command=-c&command=curl+-H+%27Authorization%3A+Bearer+abcdefgh12345678%27+x"),
+    exec_ev("container=app&stdin=1&tty=TRUE", sub="attach"),
+    exec_ev("command=ls&command=&command=a%09b"),
+    ev(apiVersion="audit.k8s.io/v1beta1", requestReceivedTimestamp=..., timestamp="2026-11-01T10:00:01Z"),
+    ev(requestReceivedTimestamp=..., stageTimestamp="2026-11-01T10:00:02.5Z"),
+    ev(requestReceivedTimestamp=..., metadata={"creationTimestamp": "2026-11-01T10:00:03Z"}),
+    ev(apiVersion=..., kind="Event"),
+    ev(user={"username": "system:serviceaccount:shop:web", "uid": "u-1", "groups": ["system:serviceaccounts"],
+             "extra": SA_EXTRA}),
+    ev(user={"username": "x", "extra": {"authentication.kubernetes.io/pod-name": []}}),
+    ev(user={"username": "x", "extra": {"token": ["eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4eXoifQ.c2lnbmF0dXJlMTIz"]}}),
+    ev(user={"username": "x", "extra": {}}),
+    ev(requestURI="/api/v1/namespaces/default/secrets?token=abcdef0123456789&watch=1"),
+    ev(requestURI="/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-1&labelSelector=app%3Dweb"),
+    ev(requestURI="/api/v1/pods?labelSelector=caf%C3%A9%3D1&x=\u00e9"),
+    ev(responseStatus={"code": 403, "reason": "Forbidden", "message": "user cannot list; password=hunter2"}),
+    ev(responseStatus={"code": 500, "message": "plain failure"}),
+    ev(responseStatus={"code": "404"}),
+    ev(responseStatus={"code": 4294967296}),
+    ev(responseStatus={"code": 200.0}),
+    ev(responseStatus={"code": 200.5}),
+    ev(responseStatus={"code": "1e2"}),
+    ev(responseStatus={"code": " 201 "}),
+    ev(verb=5, level=True),
+    ev(objectRef={"resource": "pods", "name": {"odd": 1}}),
+    ev(sourceIPs=[]),
+    ev(sourceIPs=["10.0.0.1", None]),
+    ev(sourceIPs=["10.0.0.1", 7]),
+    ev(user={"username": "x", "groups": [1.5, "g"]}),
+    ev(annotations={}),
+    ev(annotations=None),
+    ev(annotations={"authorization.k8s.io/decision": {"no": 1}}),
+    ev(annotations={"b": 1, "a": [1, 2.5, {"z": None}]}),
+    ev(requestReceivedTimestamp="2026-11-01T10:00:00+02:00"),
+    ev(requestReceivedTimestamp="2026-02-30T10:00:00Z"),
+    ev(requestReceivedTimestamp="2026-11-01T10:00:00.123456789Z"),
+    ev(requestReceivedTimestamp=1762000000),
+    ev(requestReceivedTimestamp="not a time"),
+    ev(requestReceivedTimestamp=..., stageTimestamp=...),
+    ev(impersonatedUser={"username": "admin"}),
+    ev(verb="create", objectRef={"resource": "pods", "namespace": "default"},
+       requestObject={"kind": "Pod", "metadata": {"name": "p1"},
+                      "spec": {"hostPID": True, "containers": [{"name": "c", "image": "alpine",
+                                                                 "securityContext": {"privileged": True}}]}}),
+    ev(responseObject={"kind": "Status", "status": "Success"}),
+    ev(userAgent="curl/8 (https://user:pw@example.com)"),
+    ev(kind="EventList", items=[BASE]),
+    {"auditID": "no-kind", "verb": "get", "requestReceivedTimestamp": "2026-11-01T10:00:00Z"},
+    {"category": "kube-audit", "properties": {"log": json.dumps(BASE)}},
+    ev(objectRef={"resource": "pods", "namespace": "caf\u00e9", "name": "x"}),
+]
+
+
+@pytest.mark.parametrize("trace", conformance_files("audit/falco-trace-files"), ids=lambda p: p.name)
+def test_conformance_trace_files(trace: Path, conformance: Path) -> None:
+    assert_same(trace)
+
+
+def test_edge_cases_one_per_line(tmp_path: Path) -> None:
+    res = assert_same(write_lines(tmp_path / "edge.jsonl", EDGE_CASES), min_vectorised=15)
+    assert res.account.quarantined >= 3  # bad timestamps, missing time, wrong-type fields
+
+
+@pytest.mark.parametrize(
+    "name, newline, bom, blanks",
+    [("crlf.jsonl", "\r\n", False, False), ("bom.jsonl", "\n", True, False), ("blank.jsonl", "\n", False, True),
+     ("all.log.1.gz", "\r\n", True, True), ("plain.gz", "\n", False, False)],
+)
+def test_line_numbers_with_crlf_bom_blank_lines_and_gzip(
+    tmp_path: Path, name: str, newline: str, bom: bool, blanks: bool
+) -> None:
+    objs = [ev(auditID=f"id-{n}") for n in range(30)] + [exec_ev("command=id")]
+    lines = [json.dumps(o) for o in objs]
+    if blanks:  # a blank first line, a line of spaces and an empty line after line 5
+        lines = ["", *lines[:5], "   ", "", *lines[5:]]
+    data = (BOM if bom else b"") + "".join(line + newline for line in lines).encode()
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    res = assert_same(path, min_vectorised=31)
+    table = res.tables["audit"].to_pylist()
+    by_id = {r["audit_id"]: r["line"] for r in table}
+    assert by_id["id-0"] == (2 if blanks else 1)
+    assert by_id["id-29"] == (30 + 3 if blanks else 30)
+    assert all(r["event_id"].endswith(f":{r['line']}") for r in table)
+
+
+def test_generated_benchmark_data(tmp_path: Path) -> None:
+    """Big enough (several DuckDB buffers, two threads) to catch any reordering of rows."""
+    path = tmp_path / "bench.log"
+    generate(path, 40_000, seed=7)
+    res = assert_same(path, min_vectorised=30_000)
+    assert res.account.records == 40_000
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_malformed_line_anywhere_is_quarantined_with_its_line(tmp_path: Path, where: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    generate(path, 500, seed=3)
+    lines = path.read_bytes().split(b"\n")
+    at = {"first": 0, "middle": 250, "last": 499}[where]
+    lines[at] = lines[at][: len(lines[at]) // 2]  # a truncated record
+    path.write_bytes(b"\n".join(lines))
+    res = assert_same(path)
+    acc = res.account
+    assert (acc.records, acc.ingested, acc.quarantined) == (500, 499, 1)
+    assert [q.line for q in res.quarantine] == [at + 1]
+    assert res.quarantine[0].reason.startswith("invalid JSON")
+
+
+def test_small_files_go_record_by_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_fast, "MIN_BULK_BYTES", 1024 * 1024)
+    path = write_lines(tmp_path / "small.jsonl", [BASE] * 10)
+    assert audit_fast.bulk(path, "s", "x") is None
+    assert read_file(path, "audit").account.notes["vectorised"] == 0
+
+
+def test_whole_file_documents_are_not_bulk_read(tmp_path: Path) -> None:
+    arr = tmp_path / "array.json"
+    arr.write_text(json.dumps([BASE, BASE]))
+    pretty = tmp_path / "pretty.json"
+    pretty.write_text(json.dumps(BASE, indent=2))
+    assert audit_fast.bulk(arr, "a", "x") is None
+    assert audit_fast.bulk(pretty, "p", "x") is None
+    for p in (arr, pretty):
+        assert_same(p)
+
+
+def test_bulk_declines_what_it_does_not_replicate(tmp_path: Path) -> None:
+    objs = [BASE, ev(requestObject={"kind": "Pod"}), ev(verb=[1]), ev(requestReceivedTimestamp="2026-11-01")]
+    res = audit_fast.bulk(write_lines(tmp_path / "d.jsonl", objs), "d.jsonl", "abc")
+    assert res is not None
+    assert res.records == 1 and res.table.num_rows == 1
+    assert res.python_lines == {2, 3, 4}
+    row = res.table.to_pylist()[0]
+    assert row["event_id"] == "abc:1" and row["evidence"] == "d.jsonl" and row["line"] == 1
+    assert row["source_ip"] == "203.0.113.7" and row["decision"] == "allow"
+
+
+SECRETISH = [
+    "Bearer abc", "basic", "TOKEN", "x-passwd", "Secret", "api_key", "apikey", "API-KEY", "eyJhb",
+    "https://u:p@host", "s3://bucket@x", "plain text", "api key", "://host/@x", "x://a b@c",
+]
+
+
+@pytest.mark.parametrize("value", SECRETISH)
+def test_secret_precheck_agrees_with_redact(value: str) -> None:
+    """The RE2 pre-check in SQL and ``redact.might_contain_secret`` agree on ASCII text."""
+    import duckdb
+
+    got = duckdb.execute("SELECT regexp_matches(?, ?)", [value, audit_fast.MAYBE_SECRET_RE2]).fetchone()[0]
+    assert got == redact.might_contain_secret(value) == bool(re.search(redact._MAYBE_SECRET, value))
