@@ -22,9 +22,10 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -39,7 +40,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
-def parse_duration(text: str | float | int) -> float:
+def parse_duration(text: str | float) -> float:
     """Seconds in a duration such as ``90``, ``30s``, ``10m``, ``2h``, ``1d``.
 
     Raises
@@ -79,7 +80,7 @@ def with_retries(fn: Callable[[], T], what: str, retryable: Callable[[BaseExcept
     for n in range(b.attempts):
         try:
             return fn()
-        except Exception as exc:  # noqa: BLE001 - filtered by retryable()
+        except Exception as exc:
             if not retryable(exc) or n == b.attempts - 1:
                 raise
             d = b.delay(n)
@@ -108,7 +109,7 @@ class Staging:
     def __post_init__(self) -> None:
         self.path = Path(tempfile.mkdtemp(prefix=f"kubeforensics-{self.prefix}-"))
 
-    def open_jsonl(self, name: str) -> "JsonlWriter":
+    def open_jsonl(self, name: str) -> JsonlWriter:
         """A JSON-lines file that will be ingested through the readers."""
         p = self.path / name
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +134,7 @@ class JsonlWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.count = 0
-        self._f = open(path, "ab")
+        self._f = open(path, "ab")  # noqa: SIM115 - closed by close()/__exit__
 
     def write(self, obj: Any) -> None:
         self._f.write(orjson.dumps(obj) + b"\n")
@@ -146,10 +147,10 @@ class JsonlWriter:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> "JsonlWriter":
+    def __enter__(self) -> JsonlWriter:  # noqa: PYI034
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

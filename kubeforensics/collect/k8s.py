@@ -26,8 +26,9 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import orjson
 import urllib3
@@ -112,7 +113,7 @@ class K8sCollector:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_config(cls, *, kubeconfig: str | Path | None = None, context: str | None = None,
-                    **kwargs: Any) -> "K8sCollector":
+                    **kwargs: Any) -> K8sCollector:
         """From a kubeconfig (``--kubeconfig``, ``$KUBECONFIG``, ``~/.kube/config``), else in-cluster config."""
         path = kubeconfig or os.environ.get("KUBECONFIG") or Path.home() / ".kube" / "config"
         if kubeconfig is None and not Path(str(path).split(os.pathsep)[0]).expanduser().is_file() \
@@ -132,7 +133,7 @@ class K8sCollector:
         return cls(ReadOnlyApiClient(cfg), target, **kwargs)
 
     @classmethod
-    def in_cluster(cls, **kwargs: Any) -> "K8sCollector":
+    def in_cluster(cls, **kwargs: Any) -> K8sCollector:
         """From the pod's service account (in-cluster config)."""
         cfg = Configuration()
         try:
@@ -178,7 +179,7 @@ class K8sCollector:
             if field_selector:
                 params["field_selector"] = field_selector
             try:
-                resp = with_retries(lambda: self._call(res, namespace, **params), f"list {res.name}",
+                resp = with_retries(lambda p=params: self._call(res, namespace, **p), f"list {res.name}",
                                     is_transient, self.backoff)
             except ApiException as exc:
                 new_token = _expired_continue(exc) if token else None

@@ -87,7 +87,7 @@ class Run:
         writers: dict[str, JsonlWriter] = {}
         event_log = self.staging.path / "watch-journal.jsonl"
         event_log.parent.mkdir(parents=True, exist_ok=True)
-        elog = open(event_log, "ab")
+        elog = open(event_log, "ab")  # noqa: SIM115 - closed after the watch threads
         failures: list[dict[str, Any]] = []
 
         def emitter(res: Resource, ns: str | None):

@@ -184,9 +184,9 @@ class Handler(BaseHTTPRequestHandler):
         self.cluster.writes.append(f"{self.command} {self.path}")
         self._send(405, _status(405, "MethodNotAllowed", "this test server is read-only"))
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = _refuse  # noqa: N815
+    do_POST = do_PUT = do_PATCH = do_DELETE = _refuse
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         url = urlsplit(self.path)
         q = {k: v[-1] for k, v in parse_qs(url.query).items()}
         self.cluster.requests.append(self.path)
@@ -332,7 +332,7 @@ class K8sTestServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True, name="k8s-test-server")
 
-    def start(self) -> "K8sTestServer":
+    def start(self) -> K8sTestServer:
         self.thread.start()
         return self
 

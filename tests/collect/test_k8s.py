@@ -227,3 +227,18 @@ def test_rbac_manifest_grants_only_reads_of_collected_resources():
     expected = {(r.group, r.name.split(".")[0]) for r in RESOURCES.values() if not r.opt_in}
     assert expected | {("", "pods/log")} == granted
     assert not any(r == "secrets" for _, r in granted)
+
+
+def test_cli_collect_k8s(server, tmp_path, capsys):
+    from kubeforensics.cli import main
+
+    kc = server.kubeconfig(tmp_path / "kc")
+    code = main(["collect", "k8s", "--case", str(tmp_path / "case"), "--kubeconfig", str(kc), "--namespace", "shop",
+                 "--resource", "pods", "--resource", "certificatesigningrequests", "--json"])
+    rec = orjson.loads(capsys.readouterr().out)
+    assert code == 1  # partial: the CSRs are forbidden
+    assert rec["counts"]["pods"] == 12 and rec["forbidden"] == ["certificatesigningrequests"]
+    assert rec["target"]["context"] == "test-cluster-admin"
+    assert main(["collect", "k8s", "--case", str(tmp_path / "case2"), "--kubeconfig", str(kc),
+                 "--resource", "nodes"]) == 0
+    assert "nodes" in capsys.readouterr().out
