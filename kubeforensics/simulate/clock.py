@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 NS = 1_000_000_000
 _SEC_CACHE: dict[int, str] = {}
@@ -19,7 +19,7 @@ def _second(sec: int) -> str:
     if s is None:
         if len(_SEC_CACHE) > 200_000:
             _SEC_CACHE.clear()
-        s = datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        s = datetime.fromtimestamp(sec, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _SEC_CACHE[sec] = s
     return s
 

@@ -251,7 +251,7 @@ class Dataset:
         if self.webhook and verb == "create" and ref and ref.get("resource") == "pods" \
                 and "subresource" not in ref and t >= self.webhook[2]:
             conf, hook, _, target = self.webhook
-            ann[f"mutation.webhook.admission.k8s.io/round_0_index_0"] = \
+            ann["mutation.webhook.admission.k8s.io/round_0_index_0"] = \
                 f'{{"configuration":"{conf}","webhook":"{hook}","mutated":true}}'
             ann["patch.webhook.admission.k8s.io/round_0_index_0"] = \
                 f'{{"configuration":"{conf}","webhook":"{hook}","patch":[{{"op":"add","path":"/spec/initContainers",' \
@@ -260,8 +260,9 @@ class Dataset:
             if api is not None:
                 self.connect(t + 2 * MS, api, target, 8443)
         ips = [*(extra_ips or []), ip]
-        common = dict(audit_id=aid, t_recv=t, level=level, verb=verb, uri=uri, user=user, source_ips=ips,
-                      user_agent=ua, object_ref=ref, message=message, request_object=req, response_object=resp)
+        common: dict[str, Any] = {
+            "audit_id": aid, "t_recv": t, "level": level, "verb": verb, "uri": uri, "user": user, "source_ips": ips,
+            "user_agent": ua, "object_ref": ref, "message": message, "request_object": req, "response_object": resp}
         if received_stage:
             self.add("audit", t, fa.event(stage="RequestReceived", t_stage=t, code=None, annotations=None, **common),
                      aid)

@@ -157,8 +157,8 @@ def ephemeral(ds: Dataset, t: int, pod: Pod) -> None:
            ref=fa.ref("pods", pod.namespace, pod.name, subresource="ephemeralcontainers", uid=pod.uid),
            authz=CLUSTER_ADMIN_SRE, received_stage=True)
     fp = "spec.ephemeralContainers{debugger-" + ds.ids.suffix() + "}"
-    for i, (reason, msg) in enumerate((("Pulled", 'Container image "docker.io/library/busybox:1.36" already present'
-                                                  " on machine"), ("Created", "Created container debugger"),
+    pulled = 'Container image "docker.io/library/busybox:1.36" already present on machine'
+    for i, (reason, msg) in enumerate((("Pulled", pulled), ("Created", "Created container debugger"),
                                        ("Started", "Started container debugger"))):
         ds.event(t + (i + 1) * 200 * MS, "Pod", pod.namespace, pod.name, pod.uid, reason, msg, host=pod.node.name,
                  field_path=fp)
@@ -173,6 +173,30 @@ def privileged_agents(ds: Dataset) -> None:
         if w.kind == "DaemonSet":
             s.add("k8s-objects", f"DaemonSet/{w.namespace}/{w.name}")
     ds.truth.end()
+
+
+def nightly_export(ds: Dataset) -> None:
+    """A benign CronJob (data/reports-export every 15 minutes): Jobs, pods, Events, psql to postgres."""
+    from kubeforensics.simulate.cronjobs import cron_run
+    from kubeforensics.simulate.topology import App
+
+    cl = ds.cl
+    sa = cl.sa("data", "reports")
+    app = App("data", "reports-export", "Job", 1, "reports", "ghcr.io/acme/reports:0.8.0", "/usr/local/bin/python3",
+              "-m reports.export --since 15m")
+    w = Workload("CronJob", "data", "reports-export", ds.ids.uuid(), {"app.kubernetes.io/name": "reports-export"}, sa,
+                 cl.t0 - 30 * 86400 * NS, spec_extra={"app": app, "schedule": "*/15 * * * *"})
+    cl.workloads.append(w)
+    db = cl.pods_of("data", "postgres")[0]
+
+    def work(main: Any, start: int) -> None:
+        pod = main.pod
+        ds.dns(start + 300 * MS, pod, "postgres")
+        ds.connect(start + 310 * MS, main, db.ip, 5432, service=("data", "postgres"))
+
+    first = (cl.t0 // (900 * NS) + 1) * 900 * NS
+    for t in range(first, cl.t1 - 60 * NS, 900 * NS):
+        cron_run(ds, t, w, app, work, duration=ds.rng.randrange(4, 20) * NS)
 
 
 def fa_fields(t: int, user: str, verb: str, resource: str, ns: str | None, name: str | None, code: int,
@@ -199,4 +223,5 @@ def generate(ds: Dataset, pinned: tuple[str, ...] = ()) -> str:
     if eph:
         ephemeral(ds, cl.t0 + int(span * 0.66), eph[0])
     privileged_agents(ds)
+    nightly_export(ds)
     return jti

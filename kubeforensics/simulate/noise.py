@@ -7,7 +7,7 @@ every 15-60 s with DNS search-path expansions, Prometheus scrapes every 30 s.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from kubeforensics.simulate.clock import NS
 from kubeforensics.simulate.cluster import Pod
@@ -209,14 +209,26 @@ def falco_noise(ds: Dataset) -> None:
                           ["process", "mitre_privilege_escalation", "T1611"], evt_type="setns")
 
 
+def host_alerts(ds: Dataset) -> None:
+    """A classic false positive on cloud nodes: the SSM agent reads /etc/shadow (host process: null k8s fields)."""
+    for node in ds.cl.workers:
+        for t in ticks(ds, 1800):
+            p = ds.spawn(t, node.procs["systemd"], "/usr/bin/amazon-ssm-agent", "-inventory", cwd="/",
+                         exit_after=ds.rng.randrange(200, 900) * MS)
+            ds.falco_proc(t + 40 * MS, "Read sensitive file untrusted", "Warning",
+                          "Sensitive file opened for reading by non-trusted program", p,
+                          ["host", "container", "filesystem", "mitre_credential_access", "T1555"], evt_type="openat",
+                          extra={"fd.name": "/etc/shadow"})
+
+
 def unhealthy(ds: Dataset) -> None:
     pods = ds.cl.pods_of("shop", "checkout-api", ds.cl.t0)
     for pod in pods[:1]:
         t = ds.cl.t0 + ds.rng.randrange(5, 30) * 60 * NS
         n = ds.rng.randrange(3, 9)
         ds.event(t, "Pod", pod.namespace, pod.name, pod.uid, "Unhealthy",
-                 "Readiness probe failed: Get \"http://%s:3000/healthz\": context deadline exceeded "
-                 "(Client.Timeout exceeded while awaiting headers)" % pod.ip, host=pod.node.name, etype="Warning",
+                 f'Readiness probe failed: Get "http://{pod.ip}:3000/healthz": context deadline exceeded '
+                 "(Client.Timeout exceeded while awaiting headers)", host=pod.node.name, etype="Warning",
                  field_path="spec.containers{checkout-api}", count=n, t_last=t + n * 15 * NS)
 
 
@@ -231,4 +243,5 @@ def generate(ds: Dataset) -> None:
     ingress(ds)
     lost_events(ds)
     falco_noise(ds)
+    host_alerts(ds)
     unhealthy(ds)

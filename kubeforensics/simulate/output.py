@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 import orjson
 
@@ -30,7 +31,7 @@ ROTATED_FRACTION = 0.4
 def open_out(path: Path, gz: bool) -> IO[bytes]:
     """A writable binary stream; gzip without file name and with mtime 0 (reproducible)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    raw = open(path, "wb")
+    raw = open(path, "wb")  # noqa: SIM115 - the caller closes it (see _close)
     if not gz:
         return raw
     return gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6)  # type: ignore[return-value]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import binascii
 import queue
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 import orjson
 
@@ -22,9 +23,9 @@ from kubeforensics.simulate.cluster import Process
 from kubeforensics.simulate.dataset import Dataset
 from kubeforensics.simulate.formats import audit as fa
 from kubeforensics.simulate.formats import hubble as fh
+from kubeforensics.simulate.formats import k8s as fk
 from kubeforensics.simulate.formats import tetragon as ft
 from kubeforensics.simulate.output import ROTATED_FRACTION, _close, dump_json, open_out, path_of
-from kubeforensics.simulate.formats import k8s as fk
 
 SLICE = 10_000
 SHARES = {"audit": 0.35, "tetragon": 0.25, "hubble": 0.4}

