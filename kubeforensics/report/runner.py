@@ -148,7 +148,7 @@ def run_playbook(name: str | Path, case: Any, *, output: str | Path | None = Non
     t0 = datetime.now(timezone.utc)
     try:
         pm.execute_notebook(str(src), str(out), parameters=parameters, kernel_name=kernel_name or "python3",
-                            progress_bar=False, log_output=False, execution_timeout=timeout,
+                            language="python", progress_bar=False, log_output=False, execution_timeout=timeout,
                             cwd=str(src.parent), report_mode=False)
     except PapermillExecutionError as exc:
         raise _cell_error(book, src, out, exc) from None

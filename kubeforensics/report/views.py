@@ -43,11 +43,36 @@ def timeline(inv: Any, pod: str = "") -> Any:
     return TimelineView(inv.case, _state(inv, pod), findings=inv.findings)
 
 
-def process_tree(inv: Any, pod: str) -> Any:
-    """The exact process tree of a pod."""
-    from kubeforensics.widgets import ProcessTreeView
+class TextView:
+    """Preformatted text that renders escaped in notebooks and reports."""
 
-    return ProcessTreeView(inv.case, _state(inv, pod))
+    def __init__(self, text: str, title: str = "") -> None:
+        self.text, self.title = text, title
+
+    def __repr__(self) -> str:
+        return f"{self.title}\n{self.text}" if self.title else self.text
+
+    def _repr_html_(self) -> str:
+        import html
+
+        head = f"<b>{html.escape(self.title)}</b>" if self.title else ""
+        return f"{head}<pre>{html.escape(self.text)}</pre>"
+
+
+def process_tree(inv: Any, pod: str) -> Any:
+    """The exact process tree of a pod: the interactive view in a live kernel, indented text otherwise."""
+    from kubeforensics.widgets import in_live_kernel
+
+    if in_live_kernel():
+        from kubeforensics.widgets import ProcessTreeView
+
+        return ProcessTreeView(inv.case, _state(inv, pod))
+    from kubeforensics.correlate import process_tree as tree
+
+    ns, _, name = pod.rpartition("/")
+    selector = {"pod": name, **({"namespace": ns} if ns else {})}
+    t = tree(inv.tables["processes"], **selector)
+    return TextView(t.render_text(), f"process tree of {pod}: {len(t)} processes")
 
 
 def flow_map(inv: Any, pod: str = "") -> Any:

@@ -77,6 +77,10 @@ def _split(pod: str) -> tuple[str, str]:
     return tuple((pod.split("/", 1) if "/" in pod else ["", pod])[:2])  # type: ignore[return-value]
 
 
+def _true(v) -> bool:
+    return bool(v) if v is not None and not (isinstance(v, float) and v != v) and v is not pd.NA else False
+
+
 def pick_pod(inv) -> str:
     """The seed pod, or the pod the most severe findings rest on."""
     if inv.seed:
@@ -99,15 +103,15 @@ def pod_spec(inv, pod: str) -> Answer:
         return none_found(q, f"no create request or object of {pod}")
     if not cr.empty:
         r = cr.iloc[0]
-        facts = {"privileged": bool(r["pod_privileged"] is True), "host_pid": bool(r["pod_host_pid"] is True),
-                 "host_network": bool(r["pod_host_network"] is True),
+        facts = {"privileged": _true(r["pod_privileged"]), "host_pid": _true(r["pod_host_pid"]),
+                 "host_network": _true(r["pod_host_network"]),
                  "host_paths": list(r["pod_host_paths"] or []), "capabilities": list(r["pod_capabilities"] or []),
                  "service_account": col(cr, "pod_service_account").iloc[0], "images": list(r["pod_images"] or [])}
         ev = [r["event_id"]]
     else:
         r = ob.iloc[-1]
-        facts = {"privileged": bool(r["privileged"] is True), "host_pid": bool(r["host_pid"] is True),
-                 "host_network": bool(r["host_network"] is True), "host_paths": list(r["host_paths"] or []),
+        facts = {"privileged": _true(r["privileged"]), "host_pid": _true(r["host_pid"]),
+                 "host_network": _true(r["host_network"]), "host_paths": list(r["host_paths"] or []),
                  "capabilities": list(r["capabilities"] or []), "service_account": col(ob, "service_account").iloc[-1],
                  "images": list(r["images"] or [])}
         ev = [r["event_id"]]
