@@ -43,6 +43,8 @@ CAND_COLS = [
     "severity",
     "why",
     "origin",
+    "src_ip",
+    "hint_process",
 ]
 SEVERITY = {"info": 0, "informational": 0, "low": 1, "medium": 2, "warning": 2, "high": 3, "critical": 4}
 LABEL = {0: "info", 1: "low", 2: "medium", 3: "high", 4: "critical"}
@@ -142,7 +144,7 @@ def from_findings(findings: pd.DataFrame | None) -> pd.DataFrame:
         namespace=s("namespace"),
         pod=pod.where(~not_pod, ""),
         actor=actor.where(~(is_path | is_ip), ""),
-        process=actor.where(is_path, ""),
+        hint_process=actor.where(is_path, ""),
         event_ids=ids,
         severity=sev,
         why="finding " + s("rule_id") + " '" + s("title") + "' (" + f["count"].astype(str) + " events)",

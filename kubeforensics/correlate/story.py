@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from kubeforensics.correlate.context import Context, as_context
+from kubeforensics.correlate.evidence import enrich
 from kubeforensics.correlate.frames import Tables
 from kubeforensics.correlate.noise import SYSTEM_ACTORS
 from kubeforensics.correlate.signals import (
@@ -73,12 +74,14 @@ class Step:
     event_ids: list[str] = field(default_factory=list)
     severity: str = "medium"
     why: list[str] = field(default_factory=list)
+    src_ip: str = ""
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in JSON_KEYS}
         d["time"] = self.time.isoformat().replace("+00:00", "Z")
         d["severity"] = self.severity
         d["why"] = list(self.why)
+        d["src_ip"] = self.src_ip
         return d
 
 
@@ -218,160 +221,11 @@ def build_story(
             if pd.Timestamp(until).tzinfo
             else cand["time"] <= pd.Timestamp(until).tz_localize("UTC")
         ]
-    cand = _enrich(ctx, cand.reset_index(drop=True))
+    cand = enrich(ctx, cand.reset_index(drop=True))
     if seed is not None:
         cand = _select_seed(cand, seed, fnd)
     steps = _merge(cand)
     return Story(steps, seed)
-
-
-# ------------------------------------------------------------------ enrichment
-def _evidence(ctx: Context, ids: set[str]) -> pd.DataFrame:
-    """namespace/pod/actor/process/dst_ip of the evidence rows ``ids`` (one row per event id)."""
-    t = ctx.t
-    cols = ["event_id", "time", "namespace", "pod", "actor", "process", "dst_ip", "exec_id"]
-    parts = []
-    a = t["audit"][t["audit"]["event_id"].isin(ids)]
-    if not a.empty:
-        pod = a["name"].where(a["resource"] == "pods", a["sa_pod_name"])
-        unnamed = (a["resource"] == "pods") & (a["name"] == "")
-        if unnamed.any():
-            from kubeforensics.correlate.entities import _pod_doc
-
-            pod = pod.copy()
-            for i in a.index[unnamed.values]:
-                pod.at[i] = _pod_doc(a.loc[i]).get("pod", "")
-        parts.append(
-            pd.DataFrame(
-                {
-                    "event_id": a["event_id"],
-                    "time": a["time"],
-                    "namespace": a["namespace"],
-                    "pod": pod,
-                    "actor": a["user"],
-                    "process": a["exec_command"].str.split(" ").str[0].fillna(""),
-                    "dst_ip": "",
-                    "exec_id": "",
-                }
-            )
-        )
-    p = t["processes"][t["processes"]["event_id"].isin(ids)]
-    if not p.empty and (p["pod"] == "").any():
-        c = ctx.resolver.containers
-        named = c[c["pod"] != ""].drop_duplicates("key").set_index("key")
-        key = p["container_id"].str.replace(r"^[a-z]+://", "", regex=True).str[:12]
-        fill = (p["pod"] == "") & key.isin(named.index)
-        p = p.assign(
-            namespace=p["namespace"].where(~fill, key.map(named["namespace"])),
-            pod=p["pod"].where(~fill, key.map(named["pod"])),
-        )
-    if not p.empty:
-        parts.append(
-            pd.DataFrame(
-                {
-                    "event_id": p["event_id"],
-                    "time": p["time"],
-                    "namespace": p["namespace"],
-                    "pod": p["pod"],
-                    "actor": "",
-                    "process": p["binary"],
-                    "dst_ip": p["daddr"],
-                    "exec_id": p["exec_id"],
-                }
-            )
-        )
-    f = t["flows"][t["flows"]["event_id"].isin(ids)]
-    if not f.empty:
-        parts.append(
-            pd.DataFrame(
-                {
-                    "event_id": f["event_id"],
-                    "time": f["time"],
-                    "namespace": f["src_namespace"],
-                    "pod": f["src_pod"],
-                    "actor": "",
-                    "process": "",
-                    "dst_ip": f["dst_ip"],
-                    "exec_id": "",
-                }
-            )
-        )
-    al = t["alerts"][t["alerts"]["event_id"].isin(ids)]
-    if not al.empty:
-        parts.append(
-            pd.DataFrame(
-                {
-                    "event_id": al["event_id"],
-                    "time": al["time"],
-                    "namespace": al["namespace"],
-                    "pod": al["pod"],
-                    "actor": al["ka_user"],
-                    "process": al["proc_exepath"].where(al["proc_exepath"] != "", al["proc_name"]),
-                    "dst_ip": "",
-                    "exec_id": "",
-                }
-            )
-        )
-    if not parts:
-        return pd.DataFrame(columns=cols)
-    ev = pd.concat(parts, ignore_index=True).drop_duplicates("event_id")
-    # processes: the user of the exec session that started them, and where they connected
-    if (ev["exec_id"] != "").any():
-        sess = _session_users(ctx)
-        ev["actor"] = ev["actor"].where(ev["actor"] != "", ev["exec_id"].map(sess).fillna(""))
-        dst = _exec_destinations(ctx)
-        ev["dst_ip"] = ev["dst_ip"].where(ev["dst_ip"] != "", ev["exec_id"].map(dst).fillna(""))
-    return ev[cols]
-
-
-def _session_users(ctx: Context) -> pd.Series:
-    lk = ctx.links
-    e = lk[lk["kind"].isin(["exec_session", "exec_descendant"])]
-    if e.empty:
-        return pd.Series(dtype=object)
-    p = ctx.t["processes"]
-    exec_of = p.drop_duplicates("event_id").set_index("event_id")["exec_id"]
-    user_of = ctx.t["audit"].set_index("event_id")["user"]
-    m = pd.Series(e["from_event_id"].map(user_of).values, index=e["to_event_id"].map(exec_of).values)
-    return m[~m.index.duplicated()]
-
-
-def _public(ip: str) -> bool:
-    try:
-        return ipaddress.ip_address(ip).is_global
-    except ValueError:
-        return False
-
-
-def _exec_destinations(ctx: Context) -> pd.Series:
-    p = ctx.t["processes"]
-    c = p[p["function_name"].str.contains("connect") & (p["daddr"] != "")]
-    if c.empty:
-        return pd.Series(dtype=object)
-    c = c[~c["daddr"].str.match(r"^(127\.|::1$|0\.0\.0\.0$)")]
-    c = c.assign(pub=~c["daddr"].map(_public)).sort_values(["pub", "time"])  # public destinations first
-    return c.drop_duplicates("exec_id").set_index("exec_id")["daddr"]
-
-
-def _enrich(ctx: Context, cand: pd.DataFrame) -> pd.DataFrame:
-    """Fill empty entity fields of each candidate from its earliest evidence row that has them."""
-    ids = {e for lst in cand["event_ids"] for e in lst}
-    ev = _evidence(ctx, ids)
-    if ev.empty:
-        return cand
-    ex = (
-        cand[["event_ids"]]
-        .explode("event_ids")
-        .dropna()
-        .reset_index()
-        .rename(columns={"event_ids": "event_id"})
-    )
-    ex = ex.merge(ev, on="event_id").sort_values("time")
-    for col in ("namespace", "pod", "actor", "process", "dst_ip"):
-        vals = ex[ex[col] != ""].drop_duplicates("index").set_index("index")[col]
-        cur = cand[col].fillna("").astype(str)
-        cand[col] = cur.where(cur != "", cand.index.map(vals).fillna(""))
-    return cand
 
 
 # ------------------------------------------------------------------------ seed
@@ -516,6 +370,7 @@ def _merge(cand: pd.DataFrame) -> list[Step]:
                 actor=pick("actor"),
                 process=pick("process"),
                 dst_ip=pick("dst_ip"),
+                src_ip=pick("src_ip"),
                 event_ids=ids,
                 severity=label(int(g["severity"].max())),
                 why=list(dict.fromkeys(g["why"])),

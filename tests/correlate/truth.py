@@ -34,7 +34,7 @@ def match_truth(story: Any, truth: dict[str, Any]) -> list[dict[str, Any]]:
             if key == "process":
                 return _base(s.process) == _base(val)
             if key == "ip":
-                return s.dst_ip == val or val in s.summary
+                return val in (s.dst_ip, getattr(s, "src_ip", "")) or val in s.summary
             return False
 
         matched = [
