@@ -400,6 +400,18 @@ def event_row(ev: Mapping[str, Any], wrapper: str = "", timestamp_label: str = "
     if resp is not None:
         row["response_object"] = _dump(redact.k8s_object(resp))
 
+    object_columns(row, ro, resp, uri, resource, subresource, verb)
+    return row
+
+
+def object_columns(
+    row: Row, ro: Any, resp: Any, uri: str | None, resource: str | None, subresource: str | None, verb: str | None
+) -> None:
+    """Fill the exec/attach, ``pod_*`` and created-``name`` columns of ``row`` from the request and response.
+
+    Shared by :func:`event_row` and the bulk path (:mod:`kubeforensics.sources.audit_fast`);
+    ``row`` must hold ``name`` (None when objectRef has none).
+    """
     if subresource in _STREAM_SUBRESOURCES:
         _exec_columns(uri, ro, row)
     elif ro.__class__ is dict:
@@ -413,7 +425,6 @@ def event_row(ev: Mapping[str, Any], wrapper: str = "", timestamp_label: str = "
 
     if row["name"] is None and verb == "create" and subresource is None:
         row["name"] = _created_name(resp) or _created_name(ro)
-    return row
 
 
 def _created_name(obj: Any) -> str | None:

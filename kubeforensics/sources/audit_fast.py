@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -87,6 +88,12 @@ MAYBE_SECRET_RE2 = r"(?i)bearer|basic|token|passw|secret|api[-_]?key|eyJ|://[^/\
 #: ``audit._URI_SECRET_HINTS`` as one case-insensitive RE2 pattern.
 URI_HINTS_RE2 = r"(?i)bearer|basic|token|passw|secret|api|key|eyj|://|auth|cred"
 _NON_ASCII = r"[^\x00-\x7F]"
+#: Request/response object text that ``redact.k8s_object`` leaves unchanged: none of the secret words
+#: of ``redact.SECRET_NAME`` and ``redact._MAYBE_SECRET``, of the redacted keys, escapes, odd numbers.
+_OBJECT_DECLINE_RE2 = (
+    r"(?i)pass|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|credential|auth|bearer|basic|eyJ|://"
+    r"|client-key-data|client-certificate-data|last-applied|[^\x00-\x7F]|\\u|\d{19}|\b(nan|inf)"
+)
 #: user.extra text the per-record path stores unchanged: an object of arrays of plain strings.
 _EXTRA_SHAPE_RE2 = r'^\{("[^"\\]*":\[("[^"\\]*",?)*\],?)+\}$'
 #: ... holding nothing ``redact.text`` could change (any non-ASCII character or long number declines too).
@@ -134,7 +141,9 @@ def _sql(path: str, gzip: bool) -> str:
             # metadata.creationTimestamp is only looked at when the two request times are absent
             f"(rr_ns IS NOT NULL OR tt_ns IS NOT NULL OR {_absent('metadata')})",
             "coalesce(rr_ns, tt_ns, st_ns) IS NOT NULL",
-            _absent("requestObject"), _absent("responseObject"), _absent("impersonatedUser"),
+            f"(ro_txt IS NULL OR NOT regexp_matches(ro_txt, '{_OBJECT_DECLINE_RE2}'))",
+            f"(resp_txt IS NULL OR NOT regexp_matches(resp_txt, '{_OBJECT_DECLINE_RE2}'))",
+            _absent("impersonatedUser"),
             "(user.groups IS NULL OR len(user.groups) = list_aggregate(user.groups, 'count'))",
             "(sourceIPs IS NULL OR len(sourceIPs) = list_aggregate(sourceIPs, 'count'))",
             (
@@ -159,6 +168,8 @@ WITH raw AS (
   SELECT *,
     CAST(user.extra AS VARCHAR) AS extra_txt,
     CAST(annotations AS VARCHAR) AS ann_txt,
+    nullif(CAST(requestObject AS VARCHAR), 'null') AS ro_txt,
+    nullif(CAST(responseObject AS VARCHAR), 'null') AS resp_txt,
     json_extract(annotations, '$."authorization.k8s.io/decision"') AS decision_j,
     json_extract(annotations, '$."authorization.k8s.io/reason"') AS reason_j,
     {_ts_ns('requestReceivedTimestamp')} AS rr_ns,
@@ -190,7 +201,10 @@ SELECT
   {sa},
   CASE WHEN ok AND ann_txt <> 'null' THEN ann_txt END AS annotations,
   CASE WHEN ok AND extra_txt <> '{{}}' THEN extra_txt END AS user_extra,
-  coalesce(objectRef.subresource IN ('exec', 'attach'), false) AS is_stream
+  CASE WHEN ok THEN ro_txt END AS request_object,
+  CASE WHEN ok THEN resp_txt END AS response_object,
+  coalesce(objectRef.subresource IN ('exec', 'attach'), false) OR ro_txt IS NOT NULL OR resp_txt IS NOT NULL
+    AS objects
 FROM checked
 """
 
@@ -313,6 +327,51 @@ def _replace(col: pa.Array, idx: np.ndarray, values: list[Any], typ: pa.DataType
     return pc.replace_with_mask(col, pa.array(mask), pa.array(values, type=typ))
 
 
+def _scatter(n: int, idx: np.ndarray, values: list[Any], typ: pa.DataType) -> pa.Array:
+    """An array of n nulls with ``values`` at positions ``idx`` (any type, lists included)."""
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[idx] = np.arange(len(idx), dtype=np.int64)
+    return pa.array(values, type=typ).take(pa.array(pos, mask=pos < 0))
+
+
+_OBJECT_COLUMNS = (
+    "name", "exec_command", "exec_container", "exec_stdin", "exec_tty", "pod_privileged", "pod_host_pid",
+    "pod_host_network", "pod_host_ipc", "pod_host_paths", "pod_capabilities", "pod_service_account", "pod_images",
+    "pod_node_name",
+)
+
+
+def _object_cells(t: pa.Table, raw_uri: pa.Array, cols: dict[str, Any]) -> None:
+    """exec/attach and request-object columns through the reference code (``audit.object_columns``)."""
+    from kubeforensics.sources import audit
+
+    todo = np.flatnonzero(t.column("objects").to_numpy())
+    if not len(todo):
+        return
+    take = pa.array(todo)
+    ro_txt = t.column("request_object").take(take).to_pylist()
+    resp_txt = t.column("response_object").take(take).to_pylist()
+    names = t.column("name").take(take).to_pylist()
+    fields = {c: t.column(c).take(take).to_pylist() for c in ("resource", "subresource", "verb")}
+    uris = raw_uri.take(take).to_pylist()
+    values: dict[str, list[Any]] = {c: [] for c in _OBJECT_COLUMNS}
+    for k in range(len(todo)):
+        row: dict[str, Any] = {"name": names[k]}
+        ro = orjson.loads(ro_txt[k]) if ro_txt[k] is not None else None
+        resp = orjson.loads(resp_txt[k]) if resp_txt[k] is not None else None
+        audit.object_columns(row, ro, resp, uris[k], fields["resource"][k], fields["subresource"][k],
+                             fields["verb"][k])
+        for c in _OBJECT_COLUMNS:
+            values[c].append(row.get(c))
+    n = t.num_rows
+    for c, vals in values.items():
+        typ = AUDIT.column(c).arrow_type
+        if c == "name":
+            cols[c] = _replace(t.column("name").combine_chunks(), todo, vals, typ)
+        else:
+            cols[c] = _scatter(n, todo, vals, typ)
+
+
 def _convert(
     rb: pa.RecordBatch, offset: int, lines: _Lines, evidence: str, evidence_id: str
 ) -> tuple[pa.Table, np.ndarray]:
@@ -343,17 +402,7 @@ def _convert(
     if len(present):
         cols["status_message"] = _replace(msg, present, [redact.text(msg[int(i)].as_py()) for i in present],
                                           pa.string())
-    stream = np.flatnonzero(t.column("is_stream").to_numpy())
-    exec_cols: dict[str, list[Any]] = {"exec_command": [], "exec_container": [], "exec_stdin": [], "exec_tty": []}
-    for i in stream:
-        row: dict[str, Any] = {}
-        audit._exec_columns(raw_uri[int(i)].as_py(), None, row)
-        for k, v in row.items():
-            exec_cols[k].append(v)
-    for name, values in exec_cols.items():
-        typ = AUDIT.column(name).arrow_type
-        cols[name] = _replace(pa.nulls(n, typ), stream, values, typ) if len(stream) else pa.nulls(n, typ)
-
+    _object_cells(t, raw_uri, cols)
     arrays = []
     for field in AUDIT.arrow_schema:
         c = cols.get(field.name)

@@ -165,6 +165,30 @@ EDGE_CASES: list[dict[str, Any]] = [
                       "spec": {"hostPID": True, "containers": [{"name": "c", "image": "alpine",
                                                                  "securityContext": {"privileged": True}}]}}),
     ev(responseObject={"kind": "Status", "status": "Success"}),
+    ev(verb="create", objectRef={"resource": "pods", "namespace": "default"},
+       requestObject={"kind": "Pod", "metadata": {"generateName": "web-"},
+                      "spec": {"containers": [{"image": "a:1", "securityContext": {"capabilities": {"add": ["NET_ADMIN", "SYS_ADMIN", "NET_ADMIN"]}}},
+                                              {"image": "b:2", "securityContext": {"privileged": "true"}}, "odd"],
+                               "initContainers": {"not": "a list"},
+                               "volumes": [{"hostPath": {"path": "/"}}, {"hostPath": {"path": 5}}, {"emptyDir": {}}],
+                               "serviceAccount": "legacy", "nodeName": "node-1", "hostIPC": True}},
+       responseObject={"kind": "Pod", "metadata": {"name": "web-x7k2p"}}),
+    ev(verb="create", objectRef={"resource": "deployments", "namespace": "shop", "apiGroup": "apps"},
+       requestObject={"kind": "Deployment", "metadata": {"name": "shop"},
+                      "spec": {"template": {"spec": {"hostPID": True, "containers": [{"image": "shop:3"}]}}}}),
+    ev(verb="create", objectRef={"resource": "pods", "subresource": "binding", "namespace": "d", "name": "p"},
+       requestObject={"kind": "Binding", "target": {"kind": "Node", "name": "node-9"}}),
+    ev(verb="patch", objectRef={"resource": "pods", "namespace": "d", "name": "p"},
+       requestObject={"spec": {"containers": [{"name": "c", "image": "evil:latest"}]}}),
+    ev(verb="create", requestURI=None, objectRef={"resource": "pods", "subresource": "exec", "namespace": "d", "name": "p"},
+       requestObject={"kind": "PodExecOptions", "command": ["sh", "-c", "id"], "container": "c", "stdin": True}),
+    ev(verb="create", objectRef={"resource": "secrets", "namespace": "d"},
+       requestObject={"kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "c2VjcmV0"}}),
+    ev(verb="create", objectRef={"resource": "pods", "namespace": "d"},
+       requestObject={"kind": "Pod", "spec": {"containers": [{"env": [{"name": "API_TOKEN", "value": "t"}]}]}}),
+    ev(verb="update", objectRef={"resource": "configmaps", "namespace": "d", "name": "c"},
+       requestObject={"kind": "ConfigMap", "data": {"big": 123456789012345678901, "f": 1.5e300, "s": "caf\u00e9"}}),
+    ev(requestObject=None, responseObject=None),
     ev(userAgent="curl/8 (https://user:pw@example.com)"),
     ev(kind="EventList", items=[BASE]),
     {"auditID": "no-kind", "verb": "get", "requestReceivedTimestamp": "2026-11-01T10:00:00Z"},
@@ -248,11 +272,14 @@ def test_whole_file_documents_are_not_bulk_read(tmp_path: Path) -> None:
 
 
 def test_bulk_declines_what_it_does_not_replicate(tmp_path: Path) -> None:
-    objs = [BASE, ev(requestObject={"kind": "Pod"}), ev(verb=[1]), ev(requestReceivedTimestamp="2026-11-01")]
+    secret_env = {"kind": "Pod", "spec": {"containers": [{"env": [{"name": "DB_PASSWORD", "value": "x"}]}]}}
+    objs = [BASE, ev(requestObject=secret_env), ev(verb=[1]), ev(requestReceivedTimestamp="2026-11-01"),
+            ev(requestObject={"kind": "Pod", "spec": {"hostNetwork": True}})]
     res = audit_fast.bulk(write_lines(tmp_path / "d.jsonl", objs), "d.jsonl", "abc")
     assert res is not None
-    assert res.records == 1 and res.table.num_rows == 1
+    assert res.records == 2 and res.table.num_rows == 2
     assert res.python_lines == {2, 3, 4}
+    assert res.table.column("pod_host_network").to_pylist() == [None, True]
     row = res.table.to_pylist()[0]
     assert row["event_id"] == "abc:1" and row["evidence"] == "d.jsonl" and row["line"] == 1
     assert row["source_ip"] == "203.0.113.7" and row["decision"] == "allow"
