@@ -15,7 +15,7 @@ Inside a playbook:
 
 from __future__ import annotations
 
-from kubeforensics.report.answers import Answer, FrameView, recorded_answers, record_answers
+from kubeforensics.report.answers import Answer, FrameView, record_answers, recorded_answers
 from kubeforensics.report.indicators import indicators
 from kubeforensics.report.render import render_html, render_markdown
 from kubeforensics.report.runner import PlaybookError, PlaybookResult, list_playbooks, run_playbook

@@ -8,7 +8,8 @@ the case), so they name what the detections and the story rest on.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -28,7 +29,7 @@ def _domain(name: str) -> str:
 
 
 def _names(v: Any) -> list[str]:
-    if v is None or (isinstance(v, float) and v != v):
+    if v is None or (isinstance(v, float) and pd.isna(v)):
         return []
     if isinstance(v, str):
         return [v] if v else []
@@ -110,7 +111,7 @@ def indicators(tables: Mapping[str, pd.DataFrame], findings: pd.DataFrame, *, mi
     g = h.groupby(["kind", "value"])
     out = pd.DataFrame({
         "first_seen": g["time"].min(), "last_seen": g["time"].max(),
-        "findings": g["rule_id"].nunique(), "rules": g["rule_id"].agg(lambda s: sorted({x for x in s if x == x})),
+        "findings": g["rule_id"].nunique(), "rules": g["rule_id"].agg(lambda s: sorted({x for x in s if isinstance(x, str)})),
         "max_severity": g["w"].max().map({v: k for k, v in SEV_WEIGHT.items()}),
     }).reset_index()
     out["first_seen"] = pd.to_datetime(out["first_seen"], utc=True)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from kubeforensics.report.sections import Sections
 
-_PLOTLYJS = re.compile(r"<script[^>]*>\s*/\*\*\s*\n?\s*\*\s*plotly\.js v", re.S)
+_PLOTLYJS = re.compile(r"<script[^>]*>\s*/\*\*\s*\n?\s*\*\s*plotly\.js v", re.DOTALL)
 STYLE = """<style>
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:1em 2em;
 color:#1f2328;line-height:1.45}
@@ -140,6 +140,6 @@ def render_markdown(case: Any, *, playbook: str, run_id: str | None = None, titl
     sec = Sections(case, playbook=playbook, run_id=run_id)
     title = title or f"kubeforensics report: {playbook}"
     head = [f"# {title}", "",
-            f"Case `{case.path}` (id `{case.info.get('id', '')}`), built from manifest sha256 "
-            f"`{sec.manifest_sha or 'unknown'}`, run `{sec.run_id or '-'}`.", ""]
+            (f"Case `{case.path}` (id `{case.info.get('id', '')}`), built from manifest sha256 "
+             f"`{sec.manifest_sha or 'unknown'}`, run `{sec.run_id or '-'}`."), ""]
     return "\n".join(head) + sec.markdown()

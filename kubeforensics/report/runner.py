@@ -16,7 +16,7 @@ import os
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,14 +138,14 @@ def run_playbook(name: str | Path, case: Any, *, output: str | Path | None = Non
         raise PlaybookError(f"{case_dir}: not a kubeforensics case", playbook=book,
                             hint="create one with kubeforensics ingest PATH --case DIR")
     run_id = params.pop("run_id", None) or uuid.uuid4().hex[:12]
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(output) if output else case_dir / "reports" / f"{book}-{stamp}-{run_id}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     parameters = {"case": str(case_dir), "run_id": run_id,
                   **{k: _param(v) for k, v in params.items()}}
     env_before = os.environ.get("KUBEFORENSICS_WIDGETS")
     os.environ["KUBEFORENSICS_WIDGETS"] = "static"  # headless: never widgets, one plotly.js
-    t0 = datetime.now(timezone.utc)
+    t0 = datetime.now(UTC)
     try:
         pm.execute_notebook(str(src), str(out), parameters=parameters, kernel_name=kernel_name or "python3",
                             language="python", progress_bar=False, log_output=False, execution_timeout=timeout,
@@ -163,7 +163,7 @@ def run_playbook(name: str | Path, case: Any, *, output: str | Path | None = Non
             os.environ.pop("KUBEFORENSICS_WIDGETS", None)
         else:
             os.environ["KUBEFORENSICS_WIDGETS"] = env_before
-    seconds = (datetime.now(timezone.utc) - t0).total_seconds()
+    seconds = (datetime.now(UTC) - t0).total_seconds()
     answers = recorded_answers(case_dir, run_id=run_id)
     log.info("playbook %s ran in %.1f s: %d answers, notebook %s", book, seconds, len(answers), out)
     return PlaybookResult(book, out, run_id, answers, parameters, seconds)
@@ -199,8 +199,8 @@ def _cell_error(book: str, src: Path, out: Path, exc: Any) -> PlaybookError:
             if c.source == source:
                 number = n
                 break
-    except Exception:  # the notebook may not have been written: keep papermill's index
-        pass
+    except (OSError, ValueError) as err:  # the notebook may not have been written: keep papermill's index
+        log.debug("could not read %s to number the failing cell: %s", out, err)
     first = next((ln.strip() for ln in source.splitlines() if ln.strip() and not ln.strip().startswith("#")), "")
     ename, evalue = getattr(exc, "ename", "Exception"), _one_line(str(getattr(exc, "evalue", "")))
     msg = (f"playbook {book!r} failed in code cell {number} (`{_one_line(first, 80)}`): {ename}: {evalue}")

@@ -58,7 +58,7 @@ def _cell(v: Any) -> str:
         return ", ".join(map(str, v))
     if isinstance(v, pd.Timestamp):
         return v.strftime("%Y-%m-%d %H:%M:%S")
-    if v is None or (isinstance(v, float) and v != v):
+    if v is None or (isinstance(v, float) and pd.isna(v)):
         return ""
     return str(v)
 

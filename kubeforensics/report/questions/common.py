@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -94,7 +95,7 @@ def seed_match(df: pd.DataFrame, seed: Any, cols: Iterable[str]) -> pd.Series:
 
 
 def when(t: Any) -> str:
-    if t is None or (isinstance(t, float) and t != t) or pd.isna(t):
+    if t is None or pd.isna(t):
         return "?"
     return pd.Timestamp(t).strftime("%Y-%m-%d %H:%M:%S UTC")
 

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from kubeforensics.report.answers import Answer
-from kubeforensics.report.questions.common import (actor_weights, col, event_ids, is_public, is_system,
-                                                   none_found, when, with_techniques)
+from kubeforensics.report.questions.common import (
+    actor_weights,
+    col,
+    event_ids,
+    is_public,
+    is_system,
+    none_found,
+    when,
+    with_techniques,
+)
 
 
 def _ident(inv) -> tuple[str, str]:
@@ -37,7 +45,7 @@ def first_abnormal(inv) -> Answer:
     anon = ext[(col(ext, "user") == "system:anonymous") & (col(ext, "source_ip") == ip)]
     facts = {"user": user, "source_ip": ip, "user_agent": col(mine, "user_agent").iloc[0],
              "credential_id": col(mine, "sa_credential_id").iloc[0], "time": first["time"],
-             "anonymous_probes": int(len(anon)), "ips": sorted(set(col(mine, "source_ip")))}
+             "anonymous_probes": len(anon), "ips": sorted(set(col(mine, "source_ip")))}
     text = (f"{user} from {ip} ({facts['user_agent'] or 'no user agent'}) at {when(first['time'])}"
             f"{', credential ' + facts['credential_id'] if facts['credential_id'] else ''}"
             f"{f'; {len(anon)} anonymous requests from the same address' if len(anon) else ''}")
@@ -53,7 +61,7 @@ def legitimate_use(inv) -> Answer:
         return none_found(q, "no abnormal identity")
     a = inv.tables["audit"]
     other = a[(col(a, "user") == user) & (col(a, "source_ip") != ip)]
-    facts = {"user": user, "other_ips": sorted(set(col(other, "source_ip"))), "requests": int(len(other)),
+    facts = {"user": user, "other_ips": sorted(set(col(other, "source_ip"))), "requests": len(other),
              "user_agents": sorted(set(col(other, "user_agent")))}
     text = (f"{user} was also used from {', '.join(facts['other_ips'])} ({len(other)} requests, agents "
             f"{', '.join(facts['user_agents'])})" if len(other) else f"{user} was used only from {ip}")
@@ -63,7 +71,7 @@ def legitimate_use(inv) -> Answer:
 def exec_sessions(inv) -> Answer:
     """Which pods were exec'd into by the identity, with which commands; does the process tree match?"""
     q = "Which pods, which commands; does the audit record match the process tree?"
-    user, ip = _ident(inv)
+    user, _ = _ident(inv)
     a = inv.tables["audit"]
     e = a[col(a, "subresource").isin(["exec", "attach", "portforward"]) & (col(a, "user") == user)]
     if e.empty:

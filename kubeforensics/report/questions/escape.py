@@ -10,9 +10,18 @@ from __future__ import annotations
 import pandas as pd
 
 from kubeforensics.report.answers import Answer
-from kubeforensics.report.questions.common import (col, event_ids, flag, is_public, none_found, pod_weights,
-                                                   rows, seed_match, top_public_destinations, when,
-                                                   with_techniques)
+from kubeforensics.report.questions.common import (
+    col,
+    event_ids,
+    flag,
+    is_public,
+    none_found,
+    pod_weights,
+    seed_match,
+    top_public_destinations,
+    when,
+    with_techniques,
+)
 
 ESCAPE_BINARIES = ("nsenter", "chroot", "unshare")
 

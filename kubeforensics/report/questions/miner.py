@@ -5,8 +5,18 @@ from __future__ import annotations
 import pandas as pd
 
 from kubeforensics.report.answers import Answer
-from kubeforensics.report.questions.common import (col, event_ids, is_public, none_found, pod_weights, rows,
-                                                   seed_match, top_public_destinations, when, with_techniques)
+from kubeforensics.report.questions.common import (
+    col,
+    event_ids,
+    is_public,
+    none_found,
+    pod_weights,
+    rows,
+    seed_match,
+    top_public_destinations,
+    when,
+    with_techniques,
+)
 
 
 def _pod(inv) -> str:
@@ -62,7 +72,7 @@ def token_theft(inv) -> Answer:
     users = list(dict.fromkeys(col(used, "user")))
     ips = list(dict.fromkeys(col(used, "source_ip")))
     facts = {"token_read": not f.empty, "pod": pod, "service_account": users[0] if users else "",
-             "used_from": ips, "requests": int(len(used)),
+             "used_from": ips, "requests": len(used),
              "first_use": used["time"].min() if not used.empty else None}
     text = (f"token of {pod or '?'} {'was read' if not f.empty else 'read not observed'}; used as "
             f"{facts['service_account'] or '?'} from {', '.join(ips) or '?'} in {len(used)} API requests")
@@ -83,7 +93,7 @@ def enumeration(inv) -> Answer:
     denied = d[d["code"].fillna(0) == 403]
     what = (col(d, "verb") + " " + col(d, "resource") + (" in " + col(d, "namespace")).where(col(d, "namespace") != "",
                                                                                              " (cluster)"))
-    facts = {"user": user, "requests": int(len(d)), "denied": int(len(denied)),
+    facts = {"user": user, "requests": len(d), "denied": len(denied),
              "resources": sorted(set(col(d, "resource"))), "denied_resources": sorted(set(col(denied, "resource")))}
     text = f"{user} made {len(d)} requests ({len(denied)} denied): {', '.join(sorted(set(what))[:8])}"
     return Answer(q, text, facts, list(denied["event_id"].head(20)),

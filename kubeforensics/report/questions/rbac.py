@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kubeforensics.report.answers import Answer
-from kubeforensics.report.questions.common import col, is_public, is_system, none_found, when
+from kubeforensics.report.questions.common import col, is_public, is_system, none_found
 
 RBAC = ("clusterroles", "clusterrolebindings", "roles", "rolebindings", "serviceaccounts")
 PATHS = ("cronjobs", "daemonsets", "mutatingwebhookconfigurations", "validatingwebhookconfigurations")

@@ -28,7 +28,7 @@ def new_findings(inv) -> Answer:
     if f.empty:
         return none_found(q, "no finding first seen in the window")
     by = f["severity"].astype(str).value_counts()
-    facts = {"new": int(len(f)), "by_severity": {k: int(v) for k, v in by.items() if v},
+    facts = {"new": len(f), "by_severity": {k: int(v) for k, v in by.items() if v},
              "rules": sorted(set(f["rule_id"]))}
     return Answer(q, f"{len(f)} new findings ({', '.join(f'{v} {k}' for k, v in by.items() if v)})", facts,
                   event_ids(f)[:30], f[["severity", "rule_id", "techniques", "namespace", "pod", "summary"]])

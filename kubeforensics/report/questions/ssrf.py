@@ -64,7 +64,7 @@ def enumeration(inv) -> Answer:
     internal_dns = [d for d in dns if ".svc" in d or ".cluster.local" in d]
     facts = {"pod": pod, "targets": int(targets[["dst_ip", "dst_port"]].drop_duplicates().shape[0]),
              "dropped": int((col(targets, "verdict") == "DROPPED").sum()), "dns_lookups": internal_dns[:50],
-             "scan_findings": int(len(f))}
+             "scan_findings": len(f)}
     text = (f"{pod} tried {facts['targets']} internal ip:port targets ({facts['dropped']} dropped flows) and "
             f"looked up {len(internal_dns)} internal service names")
     return Answer(q, text, facts, event_ids(f)[:20], f[["first_seen", "rule_id", "summary"]])
@@ -86,7 +86,7 @@ def dns_exfiltration(inv) -> Answer:
     mine = fl[(col(fl, "src_namespace") + "/" + col(fl, "src_pod")).isin(pods) & (q_names != "")
               & ~q_names.str.rstrip(".").str.endswith(("cluster.local", ".svc", ".internal"))]
     doms = mine["dns_query"].str.rstrip(".").str.split(".").str[-2:].str.join(".").value_counts()
-    facts = {"processes": procs, "resolvers": resolvers, "packets": int(len(dns)),
+    facts = {"processes": procs, "resolvers": resolvers, "packets": len(dns),
              "first": dns["time"].min() if not dns.empty else None,
              "last": dns["time"].max() if not dns.empty else None,
              "domain": doms.index[0] if len(doms) else "", "queries": int(doms.iloc[0]) if len(doms) else 0}

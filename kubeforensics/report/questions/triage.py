@@ -5,8 +5,17 @@ from __future__ import annotations
 import pandas as pd
 
 from kubeforensics.report.answers import Answer
-from kubeforensics.report.questions.common import (SEV_WEIGHT, actor_weights, col, event_ids, is_system,
-                                                   none_found, pod_weights, top_public_destinations, when)
+from kubeforensics.report.questions.common import (
+    SEV_WEIGHT,
+    actor_weights,
+    col,
+    event_ids,
+    is_system,
+    none_found,
+    pod_weights,
+    top_public_destinations,
+    when,
+)
 
 
 def contents(inv) -> Answer:
@@ -33,7 +42,7 @@ def suspicious(inv, min_severity: str = "high") -> Answer:
     top = f[f["severity"].astype(str).map(SEV_WEIGHT).fillna(0) >= floor]
     by_sev = f["severity"].astype(str).value_counts().to_dict()
     techniques = sorted({t for lst in top["techniques"] for t in lst})
-    facts = {"findings": int(len(f)), "by_severity": {k: int(v) for k, v in by_sev.items()},
+    facts = {"findings": len(f), "by_severity": {k: int(v) for k, v in by_sev.items()},
              "techniques": techniques, "rules": sorted(set(top["rule_id"]))}
     text = (f"{len(f)} findings ({', '.join(f'{v} {k}' for k, v in by_sev.items() if v)}); at {min_severity} or "
             f"above: {len(top)} covering {', '.join(techniques) or 'no technique'}")
@@ -78,7 +87,7 @@ def _split(pod: str) -> tuple[str, str]:
 
 
 def _true(v) -> bool:
-    return bool(v) if v is not None and not (isinstance(v, float) and v != v) and v is not pd.NA else False
+    return False if v is None or pd.isna(v) else bool(v)
 
 
 def pick_pod(inv) -> str:
@@ -151,7 +160,7 @@ def pod_processes(inv, pod: str) -> Answer:
         return none_found(q, f"no process events in {pod}")
     host = pr[pr["host_namespaces"].map(lambda v: v is not None and len(v) > 0)]
     facts = {"binaries": sorted(set(col(pr, "binary"))), "in_host_namespaces": sorted(set(col(host, "binary"))),
-             "execs": int(len(pr))}
+             "execs": len(pr)}
     return Answer(q, f"{len(pr)} execs of {len(facts['binaries'])} programs; {len(facts['in_host_namespaces'])} in "
                      "host namespaces", facts, list(host["event_id"].head(20)),
                   pr.drop_duplicates(["binary", "args"])[["time", "parent_binary", "binary", "args"]].head(40))
