@@ -154,10 +154,10 @@ def app_traffic(ds: Dataset) -> None:
             ds.connect(t, init, ips[0], 443, names=["api.stripe.com"])
     prom = cl.pods_of("monitoring", "prometheus")[0]
     assert prom.containers[0].init is not None
-    for target in [p for p in cl.pods if p.http_probe_port and not p.host_network and p is not prom]:
-        for t in ticks(ds, 30, max(target.created_ns, cl.t0), target.deleted_ns, jitter=0.01):
-            ds.connect(t, prom.containers[0].init, target.ip, target.http_probe_port, kprobe=False,
-                       http=("GET", f"http://{target.ip}:{target.http_probe_port}/metrics", 200, "Prometheus/2.54.1"))
+    for scraped in [p for p in cl.pods if p.http_probe_port and not p.host_network and p is not prom]:
+        for t in ticks(ds, 30, max(scraped.created_ns, cl.t0), scraped.deleted_ns, jitter=0.01):
+            ds.connect(t, prom.containers[0].init, scraped.ip, scraped.http_probe_port, kprobe=False,
+                       http=("GET", f"http://{scraped.ip}:{scraped.http_probe_port}/metrics", 200, "Prometheus/2.54.1"))
 
 
 def kubelet_probes(ds: Dataset) -> None:

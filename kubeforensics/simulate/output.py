@@ -28,13 +28,13 @@ COMPRESSED = ("audit", "tetragon", "hubble")
 ROTATED_FRACTION = 0.4
 
 
-def open_out(path: Path, gz: bool) -> IO[bytes]:
+def open_out(path: Path, gz: bool, level: int = 6) -> IO[bytes]:
     """A writable binary stream; gzip without file name and with mtime 0 (reproducible)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = open(path, "wb")  # noqa: SIM115 - the caller closes it (see _close)
     if not gz:
         return raw
-    return gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6)  # type: ignore[return-value]
+    return gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=level)  # type: ignore[return-value]
 
 
 def _close(f: IO[bytes]) -> None:
@@ -72,6 +72,13 @@ def path_of(out: Path, key: str, compress: bool) -> Path:
     return out / (rel + ".gz" if compress and key in COMPRESSED else rel)
 
 
+def event_list(ds: Dataset, recs: list[Rec]) -> dict[str, Any]:
+    """The EventList dumped at the end: sorted like the API server lists them, minus deleted Events."""
+    kept = [e for t, _, e in recs if not any(e["metadata"]["namespace"] == ns and t < tp for ns, tp in ds.event_purges)]
+    items = sorted(kept, key=lambda e: (e["metadata"]["namespace"], e["metadata"]["name"]))
+    return {"kind": "EventList", "apiVersion": "v1", "metadata": {"resourceVersion": str(ds.rv + 7)}, "items": items}
+
+
 def write(ds: Dataset, out: Path, *, compress: bool = False) -> dict[str, int]:
     """Write every file of ``ds`` under ``out``; returns records per file."""
     counts: dict[str, int] = {}
@@ -82,13 +89,9 @@ def write(ds: Dataset, out: Path, *, compress: bool = False) -> dict[str, int]:
     counts["audit"] = write_lines(path_of(out, "audit", compress), audit[cut:], compress)
     for key in ("tetragon", "hubble", "falco"):
         counts[key] = write_lines(path_of(out, key, compress), recs[key], compress and key in COMPRESSED)
-    def kept(t: int, e: dict[str, Any]) -> bool:  # Events removed by a deletecollection before the dump
-        return not any(e["metadata"]["namespace"] == ns and t < tp for ns, tp in ds.event_purges)
-
-    kept_events = [e for t, _, e in recs["k8s-events"] if kept(t, e)]
-    items = sorted(kept_events, key=lambda e: (e["metadata"]["namespace"], e["metadata"]["name"]))
-    dump_json(path_of(out, "k8s-events", compress),
-              {"kind": "EventList", "apiVersion": "v1", "metadata": {"resourceVersion": str(ds.rv + 7)}, "items": items})
+    events = event_list(ds, recs["k8s-events"])
+    dump_json(path_of(out, "k8s-events", compress), events)
+    items = events["items"]
     counts["k8s-events"] = len(items)
     objects = fk.object_list(ds.cl, ds.cl.t1, ds.extra_objects)
     dump_json(path_of(out, "k8s-objects", compress), objects)

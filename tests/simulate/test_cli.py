@@ -57,3 +57,15 @@ def test_scale_writes_about_n_records_with_the_attack_inside(tmp_path: Path) -> 
                 for line in (tmp_path / "tetragon/tetragon.log").read_text().splitlines()}
     for step in truth["steps"]:
         assert set(step["evidence"].get("tetragon", [])) <= exec_ids
+
+
+def test_scale_output_does_not_depend_on_the_number_of_processes(tmp_path: Path) -> None:
+    from kubeforensics.simulate import build
+    from kubeforensics.simulate.scale import write_scaled
+
+    one = write_scaled(build("benign", 5), tmp_path / "one", 45_000, processes=1)
+    two = write_scaled(build("benign", 5), tmp_path / "two", 45_000, processes=2)
+    assert one == two and sum(one.values()) == 45_000 - 1
+    for p in sorted((tmp_path / "one").rglob("*")):
+        if p.is_file():
+            assert p.read_bytes() == (tmp_path / "two" / p.relative_to(tmp_path / "one")).read_bytes(), p.name

@@ -159,9 +159,9 @@ def workload_object(w: Workload, template: Pod | None) -> dict[str, Any]:
     api = "batch/v1" if w.kind in ("CronJob", "Job") else "apps/v1"
     tmpl: dict[str, Any] = {"metadata": {"labels": dict(w.labels)}}
     if template is not None:
-        spec = pod_spec(template)
-        spec.pop("nodeName", None)
-        tmpl["spec"] = spec
+        pspec = pod_spec(template)
+        pspec.pop("nodeName", None)
+        tmpl["spec"] = pspec
     spec: dict[str, Any] = {"selector": {"matchLabels": dict(w.labels)}, "template": tmpl}
     if w.kind in ("Deployment", "StatefulSet"):
         spec = {"replicas": w.replicas, **spec}

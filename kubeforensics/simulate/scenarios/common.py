@@ -49,7 +49,7 @@ def exec_session(ds: Dataset, t: int, *, user: dict[str, Any], ip: str, new_kube
 
 
 def user_creates_pod(ds: Dataset, t: int, pod: Pod, *, user: dict[str, Any], ip: str, ua: str, authz: str) -> str:
-    req = {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": pod.name, "namespace": pod.namespace,
+    req: dict[str, Any] = {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": pod.name, "namespace": pod.namespace,
                                                            "creationTimestamp": None}, "spec": fk.pod_spec(pod)}
     req["spec"].pop("nodeName", None)
     return ds.api(t, user=user, verb="create", uri=f"/api/v1/namespaces/{pod.namespace}/pods?fieldManager=kubectl-create"

@@ -22,9 +22,9 @@ def run(ds: Dataset) -> None:
     sa = cl.sa("ci", "deployer")
     user = fa.sa_user(sa, None, ds.ci_jti)
     ts = "2025-12-01T10:20:00Z"
-    for ns in ("shop", "data"):
+    for rb_ns in ("shop", "data"):
         cl.rbac.append({"kind": "RoleBinding", "apiVersion": "rbac.authorization.k8s.io/v1",
-                        "metadata": {"name": "deployer", "namespace": ns, "uid": ds.ids.uuid(), "creationTimestamp": ts},
+                        "metadata": {"name": "deployer", "namespace": rb_ns, "uid": ds.ids.uuid(), "creationTimestamp": ts},
                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
                         "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": "ci"}]})
     pod = cl.pods_of("data", "reports")[0]
@@ -46,13 +46,14 @@ def run(ds: Dataset) -> None:
     t += rng.randrange(5, 30) * NS
     tr.begin(t, "T1613", "Discovery", "self rules review, namespaces (403), pods of shop and data", ip=ip,
              user=sa.username)
-    for verb, uri, res, ns, group, code in (
+    calls: tuple[tuple[str, str, str, str | None, str, int], ...] = (
             ("create", "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", "selfsubjectrulesreviews", None,
              "authorization.k8s.io", 201),
             ("list", "/api/v1/namespaces?limit=500", "namespaces", None, "", 403),
             ("list", "/api/v1/namespaces/shop/pods?limit=500", "pods", "shop", "", 200),
             ("list", "/api/v1/namespaces/data/pods?limit=500", "pods", "data", "", 200),
-            ("get", f"/api/v1/namespaces/data/pods/{pod.name}", "pods", "data", "", 200)):
+            ("get", f"/api/v1/namespaces/data/pods/{pod.name}", "pods", "data", "", 200))
+    for verb, uri, res, ns, group, code in calls:
         ds.api(t, user=user, verb=verb, uri=uri, ref=fa.ref(res, ns, uri.rsplit("/", 1)[1] if verb == "get" else None,
                                                              api_group=group),
                ip=ip, ua=UA, code=code, authz=EDIT.format(ns=ns) if code < 400 and ns else "",
