@@ -61,20 +61,37 @@ def endpoint(df: pd.DataFrame, side: str) -> pd.Series:
     return out.where(pod.isna(), ns.astype(str) + "/" + pod.astype(str) + " (" + ip + ")").astype(object)
 
 
-def derive(table: str, df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with the derived columns of ``table`` (:data:`DERIVED`) added."""
-    if df.empty or table not in DERIVED:
-        return df.assign(**{c: pd.Series([], dtype=object) for c in DERIVED.get(table, {})}) if df.empty else df
-    if table == "processes":
-        binary = df["binary"].astype(object).where(df["binary"].notna(), "?").astype(str)
-        args = df["args"].astype(object).where(df["args"].notna(), "").astype(str)
-        cmd = (binary + " " + args).str.rstrip()
-        cid = df["container_id"].astype(object).where(df["container_id"].notna(), "").astype(str).str[:12]
-        loc = pd.Series("the host", index=df.index, dtype=object).where(cid == "", "container " + cid)
-        pod = df["namespace"].astype(object).fillna("").astype(str) + "/" + df["pod"].astype(object).fillna("").astype(str)
-        loc = loc.where(df["pod"].isna(), pod)
-        return df.assign(binary_name=basename(df["binary"]), parent_name=basename(df["parent_binary"]), cmdline=cmd, location=loc)
-    return df.assign(src_endpoint=endpoint(df, "src"), dst_endpoint=endpoint(df, "dst"))
+#: Derived columns computed for the whole table before the rules run (cheap, used in conditions);
+#: the others are computed only for matching rows, when a summary needs them.
+EAGER: dict[str, tuple[str, ...]] = {"processes": ("binary_name", "parent_name")}
+
+
+def derive(table: str, df: pd.DataFrame, names: "Iterable[str] | None" = None) -> pd.DataFrame:
+    """``df`` with derived columns of ``table`` added (``names``, default all of :data:`DERIVED`)."""
+    wanted = [n for n in (names if names is not None else DERIVED.get(table, {})) if n in DERIVED.get(table, {})]
+    wanted = [n for n in wanted if n not in df.columns]
+    if not wanted:
+        return df
+    if df.empty:
+        return df.assign(**{c: pd.Series([], dtype=object) for c in wanted})
+    new: dict[str, pd.Series] = {}
+    for n in wanted:
+        if n == "binary_name":
+            new[n] = basename(df["binary"])
+        elif n == "parent_name":
+            new[n] = basename(df["parent_binary"])
+        elif n == "cmdline":
+            binary = df["binary"].astype(object).where(df["binary"].notna(), "?").astype(str)
+            args = df["args"].astype(object).where(df["args"].notna(), "").astype(str)
+            new[n] = (binary + " " + args).str.rstrip()
+        elif n == "location":
+            cid = df["container_id"].astype(object).where(df["container_id"].notna(), "").astype(str).str[:12]
+            loc = pd.Series("the host", index=df.index, dtype=object).where(cid == "", "container " + cid)
+            pod = df["namespace"].astype(object).fillna("").astype(str) + "/" + df["pod"].astype(object).fillna("").astype(str)
+            new[n] = loc.where(df["pod"].isna(), pod)
+        elif n in ("src_endpoint", "dst_endpoint"):
+            new[n] = endpoint(df, n.split("_")[0])
+    return df.assign(**new)
 
 
 def column(df: pd.DataFrame, table: str, name: str) -> pd.Series:
@@ -83,7 +100,7 @@ def column(df: pd.DataFrame, table: str, name: str) -> pd.Series:
         return df[name]
     if name not in DERIVED.get(table, {}):
         raise KeyError(name)
-    return derive(table, df)[name]
+    return derive(table, df, [name])[name]
 
 
 def is_list_column(table: str, name: str) -> bool:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 import pandas as pd
 
+from kubeforensics.detect.conditions import derive
 from kubeforensics.detect.model import Severity
 from kubeforensics.detect.netutil import internal_mask, to_ns
 from kubeforensics.detect.pyrule import PyRule
@@ -166,11 +167,10 @@ class ExecThenHostEntry(PyRule):
 
     def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         p = tables["processes"]
-        hostns = p["host_namespaces"].map(lambda v: bool(_lower_set(v) & {"mnt", "pid"}))
-        esc = p[p["pod"].notna() & (
-            ((p["event_type"] == "exec") & (p["binary_name"].isin(["nsenter", "unshare"]) | hostns))
-            | p["function_name"].astype("string").str.endswith("setns", na=False).astype(bool)
-        )]
+        p = p[p["pod"].notna() & ((p["event_type"] == "exec") | p["function_name"].notna())]
+        hostns = p["host_namespaces"].map(lambda v: bool(_lower_set(v) & {"mnt", "pid"})).astype(bool)
+        esc = p[((p["event_type"] == "exec") & (p["binary_name"].isin(["nsenter", "unshare"]) | hostns))
+                | p["function_name"].astype("string").str.endswith("setns", na=False).astype(bool)]
         ex = _execs(tables["audit"])
         ex = ex[ex["code"].isna() | (ex["code"] < 400)]
         if esc.empty or ex.empty:
@@ -228,6 +228,7 @@ class DropExecConnect(PyRule):
         if not drops:
             return execs.iloc[0:0]
         d = pd.DataFrame(drops, columns=["node", "drop_time", "binary", "how"])
+        execs = derive("processes", execs, ["location"])
         j = execs[["time", "node", "namespace", "pod", "location", "binary", "event_id"]].merge(d, on=["node", "binary"])
         j = j[(j["drop_time"] <= j["time"]) & (j["time"] - j["drop_time"] <= win)].drop_duplicates("event_id")
         if j.empty:
@@ -264,7 +265,8 @@ class HostRootChroot(PyRule):
 
     def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         p = tables["processes"]
-        ch = p[(p["event_type"] == "exec") & p["pod"].notna() & (
+        p = p[(p["event_type"] == "exec") & p["pod"].notna()]
+        ch = p[(
             (p["binary_name"] == "chroot") | p["args"].astype("string").str.match(r"^chroot\s|.*\schroot\s", na=False).astype(bool))]
         if ch.empty:
             return ch

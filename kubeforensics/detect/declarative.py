@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 import pandas as pd
 
-from kubeforensics.detect.conditions import DERIVED, ConditionError, Mask, column, compile_condition, globs_regex
+from kubeforensics.detect.conditions import DERIVED, ConditionError, Mask, column, compile_condition, derive, globs_regex
 from kubeforensics.detect.model import HIT_COLUMNS, RuleMeta, Severity, empty_hits
 from kubeforensics.schema import TABLES
 
@@ -180,6 +180,7 @@ class YamlRule:
             sub = sub[~joined.str.match(globs_regex(patterns), na=False).to_numpy()]
         if sub.empty:
             return empty_hits()
+        sub = derive(self.table, sub)  # summary-only derived columns, for the matching rows only
         key_parts = [column(sub, self.table, c).astype(object).where(lambda s: s.notna(), "").astype(str) for c in self.key]
         key = key_parts[0]
         for p in key_parts[1:]:

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 import yaml
 
-from kubeforensics.detect.conditions import DERIVED, ConditionError, derive
+from kubeforensics.detect.conditions import EAGER, ConditionError, derive
 from kubeforensics.detect.declarative import YamlRule
 from kubeforensics.detect.frames import prepare
 from kubeforensics.detect.model import FINDING_COLUMNS, Rule, Severity
@@ -182,8 +182,8 @@ def run_rules(
     """
     cfg = config or TuningConfig.defaults()
     frames = prepare(tables)
-    for name in DERIVED:
-        frames[name] = derive(name, frames[name])
+    for name, cols in EAGER.items():
+        frames[name] = derive(name, frames[name], cols)
     selected = _select(rules)
     if sigma is not None:
         from kubeforensics.detect.sigma import load_sigma

@@ -81,23 +81,25 @@ def dedup_audit(audit: pd.DataFrame) -> pd.DataFrame:
 
     The kept row's ``time`` becomes the earliest request time seen for that
     request (``request_time`` when present, else ``time``).  Rows without an
-    ``audit_id`` are all kept.
+    ``audit_id`` are all kept.  Only the repeated ids are worked on, so a log
+    written at one stage costs one ``duplicated`` pass.
     """
-    if audit.empty or "audit_id" not in audit or audit["audit_id"].isna().all():
+    if audit.empty or "audit_id" not in audit:
         return audit
     ids = audit["audit_id"]
-    has = ids.notna() & (ids.astype(str) != "")
-    if not has.any():
+    rep = ids.duplicated(keep=False) & ids.notna() & (ids != "")
+    if not rep.any():
         return audit
-    part = audit[has]
-    if not part["audit_id"].duplicated().any():
-        return audit
+    part = audit[rep.to_numpy()]
     rank = part["stage"].map(STAGE_RANK).fillna(9)
     req = part["request_time"].where(part["request_time"].notna(), part["time"]) if "request_time" in part else part["time"]
     earliest = req.groupby(part["audit_id"]).transform("min")
-    part = part.assign(time=earliest, _rank=rank).sort_values(["audit_id", "_rank"], kind="stable")
-    part = part.drop_duplicates("audit_id", keep="first").drop(columns="_rank")
-    return pd.concat([part, audit[~has]]).sort_values("time", kind="stable").reset_index(drop=True)
+    order = part.assign(_rank=rank.to_numpy()).sort_values(["audit_id", "_rank"], kind="stable")
+    keep_idx = order.drop_duplicates("audit_id", keep="first").index
+    drop = part.index.difference(keep_idx)
+    out = audit.drop(index=drop)
+    out.loc[keep_idx, "time"] = earliest.loc[keep_idx]
+    return out.reset_index(drop=True)
 
 
 def prepare(tables: Mapping[str, pd.DataFrame | None]) -> dict[str, pd.DataFrame]:

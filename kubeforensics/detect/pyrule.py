@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import pandas as pd
 
-from kubeforensics.detect.declarative import hits_frame, render
+from kubeforensics.detect.conditions import DERIVED, derive
+from kubeforensics.detect.declarative import _PLACEHOLDER, hits_frame, render
 from kubeforensics.detect.model import RuleMeta, Severity, empty_hits
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,6 +67,11 @@ class PyRule:
         if rows is None or rows.empty:
             return empty_hits()
         rows = rows.reset_index(drop=True)
+        placeholders = set(_PLACEHOLDER.findall(self.summary)) | set(self.entity.values()) | set(self.key)
+        for table, cols in DERIVED.items():
+            needed = [c for c in cols if c in placeholders and c not in rows.columns]
+            if needed and table in self.sources:
+                rows = derive(table, rows, needed)
         key_cols = self.key or tuple(self.entity.values())
         key = pd.Series([""] * len(rows), index=rows.index, dtype=object)
         for c in key_cols:

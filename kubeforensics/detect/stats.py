@@ -123,8 +123,9 @@ class PeriodicBeacon(PyRule):
 
     def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         f = tables["flows"]
-        world = f["dst_labels"].map(lambda v: v is not None and not isinstance(v, float) and "reserved:world" in list(v))
-        f = f[world & _outbound(f) & (f["dst_port"] != 53)]
+        f = f[f["dst_pod"].isna() & (f["dst_port"] != 53)]
+        f = f[_outbound(f)]
+        f = f[f["dst_labels"].map(lambda v: v is not None and not isinstance(v, float) and "reserved:world" in list(v)).astype(bool)]
         if f.empty:
             return f
         flags = f["tcp_flags"].astype(object).fillna("")
