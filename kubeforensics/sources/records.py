@@ -12,12 +12,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import orjson
+
+from kubeforensics import redact
 
 #: Longest line read into memory; longer lines are quarantined (first bytes kept).
 MAX_LINE_BYTES = 64 * 1024 * 1024
@@ -49,13 +53,42 @@ class Quarantined:
     index: int | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The quarantine entry as stored in ``quarantine/<sha12>.jsonl``, secrets redacted.
+
+        The reason and the raw text go through :mod:`kubeforensics.redact` (a
+        record that still parses as JSON is redacted as an object, so Secret
+        ``data`` loses its values too); the untouched bytes stay in the evidence
+        copy at ``evidence``:``line``.
+        """
         return {
             "evidence": self.evidence,
             "line": self.line,
             "index": self.index,
-            "reason": self.reason,
-            "raw": self.raw.decode("utf-8", errors="backslashreplace"),
+            "reason": redact.text(self.reason),
+            "raw": redact_raw(self.raw),
         }
+
+
+_SECRET_KIND = re.compile(r'"kind"\s*:\s*"(Secret|TokenRequest)"')
+_SECRET_DATA = re.compile(r'("(?:data|stringData)"\s*:\s*\{)[^}]*\}?')
+
+
+def redact_raw(raw: bytes) -> str:
+    """Quarantined bytes as text with secret material redacted (invalid UTF-8 shown as ``\\xNN``)."""
+    text = raw.decode("utf-8", errors="backslashreplace")
+    if not redact.enabled() or not text:
+        return text
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        if _SECRET_KIND.search(text):  # a damaged Secret: its data values cannot be told apart by name
+            text = _SECRET_DATA.sub(lambda m: f'{m.group(1)}"{redact.MARK}"}}', text)
+        return redact.text(text) or ""
+    try:
+        return orjson.dumps(redact.k8s_object(obj)).decode()
+    except (TypeError, orjson.JSONEncodeError, RecursionError):
+        # Too deep to walk or to write back: keep only what the text patterns allow.
+        return redact.text(text) or ""
 
 
 def sha256_file(path: str | Path, chunk: int = 4 * 1024 * 1024) -> str:
@@ -121,7 +154,7 @@ def _readline(f: IO[bytes]) -> tuple[bytes, bool]:
 
 
 def iter_records(
-    path: str | Path, evidence: str | None = None, *, only_lines: "set[int] | None" = None
+    path: str | Path, evidence: str | None = None, *, only_lines: set[int] | None = None
 ) -> Iterator[Record | Quarantined]:
     """Yield every record of an evidence file, in order.
 
