@@ -61,7 +61,7 @@ class AnalysisMixin:
         return df
 
     def story(self, seed: Any = None, *, since: Any = None, until: Any = None,
-              findings: pd.DataFrame | None = None) -> "Story":
+              findings: pd.DataFrame | None = None) -> Story:
         """The attack story: ordered steps with tactic, techniques and evidence (see docs/story.md)."""
         from kubeforensics.correlate import build_story
 
@@ -69,14 +69,14 @@ class AnalysisMixin:
             findings = self.findings()
         return build_story(self._tables(), findings, seed=seed, since=since, until=until)
 
-    def process_tree(self, **selector: Any) -> "ProcessTree":
+    def process_tree(self, **selector: Any) -> ProcessTree:
         """The exact process tree (``pod=``, ``namespace=``, ``container_id=`` or ``exec_id=``)."""
         from kubeforensics.correlate import process_tree
 
         return process_tree(self._tables()["processes"], **selector)
 
     @property
-    def entities(self) -> "EntityResolver":
+    def entities(self) -> EntityResolver:
         """Who was IP X / container Y / exec_id Z at time T (pods, nodes, service accounts)."""
         from kubeforensics.correlate import EntityResolver
 

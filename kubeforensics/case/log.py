@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import orjson
 
 from kubeforensics.case.manifest import now_iso
 from kubeforensics.errors import CaseError
 
-KINDS = ("bookmark", "note", "retract", "manifest", "ingest", "answer", "setting")
+KINDS = ("bookmark", "note", "retract", "manifest", "ingest", "answer", "setting", "collect")
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,13 @@ import html
 import logging
 import shutil
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import orjson
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kubeforensics import __version__
@@ -116,7 +116,7 @@ class Case(AnalysisMixin):
 
     # ------------------------------------------------------------------ creation
     @classmethod
-    def create(cls, path: str | Path, *, exist_ok: bool = True) -> "Case":
+    def create(cls, path: str | Path, *, exist_ok: bool = True) -> Case:
         """Create a case directory (or open it when it exists and ``exist_ok``)."""
         p = Path(path)
         if (p / "case.json").is_file():
@@ -151,6 +151,7 @@ class Case(AnalysisMixin):
         *,
         collected_by: str = "file",
         parameters: dict[str, Any] | None = None,
+        source: str | None = None,
         progress: bool | None = None,
         on_file: Callable[[dict[str, Any]], None] | None = None,
     ) -> IngestReport:
@@ -158,6 +159,8 @@ class Case(AnalysisMixin):
 
         Every record is accounted for; a file of unknown format is kept as evidence,
         reported and skipped.  Files whose content is already in the case are skipped.
+        ``source`` describes where the files came from when the paths are only a staging
+        copy (a collector's temporary folder): it is recorded as ``<source>/<file name>``.
         """
         from kubeforensics.sources import READERS, FileIngest
 
@@ -184,7 +187,7 @@ class Case(AnalysisMixin):
                     continue
                 known.add(sha)
                 entry.update(self._ingest_file(stored, sha, fmt, READERS, FileIngest, bar))
-                entry["path"] = str(src)
+                entry["path"] = f"{source}/{src.name}" if source else str(src)
                 manifest["evidence"].append(entry)
                 self._write_manifest(manifest, f"added {src.name}")
                 acc = {k: entry[k] for k in ("path", "format", "records", "ingested", "quarantined")}
@@ -228,8 +231,7 @@ class Case(AnalysisMixin):
         if ing.quarantine:
             qpath = self.path / "quarantine" / f"{sha12}.jsonl"
             with open(qpath, "wb") as f:
-                for q in ing.quarantine:
-                    f.write(orjson.dumps(q.to_json()) + b"\n")
+                f.writelines(orjson.dumps(q.to_json()) + b"\n" for q in ing.quarantine)
         acc = ing.account
         return {"format": acc.format, "records": acc.records, "ingested": acc.ingested,
                 "quarantined": acc.quarantined, "rows": dict(acc.rows), "notes": dict(acc.notes)}
@@ -250,6 +252,28 @@ class Case(AnalysisMixin):
         if n == 0:
             qpath.unlink()
         return {"records": n, "ingested": 0, "quarantined": n}
+
+    def add_unread(self, path: str | Path, *, label: str, collected_by: str,
+                   parameters: dict[str, Any] | None = None, source: str | None = None) -> dict[str, Any] | None:
+        """Keep a file that no reader takes (a collection record, pod logs) as evidence:
+        copied, hashed, read-only and in the manifest, with ``format`` = ``label`` and no records.
+
+        Returns the manifest entry, or None when the same content is already in the case.
+        """
+        src = Path(path)
+        sha, size, stored = copy_and_hash(src, self.path / "evidence")
+        manifest = self.manifest
+        if any(e["sha256"] == sha for e in manifest["evidence"]):
+            return None
+        entry = {
+            "path": f"{source}/{src.name}" if source else str(src), "stored_as": stored.relative_to(self.path).as_posix(),
+            "sha256": sha, "size": size, "collected": now_iso(), "collected_by": collected_by,
+            "tool_version": __version__, "parameters": {"format": label, **(parameters or {})}, "format": label,
+            "records": 0, "ingested": 0, "quarantined": 0, "rows": {}, "notes": {"not read": label},
+        }
+        manifest["evidence"].append(entry)
+        self._write_manifest(manifest, f"added {src.name} ({label})")
+        return entry
 
     # ------------------------------------------------------------------ queries
     def table(self, name: str, *, columns: Sequence[str] | None = None, limit: int | None = None,

@@ -29,8 +29,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from kubeforensics import __version__
-from kubeforensics.case.manifest import copy_and_hash, now_iso
+from kubeforensics.case.manifest import now_iso
 from kubeforensics.errors import CollectorError
 
 log = logging.getLogger(__name__)
@@ -159,23 +158,8 @@ def new_collection_id() -> str:
 
 
 def register_unread(case: Any, path: Path, *, collected_by: str, label: str, parameters: dict[str, Any]) -> None:
-    """Copy a file no reader takes into the case as evidence (hashed, read-only, in the manifest).
-
-    ``Case.ingest`` would try the readers, fail to recognise the file and quarantine it;
-    a collection record or a pod log is not a bad record, so it is registered directly.
-    """
-    sha, size, stored = copy_and_hash(path, case.path / "evidence")
-    manifest = case.manifest
-    if any(e["sha256"] == sha for e in manifest["evidence"]):
-        return
-    manifest["evidence"].append({
-        "path": path.name, "stored_as": stored.relative_to(case.path).as_posix(), "sha256": sha,
-        "size": size, "collected": now_iso(), "collected_by": collected_by, "tool_version": __version__,
-        "parameters": {"format": label, **parameters}, "format": label,
-        "records": 0, "ingested": 0, "quarantined": 0, "rows": {}, "notes": {"not read": label},
-    })
-    # The store has no public "add unread evidence" call yet; _write_manifest also logs the new hash.
-    case._write_manifest(manifest, f"added {path.name} ({label})")
+    """Keep a file no reader takes (collection record, pod logs) as evidence; see ``Case.add_unread``."""
+    case.add_unread(path, label=label, collected_by=collected_by, parameters=parameters, source=collected_by)
 
 
 def hand_over(case: Any, staging: Staging, record: dict[str, Any], *, collected_by: str,
@@ -188,7 +172,8 @@ def hand_over(case: Any, staging: Staging, record: dict[str, Any], *, collected_
     files = [p for p in staging.data_files if p.exists() and p.stat().st_size > 0]
     report: dict[str, Any] = {"files": [], "totals": {"records": 0, "ingested": 0, "quarantined": 0}}
     if files:
-        report = case.ingest(files, collected_by=collected_by, parameters=params, progress=progress).to_json()
+        report = case.ingest(files, collected_by=collected_by, parameters=params, progress=progress,
+                             source=collected_by).to_json()
     record["ingest"] = report
     record["finished"] = now_iso()
     for p, label in staging.other_files:
@@ -196,6 +181,8 @@ def hand_over(case: Any, staging: Staging, record: dict[str, Any], *, collected_
     rec_path = staging.path / f"collection-{record['id'][:8]}.json"
     rec_path.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     register_unread(case, rec_path, collected_by=collected_by, label="collection-record", parameters=params)
+    case.log.append("collect", collection=record["id"], collected_by=collected_by, status=record.get("status"),
+                    totals=report["totals"])
     return report
 
 
