@@ -264,6 +264,14 @@ def test_no_secret_in_the_report(secret_case: Case, tmp_path: Path) -> None:
     html = out.read_text()
     assert len(html) > 1000 and "shop" in html
     assert not leaks(html), leaks(html)
+    assert f"built from manifest sha256 <code>{secret_case.log.last_manifest_sha()}</code>" in html
+
+
+def test_nothing_written_back_into_the_case_leaks(secret_case: Case) -> None:
+    """After every command above ran: the log (answers, ingests), derived caches, quarantine."""
+    for p in sorted(secret_case.path.rglob("*")):
+        if p.is_file() and "evidence" not in p.relative_to(secret_case.path).parts and p.suffix != ".parquet":
+            assert not leaks(p.read_bytes().decode("utf-8", "replace")), p
 
 
 def test_ingest_logs_carry_no_secret(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
