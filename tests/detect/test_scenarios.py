@@ -31,7 +31,7 @@ def frames_of(folder: Path) -> dict[str, pd.DataFrame]:
 
     parts: dict[str, list[pd.DataFrame]] = {}
     for f in sorted(folder.rglob("*")):
-        if f.is_file() and f.name != "GROUND_TRUTH.json":
+        if f.is_file() and f.name != "GROUND_TRUTH.json" and f.suffix != ".md":
             for table, t in read_file(f).tables.items():
                 parts.setdefault(table, []).append(t.to_pandas())
     return {t: pd.concat(v, ignore_index=True) for t, v in parts.items()}
