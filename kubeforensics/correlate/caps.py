@@ -6,6 +6,11 @@ Two caps, each recorded in the candidate's ``why`` so the analyst sees it:
   container runtime itself (``runc``, ``containerd-shim``, ``conmon``, ``crun``),
   the candidate is capped at *low*: the runtime enters namespaces and runs on
   the host by design.
+* **known node agents** -- a candidate about a host process (no pod) of a
+  known node agent (``amazon-ssm-agent``, the GCE/Azure guest agents,
+  ``kubelet``, ``containerd``, ...) is capped at *low*: these read
+  credentials files and enter namespaces as their job.  Extend
+  :data:`NODE_AGENTS` for your fleet.
 * **kubectl debug node** -- a pod named ``node-debugger-<node>-<suffix>`` with
   the host's ``/`` mounted, created by a person (not a service account) with
   kubectl, exists to give host access; what happens inside it is capped at
@@ -20,6 +25,25 @@ from kubeforensics.correlate.context import Context
 from kubeforensics.correlate.frames import is_runtime
 
 RUNTIME_CAP = 1
+AGENT_CAP = 1
+NODE_AGENTS = frozenset(
+    [
+        "amazon-ssm-agent",
+        "ssm-agent-worker",
+        "ssm-session-worker",
+        "google_guest_agent",
+        "google_osconfig_agent",
+        "waagent",
+        "WALinuxAgent",
+        "kubelet",
+        "containerd",
+        "dockerd",
+        "crio",
+        "systemd",
+        "systemd-journald",
+        "systemd-logind",
+    ]
+)
 DEBUG_NODE_CAP = 2
 
 
@@ -52,6 +76,10 @@ def apply_caps(ctx: Context, cand: pd.DataFrame, ex: pd.DataFrame) -> pd.DataFra
         cand.loc[hit, "why"] = (
             cand.loc[hit, "why"] + "; capped at low: its processes are the container runtime only"
         )
+    agent = (cand["pod"] == "") & cand["process"].str.rsplit("/", n=1).str[-1].isin(NODE_AGENTS)
+    hit = agent & (cand["severity"] > AGENT_CAP)
+    cand.loc[hit, "severity"] = AGENT_CAP
+    cand.loc[hit, "why"] = cand.loc[hit, "why"] + "; capped at low: a known node agent on the host"
     dbg = debug_node_pods(ctx)
     if not dbg.empty:
         key = cand["namespace"] + "/" + cand["pod"]

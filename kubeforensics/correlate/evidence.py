@@ -182,7 +182,9 @@ def enrich(ctx: Context, cand: pd.DataFrame) -> pd.DataFrame:
         src = ex if col == "process" else ex.sort_values("time", kind="stable")
         vals = src[src[col] != ""].drop_duplicates("index").set_index("index")[col]
         cur = cand[col].fillna("").astype(str)
-        cand[col] = cur.where(cur != "", cand.index.map(vals).fillna(""))
+        cand[col] = cur.where(
+            cur != "", pd.Series(cand.index.map(vals), index=cand.index, dtype=object).fillna("")
+        )
     if "hint_process" in cand.columns:
         cand["process"] = cand["process"].where(cand["process"] != "", cand["hint_process"].fillna(""))
     cand = _ingress_sources(ctx, cand)

@@ -4,7 +4,7 @@ Each link is one row: ``kind``, ``from_source``, ``from_event_id``,
 ``to_source``, ``to_event_id``, ``reason`` (a sentence), plus ``time`` (of the
 ``to`` side), ``session`` (the audit event id of the exec session a process
 belongs to, for exec links) and ``flag`` (``""`` or why the link is
-suspicious: ``foreign_ip``, ``unbound_external``).
+suspicious: ``foreign_ip``, ``new_source_ip``).
 
 Kinds
 -----
@@ -343,8 +343,9 @@ def token_uses(ctx: Context) -> pd.DataFrame:
 
     ``flag`` is ``foreign_ip`` when a pod-bound token is used from an IP that
     was not its pod's IP at that moment (nor its node's, for hostNetwork
-    pods), ``unbound_external`` when a token bound to no pod is used from an
-    IP that no known pod or node held; ``""`` otherwise.
+    pods), ``new_source_ip`` when a token bound to no pod is used from an
+    IP that no known pod or node held and that is not the IP of the token's
+    first request in the case (its usual client); ``""`` otherwise.
     """
     a = ctx.t["audit"]
     sa = a[a["user"].str.startswith("system:serviceaccount:") & (a["source_ip"] != "")]
@@ -365,10 +366,12 @@ def token_uses(ctx: Context) -> pd.DataFrame:
         | ((res["pod"] != "") & (res_pod != own))
         | ((expected_ip == "") & ~res["matched"])
     )
-    unbound_ext = ~bound & (sa["sa_credential_id"] != "") & ~res["matched"]
-    flag = np.select([foreign, unbound_ext], ["foreign_ip", "unbound_external"], "")
+    tok = token_key(sa)
+    first_ip = sa.assign(_tok=tok).sort_values("time").groupby("_tok")["source_ip"].first()
+    new_ip = ~bound & ~res["matched"] & (sa["source_ip"] != tok.map(first_ip))
+    flag = np.select([foreign, new_ip], ["foreign_ip", "new_source_ip"], "")
     return sa.assign(
-        token=token_key(sa),
+        token=tok,
         flag=flag,
         resolved_pod=res_pod.where(res["pod"] != "", ""),
         expected_ip=expected_ip,
@@ -382,7 +385,7 @@ def token_links(ctx: Context) -> pd.DataFrame:
         return _empty()
     where = np.where(u["resolved_pod"] != "", " (pod " + u["resolved_pod"] + ")", "")
     reason = np.select(
-        [u["flag"] == "foreign_ip", u["flag"] == "unbound_external"],
+        [u["flag"] == "foreign_ip", u["flag"] == "new_source_ip"],
         [
             "token of pod "
             + u["sa_pod_name"]
@@ -397,7 +400,7 @@ def token_links(ctx: Context) -> pd.DataFrame:
             + u["user"]
             + " bound to no pod used from "
             + u["source_ip"]
-            + ", an IP no known pod or node held",
+            + ", a new address (not its first client, and no known pod or node held it)",
         ],
         u["user"] + " request from " + u["source_ip"],
     )

@@ -312,9 +312,9 @@ def _tokens(ctx: Context) -> pd.DataFrame:
         + first["resource"],
         "The token of "
         + first["user"]
-        + ", bound to no pod, was used from "
+        + ", bound to no pod, was used from a new address "
         + first["source_ip"]
-        + " (no known pod or node) for "
+        + " (not its usual client, and no known pod or node held it) for "
         + first["n"].astype(str)
         + " request(s) starting with "
         + first["verb"]
@@ -330,8 +330,9 @@ def _tokens(ctx: Context) -> pd.DataFrame:
         pod=first["sa_pod_name"],
         actor=first["user"],
         dst_ip="",
+        src_ip=first["source_ip"],
         event_ids=first["ids"],
-        severity=np.where(foreign, 3, 2),
+        severity=3,
         why="token_use links flagged " + first["flag"],
         origin="token",
     )

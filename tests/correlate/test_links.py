@@ -52,22 +52,23 @@ def test_token_used_from_a_foreign_ip_is_flagged_and_home_use_is_not():
     assert lk.loc[lk["to_event_id"] == "audit:5", "flag"].iloc[0] == ""
 
 
-def test_unbound_token_from_outside_is_flagged():
+def test_unbound_token_from_a_new_address_is_flagged_and_its_usual_client_is_not():
+    base = {
+        "stage": "ResponseComplete",
+        "verb": "list",
+        "resource": "secrets",
+        "code": 200,
+        "user": "system:serviceaccount:ci:deployer",
+        "sa_credential_id": "JTI=ci",
+    }
     rows = [
-        {
-            "time": ts(5),
-            "audit_id": "u1",
-            "stage": "ResponseComplete",
-            "verb": "list",
-            "resource": "secrets",
-            "user": "system:serviceaccount:kube-system:backup",
-            "source_ip": "203.0.113.77",
-            "code": 200,
-            "sa_credential_id": "JTI=minted",
-        }
+        {**base, "time": ts(5), "audit_id": "u1", "source_ip": "198.51.100.74"},
+        {**base, "time": ts(50), "audit_id": "u2", "source_ip": "198.51.100.74"},
+        {**base, "time": ts(90), "audit_id": "u3", "source_ip": "203.0.113.77"},
     ]
     lk = links({"audit": frame("audit", rows)}, kinds=["token_use"])
-    assert lk["flag"].tolist() == ["unbound_external"]
+    assert lk["flag"].tolist() == ["", "", "new_source_ip"]
+    assert "203.0.113.77" in lk["reason"].iloc[2]
 
 
 def test_falco_alert_links_to_process_and_pod():
