@@ -82,9 +82,13 @@ def dns_exfiltration(inv) -> Answer:
     resolvers = sorted(set(col(dns, "daddr")))
     fl = inv.tables["flows"]
     q_names = col(fl, "dns_query")
-    pods = set(col(f, "namespace") + "/" + col(f, "pod"))
-    mine = fl[(col(fl, "src_namespace") + "/" + col(fl, "src_pod")).isin(pods) & (q_names != "")
-              & ~q_names.str.rstrip(".").str.endswith(("cluster.local", ".svc", ".internal"))]
+    named = q_names != ""
+    inside = q_names.str.rstrip(".").str.endswith(("cluster.local", ".svc", ".internal"))
+    # the names the DNS findings rest on (tunnel queries); else every outside name the pods looked up
+    mine = fl[fl["event_id"].isin(set(event_ids(f))) & named & ~inside]
+    if mine.empty:
+        pods = set(col(f, "namespace") + "/" + col(f, "pod"))
+        mine = fl[(col(fl, "src_namespace") + "/" + col(fl, "src_pod")).isin(pods) & named & ~inside]
     doms = mine["dns_query"].str.rstrip(".").str.split(".").str[-2:].str.join(".").value_counts()
     facts = {"processes": procs, "resolvers": resolvers, "packets": len(dns),
              "first": dns["time"].min() if not dns.empty else None,
