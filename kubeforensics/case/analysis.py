@@ -93,3 +93,9 @@ class AnalysisMixin:
         from kubeforensics.correlate import blind_spots
 
         return blind_spots(self._tables())
+
+    def answers(self, *, run_id: str | None = None, playbook: str | None = None) -> Any:
+        """Answers recorded by playbook runs (latest per question), see :mod:`kubeforensics.report.answers`."""
+        from kubeforensics.report.answers import recorded_answers
+
+        return recorded_answers(self.path, run_id=run_id, playbook=playbook)
