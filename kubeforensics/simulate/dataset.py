@@ -122,6 +122,8 @@ class Dataset:
         if kprobe:
             fn, policy = ("tcp_connect", "network-connect") if proto == "TCP" else ("udp_sendmsg", "udp-egress")
             self.kprobe(p, t, fn, [ft.sock_arg(src_ip, sport, dst_ip, dport, proto)], policy)
+        if dst_ip.startswith("127."):
+            return []  # loopback never leaves the pod: Hubble sees nothing
         dst_ep = self.endpoint_for(dst_ip, t)
         node = p.node.name
         dst_service = {"name": service[1], "namespace": service[0]} if service else None
