@@ -71,9 +71,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     out = out or sys.stdout
     try:
-        config = TuningConfig.load(args.config)
         case = open_case(args.case)
-        findings = run_rules(case.frames(), sigma=args.sigma, config=config)
+        if args.sigma is None and args.config is None:
+            findings = case.findings()  # the default run is cached in the case (feeds timeline and story)
+        else:
+            findings = run_rules(case.frames(), sigma=args.sigma, config=TuningConfig.load(args.config))
     except KubeforensicsError as exc:
         sys.stderr.write(f"kubeforensics findings: {exc}\n")
         return 2
