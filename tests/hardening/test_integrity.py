@@ -7,7 +7,9 @@ previous line): an edited, removed or re-ordered log line must be detected too.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import stat
@@ -20,6 +22,7 @@ import orjson
 import pytest
 
 from kubeforensics.case import Case
+from kubeforensics.cli import main
 from tests.hardening.corpus import FORMATS, RECORDS, lines, write
 
 PY = sys.executable
@@ -51,15 +54,22 @@ def _writable(p: Path) -> None:
     p.chmod(p.stat().st_mode | stat.S_IWUSR)
 
 
-def cli_verify(case: Case) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "kubeforensics", "verify", "--case", str(case.path)], check=False,
-                          capture_output=True, text=True, timeout=60)
+def cli_verify(case: Case, *, subprocess_run: bool = False) -> subprocess.CompletedProcess[str]:
+    """``kubeforensics verify --case DIR``: in this process (fast), or as a real subprocess."""
+    args = ["verify", "--case", str(case.path)]
+    if subprocess_run:
+        return subprocess.run([PY, "-m", "kubeforensics", *args], check=False, capture_output=True, text=True,
+                              timeout=60)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(args)
+    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
 
 
 def test_intact_case_verifies(case: Case) -> None:
     rep = case.verify()
     assert rep.ok and rep.checked == len(FORMATS)
-    proc = cli_verify(case)
+    proc = cli_verify(case, subprocess_run=True)
     assert proc.returncode == 0 and proc.stdout.startswith(f"OK: {len(FORMATS)} evidence files intact")
 
 
@@ -71,7 +81,7 @@ def test_one_altered_byte(case: Case) -> None:
     p.write_bytes(bytes(data))
     rep = case.verify()
     assert (rep.altered, rep.missing, rep.extra, rep.manifest_problem) == ([rel], [], [], None)
-    proc = cli_verify(case)
+    proc = cli_verify(case, subprocess_run=True)
     assert proc.returncode == 1 and f"ALTERED  {rel}" in proc.stdout
     assert "evidence is NOT intact (1 problems)" in proc.stderr
 
