@@ -13,8 +13,11 @@ events/s and peak memory:
 * ``raw pyarrow``: ``pyarrow.json.read_json`` with an explicit schema of the
   columns we extract, doing nothing else — the physical parse limit here;
 * ``raw duckdb``: ``read_ndjson`` with explicit columns into Arrow;
+* ``kf-parse-only``: our audit reader (``FileIngest.batches``: DuckDB bulk path
+  plus the declined lines record by record) without the case store;
 * ``kubeforensics``: ``Case.ingest`` — copy + sha256 + parse + normalise +
-  Parquet, i.e. the whole job;
+  Parquet, i.e. the whole job; also run on a file a quarter of the size, to show
+  that peak memory does not grow with the file (``kf-quarter``);
 * ``naive pandas``: ``pandas.read_json(lines=True)`` (on ``--naive-events``
   events, extrapolated, since it needs ~9 GB per million events).
 """
@@ -153,13 +156,23 @@ def run_ours(path: str) -> int:
         return rep.totals["ingested"]
 
 
+def run_parse_only(path: str) -> int:
+    from kubeforensics.sources import READERS, FileIngest
+
+    ing = FileIngest(path, READERS, "audit", evidence_id="bench")
+    n = sum(t.num_rows for _, t in ing.batches())
+    assert ing.account.quarantined == 0
+    return n
+
+
 def run_naive(path: str) -> int:
     import pandas as pd
 
     return len(pd.read_json(path, lines=True))
 
 
-METHODS = {"raw-pyarrow": run_raw_pyarrow, "raw-duckdb": run_raw_duckdb, "kubeforensics": run_ours, "naive-pandas": run_naive}
+METHODS = {"raw-pyarrow": run_raw_pyarrow, "raw-duckdb": run_raw_duckdb, "kf-parse-only": run_parse_only,
+           "kubeforensics": run_ours, "kf-quarter": run_ours, "naive-pandas": run_naive}
 
 
 def child(method: str, path: str) -> None:
@@ -189,25 +202,30 @@ def main() -> None:
         return
     work = Path(args.keep or tempfile.mkdtemp(prefix="kf-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    big, small = work / "audit-big.log", work / "audit-small.log"
+    big, small, quarter = work / "audit-big.log", work / "audit-small.log", work / "audit-quarter.log"
     t = time.perf_counter()
     size = generate(big, args.events)
     generate(small, args.naive_events)
+    qsize = generate(quarter, args.events // 4, seed=2)
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d} {platform.node()} {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; {args.events:,} audit events, {size / 1e6:.0f} MB "
           f"(generated in {time.perf_counter() - t:.0f} s)")
     rows = []
-    for method in ("raw-pyarrow", "raw-duckdb", "kubeforensics"):
+    for method in ("raw-pyarrow", "raw-duckdb", "kf-parse-only", "kubeforensics"):
         rows.append(measure(method, big))
-    naive = measure("naive-pandas", small)
-    rows.append(naive)
+    rows.append(measure("kf-quarter", quarter))
+    rows.append(measure("naive-pandas", small))
     raw_best = max(r["events"] / r["seconds"] for r in rows[:2])
     print(f"{'method':<16}{'events':>12}{'seconds':>10}{'events/s':>12}{'% of raw':>10}{'peak MB':>10}")
     for r in rows:
         rate = r["events"] / r["seconds"]
         print(f"{r['method']:<16}{r['events']:>12,}{r['seconds']:>10.2f}{rate:>12,.0f}{100 * rate / raw_best:>9.0f}%{r['peak_mb']:>10,.0f}")
+    full, part = rows[3], rows[4]
+    print(f"# peak memory: {part['peak_mb']:,.0f} MB for {qsize / 1e6:.0f} MB, {full['peak_mb']:,.0f} MB for "
+          f"{size / 1e6:.0f} MB ({full['peak_mb'] / max(size / 1e6, 1):.2f} MB per MB of input); "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if not args.keep:
-        for p in (big, small):
+        for p in (big, small, quarter):
             p.unlink()
         work.rmdir()
 
