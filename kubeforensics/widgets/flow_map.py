@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from kubeforensics.widgets import html as h
 from kubeforensics.widgets.filters import FilterState
-from kubeforensics.widgets.static import View
+from kubeforensics.widgets.static import View, show_figure
 
 if TYPE_CHECKING:
     from kubeforensics.case import Case
@@ -105,12 +105,7 @@ class FlowMapView(View):
     def refresh(self) -> None:
         self.edges = self.query()
         if self._widget is not None:
-            new = self.figure()
-            with self._fw.batch_update():
-                self._fw.data[0].node = new.data[0].node
-                self._fw.data[0].link = new.data[0].link
-                self._fw.layout.title = new.layout.title
-                self._fw.layout.height = new.layout.height
+            show_figure(self._fig_out, self.figure())
             self._rows.row_keys = [str(i) for i in range(len(self.edges))]
             self._rows.rows = self.cells()
 
@@ -180,11 +175,12 @@ class FlowMapView(View):
 
         from kubeforensics.widgets.rows import RowsWidget
 
-        self._fw = go.FigureWidget(self.figure())
+        self._fig_out = w.Output()
+        show_figure(self._fig_out, self.figure())
         self._rows = RowsWidget(columns=["source", "destination", "verdict", "flows", "ports", "first seen"],
                                 row_keys=[str(i) for i in range(len(self.edges))], rows=self.cells(),
                                 status="edges (external and dropped first); click one for its flows")
         self._details = w.HTML(layout=w.Layout(max_height="24em", overflow="auto"))
         self._rows.observe(lambda ch: self.select(ch["new"]), names="selected")
-        self._widget = w.VBox([self._fw, self._rows, self._details])
+        self._widget = w.VBox([self._fig_out, self._rows, self._details])
         return self._widget

@@ -86,3 +86,13 @@ STYLE = """<style>
 .kf-flag{border-radius:3px;padding:0 4px;margin-left:4px;font-size:10px;color:#fff}
 .kf-host{background:#c62828}.kf-new{background:#ef6c00}.kf-net{background:#1565c0}.kf-hidden{background:#6a1b9a}
 </style>"""
+
+
+def plot_times(values: Any) -> list[str]:
+    """UTC times as ``YYYY-MM-DD HH:MM:SS.ffffff`` strings for plotly axes.
+
+    FigureWidget serialises tz-aware datetimes as integer nanoseconds, which
+    plotly.js reads as milliseconds; strings are unambiguous in both paths.
+    """
+    s = pd.to_datetime(pd.Series(values), utc=True)
+    return s.dt.tz_localize(None).dt.strftime("%Y-%m-%d %H:%M:%S.%f").tolist()

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from kubeforensics.widgets import html as h
 from kubeforensics.widgets.data import ensure_severity_view, events_sql
 from kubeforensics.widgets.filters import FilterState
-from kubeforensics.widgets.static import View
+from kubeforensics.widgets.static import View, show_figure
 from kubeforensics.widgets.timeline import SOURCE_COLOURS
 
 if TYPE_CHECKING:
@@ -127,12 +127,12 @@ class PivotView(View):
     def figure(self) -> go.Figure:
         fig = go.Figure()
         for src, part in self.hist.groupby("source"):
-            fig.add_bar(x=part["start"], y=part["n"], name=h.esc(src), marker_color=SOURCE_COLOURS.get(src, "#888"),
+            fig.add_bar(x=h.plot_times(part["start"]), y=part["n"], name=h.esc(src), marker_color=SOURCE_COLOURS.get(src, "#888"),
                         hovertext=[f"{h.hover(src)}: {n:,}" for n in part["n"]], hoverinfo="text+x")
         lo, hi = self.case.extent()
         fig.update_layout(barmode="stack", height=180, margin={"l": 10, "r": 10, "t": 30, "b": 20},
                           title={"text": h.esc(f"{self.kind} {self.value} on the case timeline"), "font": {"size": 12}},
-                          xaxis={"type": "date", "range": [lo, hi] if lo is not None else None}, showlegend=True)
+                          xaxis={"type": "date", "range": h.plot_times([lo, hi]) if lo is not None else None}, showlegend=True)
         return fig
 
     def summary_html(self) -> str:
@@ -147,11 +147,7 @@ class PivotView(View):
 
     def _sync(self) -> None:
         self._html.value = self.summary_html()
-        new = self.figure()
-        with self._fw.batch_update():
-            self._fw.data = ()
-            self._fw.add_traces(list(new.data))
-            self._fw.layout.title = new.layout.title
+        show_figure(self._fig_out, self.figure())
 
     def _build_widget(self) -> Any:
         import ipywidgets as w
@@ -165,8 +161,9 @@ class PivotView(View):
         go_btn = w.Button(description="pivot", layout=w.Layout(width="6em"))
         apply_btn = w.Button(description="filter every view on it", layout=w.Layout(width="14em"))
         self._html = w.HTML(self.summary_html())
-        self._fw = go.FigureWidget(self.figure())
+        self._fig_out = w.Output()
+        show_figure(self._fig_out, self.figure())
         go_btn.on_click(lambda _b: self.pivot(kind.value, value.value))
         apply_btn.on_click(lambda _b: self.apply())
-        self._widget = w.VBox([w.HBox([kind, value, go_btn, apply_btn]), self._html, self._fw])
+        self._widget = w.VBox([w.HBox([kind, value, go_btn, apply_btn]), self._html, self._fig_out])
         return self._widget

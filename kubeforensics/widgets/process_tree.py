@@ -72,7 +72,7 @@ class ProcessTreeView(View):
                 "namespace": None if s.pod else (s.namespace or None)}
         params: list[Any] = []
         rel = self.case.query.relation_sql("processes", Filters(**filt), params, ["event_id"])
-        n = int(self.case.query.con.execute(f"SELECT count(*) FROM ({rel})", params).fetchone()[0])
+        n = int(self.case.query.con.execute(f"SELECT count(*) FROM ({rel})", params).fetchall()[0][0])
         if n > self.max_rows:
             self.too_many = n
             return _empty_nodes(), 0

@@ -78,3 +78,20 @@ class View:
         if in_live_kernel():
             return self.widget._repr_mimebundle_(include=include, exclude=exclude)
         return bundle(self.static(), repr(self))
+
+
+def show_figure(output: Any, fig: Any) -> None:
+    """Replace the content of an ipywidgets ``Output`` with a plain plotly figure.
+
+    Rendered by JupyterLab's plotly MIME renderer: unlike a ``FigureWidget`` it carries no
+    copy of plotly.js in the widget state (about 5 MB each), so only the timeline, which
+    needs zoom and click events, is a FigureWidget.
+    """
+    import json
+
+    from IPython.display import display
+
+    output.clear_output(wait=True)
+    with output:
+        display({"application/vnd.plotly.v1+json": json.loads(fig.to_json()),
+                 "text/plain": f"<plotly figure: {len(fig.data)} traces>"}, raw=True)

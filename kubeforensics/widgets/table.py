@@ -104,7 +104,7 @@ class EventTable(View):
         if self.search:
             params += [f"%{self.search}%", self.search]
         con = self.case.query.con
-        total = int(con.execute(f"SELECT count(*) FROM ({rel})", params).fetchone()[0])
+        total = int(con.execute(f"SELECT count(*) FROM ({rel})", params).fetchall()[0][0])
         order = f"{self.sort_by} {'DESC' if self.sort_desc else 'ASC'} NULLS LAST, event_id"
         df = con.execute(f"SELECT {', '.join(COLUMNS)}, event_id FROM ({rel}) ORDER BY {order} "
                          f"LIMIT {int(self.page_size)} OFFSET {int(self.page * self.page_size)}", params).df()
@@ -172,6 +172,7 @@ class EventTable(View):
         from kubeforensics.widgets.rows import RowsWidget
 
         self._rows = RowsWidget(columns=list(COLUMNS), sort_by=self.sort_by, sort_desc=self.sort_desc)
+        self._rows.add_class("kf-event-rows")
         self._details = w.HTML(layout=w.Layout(max_height="30em", overflow="auto"))
         self._details.add_class("kf-details-pane")
         search = w.Text(placeholder="search summaries or an event id", continuous_update=False,

@@ -49,6 +49,11 @@ SOURCE_COLOURS = {"audit": "#1f77b4", "tetragon": "#2ca02c", "hubble": "#17becf"
 FINDINGS_LANE, STORY_LANE, OTHER_LANE = "▲ findings", "★ story", "(other lanes)"
 
 
+def lane_label(lane: str) -> str:
+    """A lane name as a y-axis category: escaped (plotly renders tags in tick labels and hover)."""
+    return h.esc(lane, 80)
+
+
 @dataclass
 class TimelineData:
     """What one refresh computed: the window, the mode and the frames drawn."""
@@ -161,13 +166,21 @@ class TimelineView(View):
         traces: list[Any] = []
         lanes = list(d.lanes)
         if d.mode == "density":
+            # heat maps need 2-D z and hover text (1-D hover text breaks plotly.js)
             dens = d.density
-            mid = dens["start"] + (dens["end"] - dens["start"]) / 2
+            grid = dens.pivot_table(index="lane", columns="start", values="n", aggfunc="sum", fill_value=0)
+            grid = grid.reindex([lane for lane in lanes if lane in grid.index])
+            width = (dens["end"] - dens["start"]).iloc[0]
+            mids = pd.DatetimeIndex(grid.columns) + width / 2
+            counts = grid.to_numpy()
+            import numpy as np
+
+            z = np.where(counts > 0, np.log10(np.maximum(counts, 1)) + 0.3, np.nan)
+            # counts go in customdata: 2-D hovertext breaks plotly.js when the axis has more categories
             traces.append(go.Heatmap(
-                x=mid, y=dens["lane"], z=dens["n"].astype("float64").map(lambda v: max(v, 1)).pipe(_log10),
-                customdata=dens[["n"]].to_numpy(), colorscale="Blues", showscale=False, name="density",
-                hovertext=[f"{h.hover(l)}: {n:,} events" for l, n in zip(dens["lane"], dens["n"])],
-                hoverinfo="text+x", xgap=0, ygap=2))
+                x=h.plot_times(mids), y=[lane_label(lane) for lane in grid.index], z=z.tolist(),
+                customdata=counts.tolist(), colorscale="Blues", showscale=False, name="density",
+                hovertemplate="%{y}: %{customdata:,} events<br>%{x}<extra></extra>", xgap=0, ygap=2, zmin=0))
         ev = d.events
         key = "sev" if self.color_by == "severity" else "source"
         groups = SEVERITIES[::-1] + ("",) if key == "sev" else tuple(SOURCE_COLOURS)
@@ -176,12 +189,19 @@ class TimelineView(View):
             if part.empty:
                 continue
             colour = SEV_COLOURS.get(g) if key == "sev" else SOURCE_COLOURS.get(g)
-            traces.append(go.Scattergl(
-                x=part["time"], y=part["lane"], mode="markers", name=g or "no severity",
+            traces.append(go.Scatter(
+                x=h.plot_times(part["time"]), y=[lane_label(lane) for lane in part["lane"]], mode="markers", name=g or "no severity",
                 marker={"color": colour, "size": 8 if g else 6, "line": {"width": 0}},
                 customdata=part["event_id"].to_numpy(),
                 hovertext=[h.hover(s) for s in part["summary"]], hoverinfo="text+x"))
         extra_lanes = self._overlays(traces)
+        if d.mode == "density" and extra_lanes:
+            # a heat map must cover every category of its axis, or plotly.js fails on hover data
+            hm = traces[0]
+            cols = len(hm.x)
+            hm.y = [*hm.y, *(lane_label(lane) for lane in extra_lanes)]
+            hm.z = [*hm.z, *([[None] * cols] * len(extra_lanes))]
+            hm.customdata = [*hm.customdata, *([[0] * cols] * len(extra_lanes))]
         fig = go.Figure(traces)
         title = f"{d.total:,} events · " + ("individual events" if d.mode == "events" else
                                             f"density per lane ({len(ev):,} notable events drawn)"
@@ -190,8 +210,8 @@ class TimelineView(View):
             title={"text": h.esc(title), "font": {"size": 13}}, height=max(260, 40 + 26 * (len(lanes) + len(extra_lanes))),
             margin={"l": 10, "r": 10, "t": 36, "b": 30}, hovermode="closest", dragmode="zoom",
             legend={"orientation": "h", "y": -0.15}, uirevision="kf-timeline",
-            xaxis={"type": "date", "range": [d.since, d.until] if d.since is not None else None},
-            yaxis={"type": "category", "categoryorder": "array", "categoryarray": lanes + extra_lanes,
+            xaxis={"type": "date", "range": h.plot_times([d.since, d.until]) if d.since is not None else None},
+            yaxis={"type": "category", "categoryorder": "array", "categoryarray": [lane_label(lane) for lane in lanes + extra_lanes],
                    "fixedrange": True, "automargin": True})
         return fig
 
@@ -206,7 +226,7 @@ class TimelineView(View):
                 lanes.append(FINDINGS_LANE)
                 sev = ff["severity"].astype(str)
                 traces.append(go.Scatter(
-                    x=pd.to_datetime(ff["first_seen"], utc=True), y=[FINDINGS_LANE] * len(ff), mode="markers",
+                    x=h.plot_times(ff["first_seen"]), y=[FINDINGS_LANE] * len(ff), mode="markers",
                     name="findings", marker={"symbol": "triangle-up", "size": 12,
                                              "color": [SEV_COLOURS.get(s, "#000") for s in sev]},
                     customdata=[f"finding:{r}" for r in ff["rule_id"].astype(str)],
@@ -219,7 +239,7 @@ class TimelineView(View):
             if len(ss):
                 lanes.append(STORY_LANE)
                 traces.append(go.Scatter(
-                    x=pd.to_datetime(ss["time"], utc=True), y=[STORY_LANE] * len(ss), mode="markers+text",
+                    x=h.plot_times(ss["time"]), y=[STORY_LANE] * len(ss), mode="markers+text",
                     name="story", text=[str(i + 1) for i in ss.index], textposition="top center",
                     marker={"symbol": "star", "size": 13, "color": "#37474f"},
                     customdata=[f"story:{i + 1}" for i in ss.index],
@@ -250,6 +270,10 @@ class TimelineView(View):
         s = s.tz_localize("UTC") if s.tzinfo is None else s
         e = e.tz_localize("UTC") if e.tzinfo is None else e
         full = lo is not None and hi is not None and s <= lo and e > hi
+        cur_s, cur_e = self.window()
+        tol = pd.Timedelta(1, "ms")  # plotly echoes ranges rounded to the millisecond
+        if cur_s is not None and cur_e is not None and abs(s - cur_s) < tol and abs(e - cur_e) < tol:
+            return
         self.state.update(since=None if full else s, until=None if full else e)
 
     def on_select(self, callback: Callable[[str], None]) -> None:
@@ -296,12 +320,6 @@ class TimelineView(View):
                 tr.on_click(self._on_click)
         finally:
             self._syncing = False
-
-
-def _log10(s: pd.Series) -> pd.Series:
-    import numpy as np
-
-    return pd.Series(np.log10(s.to_numpy()), index=s.index)
 
 
 def _empty_events() -> pd.DataFrame:

@@ -88,7 +88,7 @@ def test_timeline_aggregates_above_the_point_budget_and_zoom_requeries(case):
     assert state.since == at(119) and state.until == at(130)
     assert tl.data.mode == "events"
     assert tl.data.total == 6  # agent exec, first connect (tetragon + hubble), lease at 120, DNS at 120 and 125
-    assert fw.data[0].type == "scattergl" and sum(len(t.x) for t in fw.data if t.type == "scattergl") == 6
+    assert fw.data[0].type == "scatter" and sum(len(t.x) for t in fw.data if t.type == "scatter") == 6
     assert len(fw.to_json() if hasattr(fw, "to_json") else json.dumps(fw.to_plotly_json(), default=str)) < 5_000_000
 
 
