@@ -42,7 +42,7 @@ _TEXT_PATTERNS = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), lambda m: f"{m.group(1)} {MARK}"),
     # Authorization headers of any other scheme, Cookie / Set-Cookie headers in free text (curl -H, logs)
     (
-        re.compile(r"(?i)(\b(?:proxy-)?authorization\"?\s*[:=]\s*\"?)(?!(?:bearer|basic)\s)([^\"'\r\n}]+)"),
+        re.compile(r"(?i)(\b(?:proxy-)?authorization\"?\s*[:=]\s*\"?)(?![\s\"]|(?:bearer|basic)\s)([^\"'\r\n}]+)"),
         lambda m: f"{m.group(1)}{MARK}",
     ),
     (re.compile(r"(?i)(\b(?:set-)?cookie\"?\s*[:=]\s*\"?)([^\"'\r\n}]+)"), lambda m: f"{m.group(1)}{MARK}"),

@@ -1,0 +1,90 @@
+"""The redaction rules one by one, and the pre-check's contract.
+
+``redact.might_contain_secret`` is a cheap pre-check (mirrored in SQL by the audit
+fast path): whenever it says False, ``redact.text`` must leave the string unchanged.
+That is checked with hypothesis on short strings (regex path) and on strings past
+the long-string threshold (case-folded substring path).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kubeforensics import redact
+from kubeforensics.redact import MARK
+
+WORDS = ["bearer ", "Basic ", "token", "TOKEN=", "passw", "password: ", "secret", "api-key ", "API_KEY=", "eyJ",
+         "://u:p@", "cookie: ", "Set-Cookie=", "authorization: ", 'Authorization":"', "PRIVATE KEY",
+         "-----BEGIN RSA PRIVATE KEY-----", "client-key-data: ", "LS0tLS1CRUdJT", "\u017f", "K", "--", "&", "?", " "]
+pieces = st.one_of(st.sampled_from(WORDS), st.text(max_size=12))
+
+
+@settings(max_examples=400, deadline=None)
+@given(parts=st.lists(pieces, max_size=12), long=st.booleans())
+def test_precheck_is_a_superset_of_the_patterns(parts: list[str], long: bool) -> None:
+    value = "".join(parts)
+    if long:
+        value = "x" * 5000 + value
+    if not redact.might_contain_secret(value):
+        assert redact.text(value) == value
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ('curl -H "Cookie: sid=abc123; theme=dark" x', f'curl -H "Cookie: {MARK}" x'),
+    ("Set-Cookie: sid=abc123", f"Set-Cookie: {MARK}"),
+    ('"authorization": "Digest username=admin, response=6629fae4"', f'"authorization": "{MARK}"'),
+    ("Authorization: Bearer abcdefgh12345", f"Authorization: Bearer {MARK}"),
+    ("x-api-key: 0123456789abcdef", f"x-api-key: {MARK}"),
+    ('{"password":"hunter2","user":"bob"}', f'{{"password":"{MARK}","user":"bob"}}'),
+    ("db_password=hunter2 other=1", f"db_password={MARK} other=1"),
+    ("    token: kc-abc-123\n    username: x", f"    token: {MARK}\n    username: x"),
+    ("client-key-data: QUJDREVGR0g=", f"client-key-data: {MARK}"),
+    ("k: LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQo= end", f"k: {MARK} end"),
+    ("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\nrest", f"{MARK}\nrest"),
+    ("git clone https://deploy:s3cr3t@git.example.com/x.git", f"git clone https://deploy:{MARK}@git.example.com/x.git"),
+    ("mysql --password hunter2 -u root", f"mysql --password {MARK} -u root"),
+    ("secrets \"db\" is forbidden: User cannot get resource", "secrets \"db\" is forbidden: User cannot get resource"),
+    ("GET /api/v1/namespaces/shop/pods?limit=500", "GET /api/v1/namespaces/shop/pods?limit=500"),
+])
+def test_text_patterns(value: str, expected: str) -> None:
+    assert redact.text(value) == expected
+
+
+def test_long_strings_are_redacted_like_short_ones() -> None:
+    pad = "A" * 10_000
+    assert redact.text(pad + " --token=abc " + pad) == pad + f" --token={MARK} " + pad
+    assert redact.text(pad + " cookie: sid=1") == pad + f" cookie: {MARK}"
+    assert redact.text(pad + " https://u:pw@h/") == pad + f" https://u:{MARK}@h/"
+    assert redact.text(pad + " Authorization: Digest x") == pad + f" Authorization: {MARK}"
+    assert redact.text(pad) == pad
+
+
+def test_object_keys_flags_and_env() -> None:
+    obj = {
+        "kind": "ConfigMap",
+        "data": {"DB_PASSWORD": "p1", "github_token": "t1", "auth": "dXNlcjpwYXNz", "app.secret-key": "k1",
+                 "secretName": "db-creds", "token-ttl": "3600", "credential-id": "JTI=1"},
+        "spec": {"containers": [{"args": ["--api-key", "a1", "--port", "80", "--token-file", "/var/t"],
+                                 "env": [{"name": "AWS_SECRET_ACCESS_KEY", "value": "e1"},
+                                         {"name": "LOG_LEVEL", "value": "debug"}]}]},
+        "metadata": {"annotations": {"authorization.k8s.io/decision": "allow"}},
+    }
+    out = redact.k8s_object(obj)
+    assert out["data"] == {"DB_PASSWORD": MARK, "github_token": MARK, "auth": MARK, "app.secret-key": MARK,
+                           "secretName": "db-creds", "token-ttl": "3600", "credential-id": "JTI=1"}
+    c = out["spec"]["containers"][0]
+    assert c["args"] == ["--api-key", MARK, "--port", "80", "--token-file", MARK]
+    assert c["env"] == [{"name": "AWS_SECRET_ACCESS_KEY", "value": MARK}, {"name": "LOG_LEVEL", "value": "debug"}]
+    assert out["metadata"] == obj["metadata"]
+    assert obj["data"]["DB_PASSWORD"] == "p1"  # the input is not modified
+
+
+def test_headers() -> None:
+    hs = [{"key": "Cookie", "value": "a=1"}, {"key": "X-Amz-Security-Token", "value": "t"},
+          {"key": "X-Session-Id", "value": "s"}, {"key": "User-Agent", "value": "curl/8"},
+          {"key": "Referer", "value": "https://x/?access_token=abc"}]
+    assert redact.headers(hs) == [{"key": "Cookie", "value": MARK}, {"key": "X-Amz-Security-Token", "value": MARK},
+                                  {"key": "X-Session-Id", "value": MARK}, {"key": "User-Agent", "value": "curl/8"},
+                                  {"key": "Referer", "value": f"https://x/?access_token={MARK}"}]
