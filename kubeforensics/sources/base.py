@@ -297,7 +297,9 @@ def read_file(
         parts.setdefault(spec.name, []).append(table)
         if progress:
             progress(table.num_rows)
-    tables = {name: pa.concat_tables(ts) for name, ts in parts.items()}
+    # File order (the bulk path yields its rows before the lines it declined).
+    tables = {name: pa.concat_tables(ts).sort_by([("line", "ascending"), ("event_id", "ascending")])
+              for name, ts in parts.items()}
     for t in ing.readers[ing.format].tables:
         tables.setdefault(t.name, t.arrow_schema.empty_table())
     return ReadResult(ing.account, tables, ing.quarantine)
