@@ -134,7 +134,7 @@ class FlowMapView(View):
                   "hovertemplate": "%{customdata}<extra></extra>"}))
         fig.update_layout(title={"text": h.esc(f"{int(e['count'].sum()) if len(e) else 0:,} flows in "
                                                f"{len(e)} edges · {self.state.describe()}"), "font": {"size": 13}},
-                          height=max(300, 22 * len(labels)), margin={"l": 10, "r": 10, "t": 36, "b": 10})
+                          height=max(300, min(900, 22 * len(labels))), margin={"l": 10, "r": 10, "t": 36, "b": 10})
         return fig
 
     def cells(self) -> list[list[str]]:

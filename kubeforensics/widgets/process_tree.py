@@ -50,7 +50,7 @@ class ProcessTreeView(View):
     """
 
     def __init__(self, case: Case, state: FilterState | None = None, *, container_id: str | None = None,
-                 exec_id: str | None = None, max_nodes: int = 2000, max_rows: int = 300_000) -> None:
+                 exec_id: str | None = None, max_nodes: int = 2000, max_rows: int = 50_000) -> None:
         self.case, self.state = case, state or FilterState()
         self.container_id, self.exec_id, self.max_nodes = container_id, exec_id, max_nodes
         self.max_rows, self.too_many = max_rows, 0

@@ -209,3 +209,12 @@ def test_minimum_severity_filter_keeps_finding_events(case):
     assert 0 < inv.table.total < 126
     assert set(inv.table.rows["sev"]) <= {"high", "critical"}
     assert "/tmp/agent" in " ".join(inv.table.rows["summary"])
+
+
+def test_process_tree_asks_to_narrow_the_filters_on_huge_selections(case):
+    state = FilterState()
+    tree = ProcessTreeView(case, state, max_rows=10)
+    assert tree.nodes.empty and tree.too_many == 21
+    assert "narrow the filters" in tree.static()
+    state.update(pod="priv", namespace="default", since=at(60), until=at(90))
+    assert tree.too_many == 0 and "/usr/bin/nsenter" in binaries(tree)
