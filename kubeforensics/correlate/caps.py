@@ -22,7 +22,7 @@ from __future__ import annotations
 import pandas as pd
 
 from kubeforensics.correlate.context import Context
-from kubeforensics.correlate.frames import is_runtime
+from kubeforensics.correlate.frames import as_list, is_runtime
 
 RUNTIME_CAP = 1
 AGENT_CAP = 1
@@ -57,9 +57,9 @@ def debug_node_pods(ctx: Context) -> pd.Series:
         & a["name"].str.startswith("node-debugger-")
         & ~a["user"].str.startswith("system:")
         & a["user_agent"].str.startswith("kubectl/")
-        & a["pod_host_paths"].map(lambda p: "/" in p)
         & (a["code"].isna() | (a["code"] < 300))
     ]
+    c = c[c["pod_host_paths"].map(lambda p: "/" in as_list(p)).astype(bool)]
     return pd.Series(c["user"].values, index=(c["namespace"] + "/" + c["name"]).values, dtype=object)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from kubeforensics.correlate.frames import Tables, cid, normalise
+from kubeforensics.correlate.frames import Tables, as_list, cid, normalise
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,8 @@ def _ts(at: Any) -> pd.Timestamp:
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
-def _loads(text: str) -> dict[str, Any]:
-    if not text:
+def _loads(text: Any) -> dict[str, Any]:
+    if not isinstance(text, str) or not text:
         return {}
     try:
         v = orjson.loads(text)
@@ -326,7 +326,7 @@ def _pods_from_objects(o: pd.DataFrame) -> pd.DataFrame:
     p = o[o["kind"] == "Pod"]
     if p.empty:
         return p.iloc[0:0]
-    ip = p["pod_ip"].where(p["pod_ip"] != "", p["pod_ips"].map(lambda v: v[0] if len(v) else ""))
+    ip = p["pod_ip"].where(p["pod_ip"] != "", p["pod_ips"].map(lambda v: (as_list(v) or [""])[0]))
     return _frame(
         namespace=p["namespace"],
         pod=p["name"],

@@ -196,13 +196,14 @@ _IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 
 def _object_targets(a: pd.DataFrame) -> pd.Series:
     """First public IP in the body of a create/update/patch (where the new object sends traffic)."""
-    writes = a["verb"].isin(["create", "update", "patch"]) & (a["request_object"] != "")
+    body = a["request_object"].fillna("")
+    writes = a["verb"].isin(["create", "update", "patch"]) & (body != "")
 
     def first_public(text: str) -> str:
         return next((ip for ip in _IPV4.findall(text) if _public(ip)), "")
 
     out = pd.Series("", index=a.index, dtype=object)
-    out[writes] = a.loc[writes, "request_object"].map(first_public)
+    out[writes] = body[writes].map(first_public)
     return out
 
 

@@ -65,21 +65,33 @@ def _fix(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
         if col.name not in df.columns:
             df[col.name] = None
         s = df[col.name]
+        if col.type == "json" and len(df) > LIST_NORMALISE_MAX:
+            continue  # large JSON columns stay as read (null = NaN): filling them copies gigabytes
         if col.type in ("str", "json"):
-            if not (pd.api.types.is_string_dtype(s) and not s.isna().any()):
-                df[col.name] = s.astype(object).where(s.notna(), "").astype(str)
+            if isinstance(s.dtype, pd.StringDtype):
+                if s.hasnans:
+                    df[col.name] = s.fillna("")
+            elif s.dtype == object and not s.hasnans and len(s) > 0 and isinstance(s.iloc[0], str):
+                df[col.name] = s.astype("str")
+            else:
+                df[col.name] = s.astype(object).where(s.notna(), "").astype("str")
         elif col.type == "ts":
             if not isinstance(s.dtype, pd.DatetimeTZDtype):
                 df[col.name] = pd.to_datetime(s, utc=True, errors="coerce")
         elif col.type in ("int64", "int32"):
             if s.dtype == object or not pd.api.types.is_numeric_dtype(s):
                 df[col.name] = pd.to_numeric(s, errors="coerce").astype("Int64")
-        elif col.type == "list<str>":
-            df[col.name] = [_as_list(v) for v in s]
+        elif col.type == "list<str>" and len(df) <= LIST_NORMALISE_MAX:
+            df[col.name] = [as_list(v) for v in s]
     return df
 
 
-def _as_list(v: Any) -> list[str]:
+#: list columns of larger tables are left as they come (arrays, or None for null): use :func:`as_list`
+LIST_NORMALISE_MAX = 50_000
+
+
+def as_list(v: Any) -> list[str]:
+    """A list column's value as a list of strings (``[]`` for null)."""
     if v is None:
         return []
     if isinstance(v, float) and np.isnan(v):
@@ -102,7 +114,9 @@ def table(tables: Tables, name: str) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        All declared columns present; strings never null; lists as lists.
+        All declared columns present; strings never null; list columns as lists
+        (for tables over 50,000 rows list and JSON columns stay as read: use
+        :func:`as_list`, and expect NaN for a null JSON value).
     """
     spec = TABLES[name]
     obj = tables.get(name) if tables is not None else None
@@ -121,32 +135,65 @@ def normalise(tables: Tables, names: Iterable[str] = tuple(TABLES)) -> dict[str,
     """Normalise several tables at once (see :func:`table`); audit is de-duplicated."""
     out = {n: table(tables, n) for n in names}
     if "audit" in out:
-        out["audit"] = dedupe_audit(out["audit"])
+        out["audit"] = dedupe_audit(out["audit"], light=True)
     return out
 
 
-def dedupe_audit(audit: pd.DataFrame) -> pd.DataFrame:
+BODY_COLUMNS = ("request_object", "response_object", "annotations", "user_extra")
+
+
+def dedupe_audit(audit: pd.DataFrame, *, light: bool = False) -> pd.DataFrame:
     """One row per audit request: the most complete stage, at the earliest request time.
 
     Stages rank ResponseComplete > ResponseStarted > Panic > RequestReceived.
     Rows without an ``audit_id`` are kept as they are.  ``time`` becomes the
     earliest ``request_time`` (or ``time``) seen for the request.
+
+    With ``light=True`` (what correlation uses) the large JSON columns are
+    kept only where correlation reads them -- request/response objects of pod
+    requests and of creates -- and are ``""`` elsewhere; this avoids copying
+    gigabytes of bodies on million-event cases.
     """
     if audit.attrs.get("_kf_deduped") or audit.empty:
         audit.attrs["_kf_deduped"] = True
         return audit
-    a = audit.copy()
-    req = a["request_time"].where(a["request_time"].notna(), a["time"])
-    a["_req"] = req
-    a["_rank"] = a["stage"].map(STAGE_RANK).fillna(4)
-    has_id = a["audit_id"] != ""
-    keyed = a[has_id]
-    first_req = keyed.groupby("audit_id", sort=False)["_req"].transform("min")
-    keyed = keyed.assign(_req=first_req).sort_values(["audit_id", "_rank"], kind="stable")
-    keyed = keyed.drop_duplicates("audit_id", keep="first")
-    out = pd.concat([keyed, a[~has_id]], ignore_index=True)
-    out["time"] = out["_req"].where(out["_req"].notna(), out["time"])
-    out = out.drop(columns=["_req", "_rank"]).sort_values("time", kind="stable").reset_index(drop=True)
+    # choose rows on a few small columns, then take every column once
+    k = pd.DataFrame(
+        {
+            "id": audit["audit_id"].astype(object).values,
+            "req": audit["request_time"]
+            .where(audit["request_time"].notna(), audit["time"])
+            .dt.tz_convert(None)
+            .to_numpy(),
+            "rank": audit["stage"].map(STAGE_RANK).fillna(4).values,
+            "pos": np.arange(len(audit)),
+        }
+    )
+    has_id = k["id"] != ""
+    keyed = k[has_id]
+    first_req = keyed.groupby("id", sort=False)["req"].min()
+    best = keyed.sort_values(["id", "rank"], kind="stable").drop_duplicates("id", keep="first")
+    best = best.assign(req=best["id"].map(first_req).values)
+    chosen = pd.concat([best, k[~has_id]], ignore_index=True)
+    naive_time = audit["time"].dt.tz_convert(None).to_numpy()
+    chosen["req"] = chosen["req"].where(chosen["req"].notna(), naive_time[chosen["pos"].values])
+    chosen = chosen.sort_values(["req", "pos"], kind="stable")
+    pos = chosen["pos"].values
+    if light:
+        thin = audit.drop(columns=[c for c in BODY_COLUMNS if c in audit.columns])
+        out = thin.take(pos).reset_index(drop=True)
+        want = ((audit["resource"] == "pods") | (audit["verb"] == "create")).to_numpy()[pos]
+        idx = np.flatnonzero(want)
+        for c in BODY_COLUMNS:
+            if c not in audit.columns:
+                continue
+            col = np.full(len(out), "", dtype=object)
+            if c in ("request_object", "response_object") and len(idx):
+                col[idx] = audit[c].take(pos[idx]).fillna("").to_numpy(dtype=object)
+            out[c] = pd.Series(col, dtype="str")
+    else:
+        out = audit.take(pos).reset_index(drop=True)
+    out["time"] = pd.to_datetime(chosen["req"].values, utc=True)
     out.attrs["_kf_normalised"] = True
     out.attrs["_kf_deduped"] = True
     return out

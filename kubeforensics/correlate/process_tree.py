@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from kubeforensics.correlate.frames import basename, cid, table
+from kubeforensics.correlate.frames import as_list, basename, cid, table
 
 if TYPE_CHECKING:
     from kubeforensics.correlate.entities import EntityResolver
@@ -155,7 +155,32 @@ class ProcessTree:
 
 
 def _host_mnt(v: object) -> bool:
-    return isinstance(v, (list, tuple)) and "mnt" in v
+    return "mnt" in as_list(v)
+
+
+_USED = [
+    "event_id",
+    "time",
+    "event_type",
+    "node",
+    "exec_id",
+    "parent_exec_id",
+    "pid",
+    "binary",
+    "args",
+    "start_time",
+    "namespace",
+    "pod",
+    "container_id",
+    "parent_binary",
+    "parent_args",
+    "parent_pid",
+    "ancestors",
+    "host_namespaces",
+    "function_name",
+    "exit_status",
+    "file_path",
+]
 
 
 def build_nodes(processes: pd.DataFrame, resolver: EntityResolver | None = None) -> pd.DataFrame:
@@ -166,6 +191,8 @@ def build_nodes(processes: pd.DataFrame, resolver: EntityResolver | None = None)
     namespace/pod name other sources (Falco, CRI labels) gave the container.
     """
     p = table({"processes": processes}, "processes")
+    p = p[[c for c in _USED if c in p.columns]]  # filter a narrow frame, not every column
+    p = p.astype({"exec_id": object, "parent_exec_id": object})
     ex = p[(p["event_type"] == "exec") & (p["exec_id"] != "")].drop_duplicates("exec_id")
     other = p[(p["event_type"] != "exec") & (p["exec_id"] != "")]
     # processes seen only through later events (started before the capture)
@@ -198,7 +225,7 @@ def build_nodes(processes: pd.DataFrame, resolver: EntityResolver | None = None)
     missing = nodes[(nodes["parent_exec_id"] != "") & ~nodes["parent_exec_id"].isin(nodes["exec_id"])]
     missing = missing.drop_duplicates("parent_exec_id")
     if not missing.empty:
-        grand = missing["_ancestors"].map(lambda a: a[1] if len(a) > 1 else "")
+        grand = missing["_ancestors"].map(lambda a: (as_list(a)[1:2] or [""])[0])
         syn = pd.DataFrame(
             {
                 "exec_id": missing["parent_exec_id"],
@@ -392,7 +419,7 @@ def _falco_chain(output_fields: str, pname: str, name: str) -> list[str]:
     import orjson
 
     try:
-        of = orjson.loads(output_fields) if output_fields else {}
+        of = orjson.loads(output_fields) if isinstance(output_fields, str) and output_fields else {}
     except orjson.JSONDecodeError:
         of = {}
     anc = []

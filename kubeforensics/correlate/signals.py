@@ -24,7 +24,7 @@ import pandas as pd
 
 from kubeforensics.correlate.blindspots import blind_spots
 from kubeforensics.correlate.context import Context
-from kubeforensics.correlate.frames import basename
+from kubeforensics.correlate.frames import as_list, basename
 from kubeforensics.correlate.links import exec_sessions, token_uses
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ def from_alerts(ctx: Context, max_rank: int = 5) -> pd.DataFrame:
     a = a[a["priority_rank"].fillna(7) <= max_rank]
     if a.empty:
         return _cands()
-    tags = a["tags"]
+    tags = a["tags"].map(as_list)
     tech = tags.map(lambda t: [x for x in t if x[:1] == "T" and x[1:5].isdigit()])
     tactic = tags.map(lambda t: next((FALCO_TACTIC[x] for x in t if x in FALCO_TACTIC), ""))
     pod = a["pod"].where(a["pod"] != "", a["ka_name"].where(a["ka_resource"] == "pods", ""))
