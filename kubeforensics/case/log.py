@@ -71,7 +71,48 @@ class CaseLog:
             os.write(fd, data + b"\n")
         finally:
             os.close(fd)
+        # The head (seq and hash of the last line) lets verify see a removed or edited last entry.
+        head = orjson.dumps({"seq": entry["seq"], "sha256": hashlib.sha256(data).hexdigest()})
+        tmp = self.head_path.with_suffix(".tmp")
+        tmp.write_bytes(head)
+        os.replace(tmp, self.head_path)
         return entry
+
+    @property
+    def head_path(self) -> Path:
+        return self.path.with_name("log.head")
+
+    def chain_problem(self) -> str | None:
+        """None when every entry's ``prev`` is the sha256 of the line before it and ``seq`` counts up;
+        otherwise what is wrong (an entry edited, removed or inserted).  An edit of the very last
+        line cannot be seen by the chain; the manifest hash it records is checked separately."""
+        if not self.path.exists():
+            return "the case log is missing"
+        prev, seq = "", 0
+        with open(self.path, "rb") as f:
+            for n, line in enumerate(f, start=1):
+                raw = line.rstrip(b"\n")
+                if not raw.strip():
+                    continue
+                try:
+                    entry = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    return f"log.jsonl line {n} is not valid JSON"
+                seq += 1
+                if entry.get("prev", "") != prev:
+                    return f"log.jsonl line {n} does not follow the line before it (an entry was edited, removed or inserted)"
+                if entry.get("seq") != seq:
+                    return f"log.jsonl line {n} has seq {entry.get('seq')}, expected {seq}"
+                prev = hashlib.sha256(raw).hexdigest()
+        if self.head_path.exists():
+            try:
+                head = orjson.loads(self.head_path.read_bytes())
+            except orjson.JSONDecodeError:
+                return "log.head is not valid JSON"
+            if head.get("seq") != seq or head.get("sha256") != prev:
+                return (f"log.jsonl ends at entry {seq} but log.head records entry {head.get('seq')} "
+                        "(entries removed at the end, or the last entry edited)")
+        return None
 
     def last_manifest_sha(self) -> str | None:
         sha = None

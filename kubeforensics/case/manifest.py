@@ -119,8 +119,10 @@ class VerifyReport:
         }
 
 
-def verify(case_dir: Path, manifest: dict[str, Any], recorded_manifest_sha: str | None) -> VerifyReport:
-    """Re-hash every evidence file; report altered, missing and extra files and a tampered manifest."""
+def verify(case_dir: Path, manifest: dict[str, Any], recorded_manifest_sha: str | None,
+           log_problem: str | None = None) -> VerifyReport:
+    """Re-hash every evidence file; report altered, missing and extra files, a tampered manifest
+    and a broken case-log chain (``log_problem``, from :meth:`CaseLog.chain_problem`)."""
     rep = VerifyReport()
     evidence_dir = case_dir / "evidence"
     expected: dict[str, dict[str, Any]] = {e["stored_as"]: e for e in manifest.get("evidence", [])}
@@ -139,7 +141,9 @@ def verify(case_dir: Path, manifest: dict[str, Any], recorded_manifest_sha: str 
                 if rel not in expected:
                     rep.extra.append(rel)
     actual_sha = sha256_path(case_dir / "manifest.json")
-    if recorded_manifest_sha is None:
+    if log_problem:
+        rep.manifest_problem = f"case log chain broken: {log_problem}"
+    elif recorded_manifest_sha is None:
         rep.manifest_problem = "no manifest hash recorded in the case log"
     elif actual_sha != recorded_manifest_sha:
         rep.manifest_problem = (

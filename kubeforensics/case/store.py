@@ -167,6 +167,7 @@ class Case(AnalysisMixin):
 
         if isinstance(paths, (str, Path)):
             paths = [paths]
+        parameters = _safe_parameters(parameters)
         if fmt is not None and fmt not in READERS:
             raise InputError(f"unknown format {fmt!r}", hint=f"choose one of {', '.join(READERS)}")
         report = IngestReport()
@@ -262,6 +263,7 @@ class Case(AnalysisMixin):
         Returns the manifest entry, or None when the same content is already in the case.
         """
         src = Path(path)
+        parameters = _safe_parameters(parameters)
         sha, size, stored = copy_and_hash(src, self.path / "evidence")
         manifest = self.manifest
         if any(e["sha256"] == sha for e in manifest["evidence"]):
@@ -365,7 +367,7 @@ class Case(AnalysisMixin):
 
     def verify(self) -> VerifyReport:
         """Re-hash the evidence: altered, missing, extra files and a tampered manifest are reported."""
-        return verify(self.path, self.manifest, self.log.last_manifest_sha())
+        return verify(self.path, self.manifest, self.log.last_manifest_sha(), self.log.chain_problem())
 
     # ------------------------------------------------------------------ display
     def summary(self) -> dict[str, Any]:
@@ -395,6 +397,20 @@ class Case(AnalysisMixin):
             f"{s['bookmarks']} bookmarks<br>from {esc(str(s['from']))} until {esc(str(s['until']))}"
             f"<table><tr><th>table</th><th>rows</th></tr>{rows}</table></div>"
         )
+
+
+def _safe_parameters(parameters: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Collection parameters go into the manifest: credentials never do, whatever the redaction setting."""
+    if not parameters:
+        return parameters
+    from kubeforensics import redact
+
+    was = redact.enabled()
+    redact._enabled = True  # the manifest is never the place for a credential
+    try:
+        return redact.k8s_object(dict(parameters))
+    finally:
+        redact._enabled = was
 
 
 def _time_ordered(table: pa.Table) -> pa.Table:

@@ -61,7 +61,8 @@ _TEMPLATED_RES = frozenset(
 _STREAM_SUBRESOURCES = frozenset(("exec", "attach"))
 _EXEC_OPTION_KINDS = frozenset(("PodExecOptions", "PodAttachOptions"))
 #: Substrings that every pattern of ``redact.text`` needs; a query without any of them is left as is.
-_URI_SECRET_HINTS = ("bearer", "basic", "token", "passw", "secret", "api", "key", "eyj", "://", "auth", "cred")
+_URI_SECRET_HINTS = ("bearer", "basic", "token", "passw", "secret", "api", "key", "eyj", "://", "auth", "cred",
+                     "cookie", "ls0tls1crudjt")
 _QUERY_TRUE = frozenset(("true", "1", "True", "TRUE"))
 _QUERY_FALSE = frozenset(("false", "0", "False", "FALSE"))
 

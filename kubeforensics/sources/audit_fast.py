@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kubeforensics.schema import AUDIT
+from kubeforensics.redact import MAYBE_SECRET_PATTERN
 from kubeforensics.sources.records import BOM, GZIP_MAGIC, _is_multiline_document, open_evidence
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ _STRING_FIELDS = (
 #: A value that was not a JSON string/number/boolean, or a 64-bit-overflowing integer (after a field separator).
 _ODD_VALUE_RE2 = r"(^|\x1f)([\[{]|-?\d{19})"
 #: Same words as ``redact._MAYBE_SECRET`` (RE2 syntax; tested to agree on ASCII text).
-MAYBE_SECRET_RE2 = r"(?i)bearer|basic|token|passw|secret|api[-_]?key|eyJ|://[^/\s]*@"
+MAYBE_SECRET_RE2 = MAYBE_SECRET_PATTERN  # one pattern, shared with kubeforensics.redact
 #: ``audit._URI_SECRET_HINTS`` as one case-insensitive RE2 pattern.
 URI_HINTS_RE2 = r"(?i)bearer|basic|token|passw|secret|api|key|eyj|://|auth|cred"
 _NON_ASCII = r"[^\x00-\x7F]"
@@ -267,7 +268,9 @@ def _slow_scan(path: Path) -> _Lines | None:
 def _connect() -> Any:
     import duckdb
 
-    return duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": True})
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": True})
+    con.execute("SET enable_progress_bar = false")  # it would print into `ingest --json` output
+    return con
 
 
 def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None:

@@ -26,11 +26,6 @@ from kubeforensics.cli import main
 from tests.hardening.corpus import FORMATS, RECORDS, lines, write
 
 PY = sys.executable
-CHAIN_NOT_VERIFIED = pytest.mark.xfail(
-    strict=True,
-    reason="verify does not check the case log's hash chain (prev) yet: kubeforensics/case/manifest.py "
-    "verify() must re-hash each log line and compare it with the next entry's prev",
-)
 
 
 @pytest.fixture
@@ -164,7 +159,6 @@ def _write_log(case: Case, entries: list[bytes]) -> None:
     (case.path / "log.jsonl").write_bytes(b"".join(e + b"\n" for e in entries))
 
 
-@CHAIN_NOT_VERIFIED
 def test_manifest_edit_covered_by_editing_the_log_entry(case: Case) -> None:
     """Edit the manifest and rewrite the last manifest hash in the log: the chain (prev) breaks."""
     _edit_manifest(case, lambda m: m["evidence"][0].__setitem__("collected_by", "forged"))
@@ -179,7 +173,6 @@ def test_manifest_edit_covered_by_editing_the_log_entry(case: Case) -> None:
     _expect_chain_break(case)
 
 
-@CHAIN_NOT_VERIFIED
 def test_removed_log_line(case: Case) -> None:
     entries = _log_lines(case)
     bookmark = next(n for n, e in enumerate(entries) if orjson.loads(e)["kind"] == "bookmark")
@@ -188,7 +181,6 @@ def test_removed_log_line(case: Case) -> None:
     _expect_chain_break(case)
 
 
-@CHAIN_NOT_VERIFIED
 def test_edited_bookmark_note(case: Case) -> None:
     entries = _log_lines(case)
     n = next(n for n, e in enumerate(entries) if orjson.loads(e)["kind"] == "bookmark")

@@ -166,8 +166,6 @@ def test_yaml_evidence_cannot_construct_python_objects() -> None:
         yaml.safe_load("!!python/object/apply:os.system ['echo pwned']")
 
 
-@pytest.mark.xfail(strict=True, reason="Case.ingest writes `parameters` into manifest.json verbatim: "
-                   "kubeforensics/case/store.py should pass them through redact.k8s_object before storing")
 def test_ingest_parameters_with_credentials_stay_out_of_the_manifest(tmp_path: Path) -> None:
     """A collector passing connection parameters must not put a credential into manifest.json or the log."""
     src = write(tmp_path / "a.json", lines([RECORDS["falco"](1)]))
