@@ -332,8 +332,18 @@ class Case(AnalysisMixin):
                 rows.extend(orjson.loads(line) for line in f if line.strip())
         return pd.DataFrame(rows, columns=["evidence", "line", "index", "reason", "raw"])
 
-    def raw(self, event_id: str) -> dict[str, Any] | list[Any]:
-        """The raw record behind an event id (``<sha12>:<line>[:<n>]``), read from the evidence copy."""
+    def raw(self, event_id: str, *, redacted: bool = True) -> dict[str, Any] | list[Any]:
+        """The raw record behind an event id (``<sha12>:<line>[:<n>]``), read from the evidence copy.
+
+        Secrets are redacted unless ``redacted=False`` (the evidence copy itself stays untouched)."""
+        rec = self._raw(event_id)
+        if redacted:
+            from kubeforensics import redact
+
+            return redact.k8s_object(rec)
+        return rec
+
+    def _raw(self, event_id: str) -> dict[str, Any] | list[Any]:
         from kubeforensics.sources.records import Record, iter_records
 
         parts = event_id.split("#", 1)[0].split(":")
