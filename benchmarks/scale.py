@@ -12,7 +12,8 @@ Options:
 ``--scenario NAME``   scenario to scale (default ``container-escape``); its ground truth picks the pod and IP
 ``--seed N``          simulation seed (default 7)
 ``--workdir DIR``     where the data and the case go (default: a new folder under ``$TMPDIR``)
-``--keep``            keep the data and the case afterwards (default: deleted)
+``--keep``            keep the data and the case afterwards (default: deleted; with ``--workdir``, only the
+                      folders this run made there: data, case, logs, copies, scratch-case, report.html)
 ``--naive-sample N``  lines per source given to ``pandas.read_json(lines=True)``, extrapolated (default 50,000)
 ``--small-records N`` Falco and k8s files are fixed-size (a few hundred records); their rates are also
                       measured on copies of them repeated up to about N records, in a scratch case (default 100,000)
@@ -425,6 +426,8 @@ def run_suite(args: argparse.Namespace) -> int:
     profile = set(filter(None, args.profile.split(",")))
     work = args.workdir or Path(tempfile.mkdtemp(prefix="kf-scale-"))
     work.mkdir(parents=True, exist_ok=True)
+    ours = [work] if args.workdir is None else [work / n for n in ("data", "case", "logs", "copies", "scratch-case",
+                                                                     "report.html")]
     data, case_dir, logs = work / "data", work / "case", work / "logs"
     logs.mkdir(exist_ok=True)
     lim = {"timeout": args.step_timeout, "max_rss": int(args.max_rss_gb * 2**30), "log_dir": logs}
@@ -479,7 +482,11 @@ def run_suite(args: argparse.Namespace) -> int:
             args.json.write_text(json.dumps(results, indent=1, default=str))
         print(render(results, pd))
         if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+            for p in ours:  # only what this run created: a --workdir given may hold other files
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                elif p.exists():
+                    p.unlink()
     return 0
 
 
