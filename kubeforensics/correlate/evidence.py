@@ -36,11 +36,11 @@ def _evidence(ctx: Context, ids: set[str]) -> pd.DataFrame:
         pod = a["name"].where(a["resource"] == "pods", a["sa_pod_name"])
         unnamed = (a["resource"] == "pods") & (a["name"] == "")
         if unnamed.any():
-            from kubeforensics.correlate.entities import _pod_doc
+            from kubeforensics.correlate.observations import pod_doc
 
             pod = pod.copy()
             for i in a.index[unnamed.values]:
-                pod.at[i] = _pod_doc(a.loc[i]).get("pod", "")
+                pod.at[i] = pod_doc(a.loc[i]).get("pod", "")
         parts.append(
             pd.DataFrame(
                 {

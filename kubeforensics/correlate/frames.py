@@ -218,3 +218,13 @@ def is_runtime(binary: pd.Series) -> pd.Series:
 def pod_key(namespace: pd.Series, pod: pd.Series) -> pd.Series:
     """``namespace/pod`` or ``""`` when the pod is unknown."""
     return (namespace + "/" + pod).where(pod != "", "")
+
+
+def asof_join(left: pd.DataFrame, right: pd.DataFrame, by: list[str], **kw) -> pd.DataFrame:
+    """``merge_asof`` with string keys of one dtype on both sides and ns timestamps."""
+    left = left.astype({c: object for c in by if left[c].dtype != "int64"})
+    right = right.astype({c: object for c in by if right[c].dtype != "int64"})
+    lt, rt = kw["left_on"], kw["right_on"]
+    left = left.assign(**{lt: left[lt].dt.as_unit("ns")}).sort_values(lt)
+    right = right.assign(**{rt: right[rt].dt.as_unit("ns")}).sort_values(rt)
+    return pd.merge_asof(left, right, by=by, **kw)

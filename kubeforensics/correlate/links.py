@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from kubeforensics.correlate.context import Context, as_context
-from kubeforensics.correlate.entities import token_key
-from kubeforensics.correlate.frames import Tables, basename, cid, is_runtime
+from kubeforensics.correlate.frames import Tables, asof_join, basename, cid, is_runtime
+from kubeforensics.correlate.tokens import token_uses
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +62,6 @@ KINDS = (
 EXEC_BEFORE = pd.Timedelta(seconds=2)
 EXEC_AFTER = pd.Timedelta(seconds=15)
 FLOW_TOLERANCE = pd.Timedelta(seconds=5)
-
-
-def _asof(left: pd.DataFrame, right: pd.DataFrame, by: list[str], **kw) -> pd.DataFrame:
-    """``merge_asof`` with string keys of one dtype on both sides and ns timestamps."""
-    left = left.astype({c: object for c in by if left[c].dtype != "int64"})
-    right = right.astype({c: object for c in by if right[c].dtype != "int64"})
-    lt, rt = kw["left_on"], kw["right_on"]
-    left = left.assign(**{lt: left[lt].dt.as_unit("ns")}).sort_values(lt)
-    right = right.assign(**{rt: right[rt].dt.as_unit("ns")}).sort_values(rt)
-    return pd.merge_asof(left, right, by=by, **kw)
 
 
 def _empty() -> pd.DataFrame:
@@ -300,7 +290,7 @@ def connect_flow_links(ctx: Context) -> pd.DataFrame:
     out = []
     if not with_port.empty:
         out.append(
-            _asof(
+            asof_join(
                 with_port,
                 f,
                 left_on="time",
@@ -312,7 +302,7 @@ def connect_flow_links(ctx: Context) -> pd.DataFrame:
         )
     if not no_port.empty:
         out.append(
-            _asof(
+            asof_join(
                 no_port,
                 f.drop(columns="sport"),
                 left_on="time",
@@ -336,46 +326,6 @@ def connect_flow_links(ctx: Context) -> pd.DataFrame:
         + m["dport"].astype(str)
     )
     return _mk("connect_flow", "tetragon", m["event_id"], "hubble", m["flow_event_id"], reason, m["t_flow"])
-
-
-def token_uses(ctx: Context) -> pd.DataFrame:
-    """Audit requests made with service-account tokens, with where they came from and a ``flag``.
-
-    ``flag`` is ``foreign_ip`` when a pod-bound token is used from an IP that
-    was not its pod's IP at that moment (nor its node's, for hostNetwork
-    pods), ``new_source_ip`` when a token bound to no pod is used from an
-    IP that no known pod or node held and that is not the IP of the token's
-    first request in the case (its usual client); ``""`` otherwise.
-    """
-    a = ctx.t["audit"]
-    sa = a[a["user"].str.startswith("system:serviceaccount:") & (a["source_ip"] != "")]
-    if sa.empty:
-        return sa.assign(token="", flag="", resolved_pod="", expected_ip="")
-    r = ctx.resolver
-    res = r.resolve_ips(sa["source_ip"].reset_index(drop=True), sa["time"].reset_index(drop=True))
-    res.index = sa.index
-    ns = sa["user"].str.split(":").str[2].fillna("")
-    pods = r.pods.set_index(["namespace", "pod"])
-    key = pd.MultiIndex.from_arrays([ns, sa["sa_pod_name"]])
-    expected_ip = pd.Series(pods["ip"].reindex(key).fillna("").values, index=sa.index) if len(pods) else ""
-    bound = sa["sa_pod_name"] != ""
-    res_pod = res["namespace"] + "/" + res["pod"]
-    own = ns + "/" + sa["sa_pod_name"]
-    foreign = bound & (
-        ((expected_ip != "") & (sa["source_ip"] != expected_ip))
-        | ((res["pod"] != "") & (res_pod != own))
-        | ((expected_ip == "") & ~res["matched"])
-    )
-    tok = token_key(sa)
-    first_ip = sa.assign(_tok=tok).sort_values("time").groupby("_tok")["source_ip"].first()
-    new_ip = ~bound & ~res["matched"] & (sa["source_ip"] != tok.map(first_ip))
-    flag = np.select([foreign, new_ip], ["foreign_ip", "new_source_ip"], "")
-    return sa.assign(
-        token=tok,
-        flag=flag,
-        resolved_pod=res_pod.where(res["pod"] != "", ""),
-        expected_ip=expected_ip,
-    )
 
 
 def token_links(ctx: Context) -> pd.DataFrame:
@@ -432,7 +382,7 @@ def alert_links(ctx: Context) -> pd.DataFrame:
             pname=basename(procs["binary"]).str[:15],
         )[["ckey", "pid", "pname", "start", "event_id"]]
         pr = pr.rename(columns={"event_id": "proc_event_id"}).sort_values("start")
-        by_pid = _asof(
+        by_pid = asof_join(
             al,
             pr.drop(columns="pname"),
             left_on="time",
@@ -442,7 +392,7 @@ def alert_links(ctx: Context) -> pd.DataFrame:
         )
         got = by_pid[by_pid["proc_event_id"].notna()]
         rest = al[~al["event_id"].isin(got["event_id"])]
-        by_name = _asof(
+        by_name = asof_join(
             rest.assign(pname=rest["pname"].str[:15]),
             pr.drop(columns="pid"),
             left_on="time",
@@ -507,10 +457,10 @@ def pod_create_links(ctx: Context) -> pd.DataFrame:
         return _empty()
     name = c["name"].copy()
     if (name == "").any():
-        from kubeforensics.correlate.entities import _pod_doc
+        from kubeforensics.correlate.observations import pod_doc
 
         for i in c.index[(name == "").values]:
-            name.at[i] = _pod_doc(c.loc[i]).get("pod", "")
+            name.at[i] = pod_doc(c.loc[i]).get("pod", "")
     c = c.assign(pod=name)[["event_id", "time", "namespace", "pod"]].rename(
         columns={"event_id": "create_id", "time": "t_create"}
     )

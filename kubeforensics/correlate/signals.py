@@ -25,7 +25,8 @@ import pandas as pd
 from kubeforensics.correlate.blindspots import blind_spots
 from kubeforensics.correlate.context import Context
 from kubeforensics.correlate.frames import as_list, basename
-from kubeforensics.correlate.links import exec_sessions, token_uses
+from kubeforensics.correlate.links import exec_sessions
+from kubeforensics.correlate.tokens import token_uses
 
 log = logging.getLogger(__name__)
 
