@@ -261,10 +261,4 @@ def _replace(e: Entity, **kw: Any) -> Entity:
     return replace(e, **kw)
 
 
-def _replace(e: Entity, **kw: Any) -> Entity:
-    from dataclasses import replace
-
-    return replace(e, **kw)
-
-
 __all__ = ["Entity", "EntityResolver", "token_key"]

@@ -407,8 +407,9 @@ def inferred_tree(alerts: pd.DataFrame) -> ProcessTree:
                 node["event_id"] = node["event_id"] or r.event_id
                 node["pid"] = r.proc_pid
                 node["entered_host_ns"] = bool(node["entered_host_ns"] or name == "nsenter")
-                if r.fd_name and len(node["files"]) < MAX_FILES:
-                    node["files"] = [*node["files"], r.fd_name]
+                files = as_list(node["files"])
+                if r.fd_name and len(files) < MAX_FILES:
+                    node["files"] = [*files, r.fd_name]
             parent = key
     nodes = pd.DataFrame(list(rows.values()), columns=NODE_COLS)
     nodes["start"] = pd.to_datetime(nodes["start"], utc=True)
