@@ -36,6 +36,18 @@ class AnalysisMixin:
             self._frames_cache = cache
         return cache[1]
 
+    def _context(self) -> Any:
+        """One correlation context per case state: normalised tables, resolver and process nodes
+        are computed once and shared by story, links, blind spots and process trees."""
+        from kubeforensics.correlate import Context
+
+        cache = getattr(self, "_context_cache", None)
+        stamp = self._stamp()
+        if cache is None or cache[0] != stamp:
+            cache = (stamp, Context(self._tables()))
+            self._context_cache = cache
+        return cache[1]
+
     def _stamp(self) -> float:
         p = self.path / "manifest.json"
         return p.stat().st_mtime_ns if p.exists() else 0
@@ -67,32 +79,32 @@ class AnalysisMixin:
 
         if findings is None:
             findings = self.findings()
-        return build_story(self._tables(), findings, seed=seed, since=since, until=until)
+        return build_story(self._context(), findings, seed=seed, since=since, until=until)
 
     def process_tree(self, **selector: Any) -> ProcessTree:
         """The exact process tree (``pod=``, ``namespace=``, ``container_id=`` or ``exec_id=``)."""
         from kubeforensics.correlate import process_tree
 
-        return process_tree(self._tables()["processes"], **selector)
+        ctx = self._context()
+        return process_tree(ctx.t["processes"], resolver=ctx.resolver, **selector)
 
     @property
     def entities(self) -> EntityResolver:
         """Who was IP X / container Y / exec_id Z at time T (pods, nodes, service accounts)."""
-        from kubeforensics.correlate import EntityResolver
 
-        return EntityResolver.from_tables(self._tables())
+        return self._context().resolver
 
     def links(self, **kwargs: Any) -> pd.DataFrame:
         """Cross-source links (exec session → processes, connect → flow, token → requests, ...)."""
         from kubeforensics.correlate import links
 
-        return links(self._tables(), **kwargs)
+        return links(self._context(), **kwargs)
 
     def blind_spots(self) -> pd.DataFrame:
         """Interactive processes with no exec in the audit log; audit activity from unknown pod IPs."""
         from kubeforensics.correlate import blind_spots
 
-        return blind_spots(self._tables())
+        return blind_spots(self._context())
 
     def answers(self, *, run_id: str | None = None, playbook: str | None = None) -> Any:
         """Answers recorded by playbook runs (latest per question), see :mod:`kubeforensics.report.answers`."""
