@@ -92,6 +92,10 @@ def configure_timeline(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", action="append", metavar="SOURCE",
                    help="only this source (audit, tetragon, hubble, falco, k8s-events); repeatable")
     p.add_argument("--limit", type=int, metavar="N")
+    p.add_argument("--merge-sources", action="store_true",
+                   help="one row where two sources saw the same thing (flow made by a process, alert about a process)")
+    p.add_argument("--collapse", action="store_true", help="repetitive rows become one row with a count")
+    p.add_argument("--hide-baseline", action="store_true", help="hide routine activity of system actors")
 
 
 def run_timeline(args: argparse.Namespace) -> int:
@@ -99,7 +103,8 @@ def run_timeline(args: argparse.Namespace) -> int:
 
     case = open_case(args.case)
     df = case.timeline(since=args.since, until=args.until, namespace=args.namespace, pod=args.pod,
-                       node=args.node, ip=args.ip, user=args.user, sources=args.source, limit=args.limit)
+                       node=args.node, ip=args.ip, user=args.user, sources=args.source, limit=args.limit,
+                       merge_sources=args.merge_sources, collapse=args.collapse, hide_baseline=args.hide_baseline)
     if args.format == "jsonl":
         for rec in df.to_dict("records"):
             _write(orjson.dumps({k: _jsonable(v) for k, v in rec.items()}).decode() + "\n")

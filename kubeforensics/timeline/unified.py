@@ -66,7 +66,9 @@ SELECT time, 'tetragon' AS source,
        ELSE coalesce("binary", '?') || ' ' || coalesce(function_name, event_type)
             || coalesce(' ' || file_path, '') || coalesce(' → ' || daddr || ':' || CAST(dport AS VARCHAR), '')
      END
-  || CASE WHEN len(host_namespaces) > 0 THEN ' [host ns: ' || array_to_string(host_namespaces, ',') || ']' ELSE '' END
+  || CASE WHEN len(list_filter(host_namespaces, lambda x: x IN ('mnt', 'pid', 'net', 'ipc', 'uts', 'cgroup'))) > 0
+          THEN ' [host ns: ' || array_to_string(list_filter(host_namespaces, lambda x: x IN ('mnt', 'pid', 'net', 'ipc', 'uts', 'cgroup')), ',') || ']'
+          ELSE '' END
   AS summary,
   event_id
 FROM ({rel})""",
@@ -141,6 +143,9 @@ def build_timeline(
     sources: tuple[str, ...] | list[str] | None = None,
     limit: int | None = None,
     findings: pd.DataFrame | None = None,
+    merge_sources: bool = False,
+    collapse: bool = False,
+    hide_baseline: bool = False,
 ) -> pd.DataFrame:
     """One row per event across all sources, ordered by time.
 
@@ -159,6 +164,15 @@ def build_timeline(
     findings : DataFrame, optional
         Findings whose ``event_ids`` fill ``severity`` and ``techniques``; by default the
         case's cached findings when there are any.
+    merge_sources : bool
+        One row where two sources saw the same thing: a Hubble flow made by a Tetragon
+        ``tcp_connect`` and a Falco alert about a Tetragon process are folded into the
+        process row (its summary names the other source; severity is the higher).
+    collapse : bool
+        Repetitive rows (probes, leases, beacons) become one row with ``count``,
+        ``first_seen`` and ``last_seen`` (see :func:`kubeforensics.correlate.collapse_noise`).
+    hide_baseline : bool
+        Drop the normal system actors' routine rows (node leases, controllers, probes).
 
     Returns
     -------
@@ -178,7 +192,46 @@ def build_timeline(
         findings = _cached_findings(case)
     if findings is not None and len(findings) and len(df):
         df = annotate(df, findings)
+    if merge_sources and len(df):
+        df = merge_same_event(df, case.links(kinds=["connect_flow", "alert_process"]))
+    if collapse or hide_baseline:
+        from kubeforensics.correlate import collapse_noise
+
+        df = collapse_noise(df, hide_baseline=hide_baseline, min_count=5 if collapse else 10**12)
     return df.reset_index(drop=True)
+
+
+def merge_same_event(df: pd.DataFrame, links: pd.DataFrame) -> pd.DataFrame:
+    """Fold rows that another source's row already shows into that row (see ``merge_sources``)."""
+    if links.empty:
+        return df
+    pairs = links[["kind", "from_event_id", "to_event_id"]]
+    # connect_flow: tetragon (from) keeps, hubble (to) folds in; alert_process: tetragon (to) keeps, falco folds in.
+    keep = pd.concat([pairs.loc[pairs.kind == "connect_flow", "from_event_id"],
+                      pairs.loc[pairs.kind == "alert_process", "to_event_id"]], ignore_index=True)
+    fold = pd.concat([pairs.loc[pairs.kind == "connect_flow", "to_event_id"],
+                      pairs.loc[pairs.kind == "alert_process", "from_event_id"]], ignore_index=True)
+    m = pd.DataFrame({"keep": keep, "fold": fold}).drop_duplicates("fold")
+    present = set(df["event_id"])
+    m = m[m["keep"].isin(present) & m["fold"].isin(present)]
+    if m.empty:
+        return df
+    by_id = df.set_index("event_id")
+    folded = by_id.loc[m["fold"]]
+    notes = pd.Series(
+        (folded["source"] + ": " + folded["summary"].fillna("").str.slice(0, 120)).to_numpy(), index=m["keep"].to_numpy()
+    ).groupby(level=0).agg(" | ".join)
+    sev = pd.Series(folded["severity"].to_numpy(), index=m["keep"].to_numpy()).dropna()
+    out = df[~df["event_id"].isin(set(m["fold"]))].copy()
+    hit = out["event_id"].isin(notes.index)
+    out.loc[hit, "summary"] = out.loc[hit, "summary"].fillna("") + " (also seen by " + out.loc[hit, "event_id"].map(notes) + ")"
+    if len(sev):
+        best = sev.map(_SEV_ORDER).groupby(level=0).max()
+        cur = out["severity"].map(_SEV_ORDER).fillna(-1)
+        new = out["event_id"].map(best).fillna(-1)
+        names = {v: k for k, v in _SEV_ORDER.items()}
+        out["severity"] = out["severity"].where(cur >= new, new.map(names))
+    return out
 
 
 _SEV_ORDER = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -189,11 +242,12 @@ def annotate(df: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
     ex = findings[["event_ids", "severity", "techniques"]].explode("event_ids").dropna(subset=["event_ids"])
     if ex.empty:
         return df
+    ex["severity"] = ex["severity"].astype(str)  # the detection engine's severity is an ordered categorical
     ex["rank"] = ex["severity"].map(_SEV_ORDER).fillna(0)
     sev = ex.sort_values("rank").groupby("event_ids")["severity"].last()
     tech = ex.explode("techniques").dropna(subset=["techniques"]).groupby("event_ids")["techniques"].agg(
         lambda s: sorted(set(s)))
-    hit_sev = df["event_id"].map(sev)
+    hit_sev = df["event_id"].map(sev).astype(object)
     cur = df["severity"].map(_SEV_ORDER).fillna(-1)
     new = hit_sev.map(_SEV_ORDER).fillna(-1)
     df["severity"] = df["severity"].where(cur >= new, hit_sev)

@@ -201,3 +201,53 @@ def test_case_html_escapes_attacker_text(tmp_path: Path) -> None:
 def test_open_non_case_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CaseError, match="not a kubeforensics case"):
         kf.open_case(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def escape_case(tmp_path_factory: pytest.TempPathFactory) -> kf.Case:
+    sample = Path(__file__).resolve().parents[2] / "sample_data" / "container-escape"
+    case = kf.Case.create(tmp_path_factory.mktemp("escape") / "case")
+    case.ingest(sample)
+    return case
+
+
+def test_timeline_carries_findings_severity_and_techniques(escape_case: kf.Case) -> None:
+    findings = escape_case.findings()
+    assert len(findings) and (escape_case.path / "derived" / "findings.parquet").is_file()
+    tl = escape_case.timeline()
+    flagged = tl[tl["techniques"].notna()]
+    ids = set(findings.explode("event_ids")["event_ids"])
+    assert set(flagged["event_id"]) <= ids | set(tl.loc[tl["source"] == "falco", "event_id"])
+    nsenter = tl[(tl["source"] == "tetragon") & tl["process"].eq("/usr/bin/nsenter")]
+    assert len(nsenter) and any("T1611" in (t or []) for t in nsenter["techniques"])
+    assert set(nsenter["severity"].dropna()) & {"high", "critical"}
+
+
+def test_timeline_merges_sources_and_collapses_noise(escape_case: kf.Case) -> None:
+    tl = escape_case.timeline()
+    merged = escape_case.timeline(merge_sources=True)
+    links = escape_case.links(kinds=["connect_flow"])
+    folded = set(links["to_event_id"]) & set(tl["event_id"])
+    assert folded and not folded & set(merged["event_id"])  # the Hubble rows a tcp_connect made are folded in
+    assert len(tl) - len(merged) >= len(folded)  # plus Falco alerts folded into their process rows
+    keep = links.loc[links["to_event_id"].isin(folded), "from_event_id"].iloc[0]
+    assert "also seen by hubble" in merged.set_index("event_id").loc[keep, "summary"]
+
+    quiet = escape_case.timeline(collapse=True, hide_baseline=True)
+    assert len(quiet) < len(tl) / 2
+    assert {"count", "first_seen", "last_seen"} <= set(quiet.columns)
+    assert quiet["count"].max() >= 100  # probes and leases become one row each
+    # the attack survives: the nsenter exec is still there
+    assert quiet["process"].eq("/usr/bin/nsenter").any()
+
+
+def test_story_cli_json_contract(escape_case: kf.Case) -> None:
+    r = run_cli("story", "--case", str(escape_case.path), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    steps = json.loads(r.stdout)["steps"]
+    assert steps
+    for s in steps:
+        assert {"time", "tactic", "techniques", "summary", "namespace", "pod", "actor", "process", "dst_ip",
+                "event_ids"} <= set(s)
+    assert any(s["process"] and "nsenter" in s["process"] for s in steps)
+    assert pd.Series([s["time"] for s in steps]).is_monotonic_increasing
