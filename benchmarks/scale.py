@@ -465,11 +465,11 @@ def run_suite(args: argparse.Namespace) -> int:
             for kind, spec in steps:
                 name = f"{src.replace(' ', '')}-{kind}"
                 r = run_step(_child_argv({"kind": kind, **spec, "profile": name in profile}), name=name, **lim)
-                if r.get("profile"):
-                    say(r["profile"])
                 row[kind] = r
                 say(f"{src:<9} {kind:<13} {_secs(r)}"
                     f" · {r.get('rows', '')} rows · {r['peak_mb']:.0f} MB")
+                if r.get("profile"):
+                    say(r["profile"])
             results["ingest"][src] = row
         if not args.keep:
             for d in (data / "audit", data / "tetragon", data / "hubble", work / "copies", work / "scratch-case"):
