@@ -14,9 +14,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from typing import Any  # noqa: E402
+from typing import Any
 
-from kubeforensics.case import Case, open_case  # noqa: E402
+from kubeforensics.case import Case, open_case
 
 # Heavier entry points are imported on first use, so `import kubeforensics` stays light
 # (no papermill, ipywidgets or plotly until a report or a widget is asked for).

@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import orjson
 
@@ -109,8 +111,10 @@ def run_timeline(args: argparse.Namespace) -> int:
         for rec in df.to_dict("records"):
             _write(orjson.dumps({k: _jsonable(v) for k, v in rec.items()}).decode() + "\n")
     elif args.format == "csv":
+        import pandas as pd
+
         out = df.copy()
-        out["time"] = out["time"].map(lambda t: t.isoformat() if t is not None and t == t else "")
+        out["time"] = out["time"].map(lambda t: "" if pd.isna(t) else t.isoformat())
         out["techniques"] = out["techniques"].map(lambda v: ";".join(v) if isinstance(v, list) else "")
         _write(out.to_csv(index=False))
     else:
@@ -172,7 +176,7 @@ def _jsonable(v: Any) -> Any:
         return None
     if isinstance(v, pd.Timestamp):
         return None if pd.isna(v) else v.isoformat().replace("+00:00", "Z")
-    if isinstance(v, float) and v != v:
+    if isinstance(v, float) and math.isnan(v):
         return None
     if v is pd.NA:
         return None

@@ -34,8 +34,8 @@ from kubeforensics.schema.tables import (
 __all__ = [
     "ALERTS",
     "AUDIT",
-    "FLOW_AUX",
     "FLOWS",
+    "FLOW_AUX",
     "K8S_EVENTS",
     "OBJECTS",
     "PROCESSES",

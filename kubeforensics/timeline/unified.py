@@ -112,7 +112,7 @@ FROM ({rel})""",
 }
 
 
-def timeline_sql(case: "Case", filters: Filters, params: list[Any], sources: tuple[str, ...] | None = None) -> str:
+def timeline_sql(case: Case, filters: Filters, params: list[Any], sources: tuple[str, ...] | None = None) -> str:
     parts = []
     for table, template in SOURCE_SQL.items():
         if sources is not None and table not in sources and _source_name(table) not in sources:
@@ -131,7 +131,7 @@ def _source_name(table: str) -> str:
 
 
 def build_timeline(
-    case: "Case",
+    case: Case,
     *,
     since: Any = None,
     until: Any = None,
@@ -255,7 +255,7 @@ def annotate(df: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _cached_findings(case: "Case") -> pd.DataFrame | None:
+def _cached_findings(case: Case) -> pd.DataFrame | None:
     p = case.path / "derived" / "findings.parquet"
     if p.is_file():
         return pd.read_parquet(p)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from kubeforensics.errors import CaseError
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kubeforensics", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "kubeforensics", *args], capture_output=True, text=True, check=False)
 
 
 @pytest.fixture(scope="module")
