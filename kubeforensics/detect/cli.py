@@ -16,15 +16,29 @@ from kubeforensics.detect.model import Severity
 JSONL_KEYS = ("rule_id", "title", "severity", "techniques", "first_seen", "last_seen", "namespace", "pod", "actor", "event_ids", "summary", "count")
 
 
+#: Audit index patterns used with ``--es`` when no ``--index`` is given.
+ES_DEFAULT_INDEX = {"ecs": "logs-kubernetes.audit_logs-*", "raw": "*audit*"}
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``findings`` options to ``parser``."""
-    parser.add_argument("--case", required=True, metavar="DIR", help="case directory")
+    parser.add_argument("--case", metavar="DIR", help="case directory (required unless --es is given)")
     parser.add_argument("--format", choices=("table", "jsonl"), default="table", help="output format (default: table)")
     parser.add_argument("--sigma", metavar="PATH", help="folder (or file) of Sigma rules to run on the audit log too")
     parser.add_argument("--config", metavar="PATH", help="tuning YAML overriding the shipped allow-lists and thresholds")
     parser.add_argument(
         "--min-severity", choices=[s.label for s in Severity], default="info", help="hide findings below this severity"
     )
+    es = parser.add_argument_group("push-down into Elasticsearch (instead of a case)")
+    es.add_argument("--es", metavar="URL", help="run the pushable audit rules inside this Elasticsearch "
+                    "(credentials from KUBEFORENSICS_ES_* or their config file, never the command line)")
+    es.add_argument("--since", metavar="ISO", help="window start (inclusive), with --es")
+    es.add_argument("--until", metavar="ISO", help="window end (exclusive), with --es")
+    es.add_argument("--index", action="append", default=[], metavar="PATTERN",
+                    help="audit index pattern PATTERN[:raw|ecs[:FIELD]] (repeatable; default by --shape: "
+                    f"{ES_DEFAULT_INDEX['ecs']} or {ES_DEFAULT_INDEX['raw']})")
+    es.add_argument("--shape", choices=("raw", "ecs"), default="raw",
+                    help="document shape of patterns that do not name one (default: raw)")
 
 
 def _value(v: Any) -> Any:
@@ -70,6 +84,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from kubeforensics.errors import KubeforensicsError
 
     out = out or sys.stdout
+    if getattr(args, "es", None):
+        return _run_es(args, out)
+    if not args.case:
+        sys.stderr.write("kubeforensics findings: give --case DIR (or --es URL --since ISO --until ISO)\n")
+        return 2
     try:
         case = open_case(args.case)
         if args.sigma is None and args.config is None:
@@ -83,5 +102,38 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     findings = findings[findings["severity"] >= Severity.parse(args.min_severity).label]
     for rid, reason in errors.items():
         sys.stderr.write(f"kubeforensics findings: rule {rid} failed: {reason}\n")
+    (to_jsonl if args.format == "jsonl" else to_table)(findings, out)
+    return 0
+
+
+def _run_es(args: argparse.Namespace, out: TextIO) -> int:
+    """``findings --es``: the pushable rules run inside Elasticsearch (:mod:`kubeforensics.collect.es_detect`)."""
+    from kubeforensics.collect.es import EsCollector
+    from kubeforensics.collect.es_detect import es_findings
+    from kubeforensics.collect.es_mapping import IndexSpec
+    from kubeforensics.detect.tuning import TuningConfig
+    from kubeforensics.errors import KubeforensicsError
+
+    if not args.since or not args.until:
+        sys.stderr.write("kubeforensics findings: --es needs --since ISO and --until ISO\n")
+        return 2
+    try:
+        specs = [IndexSpec.parse(p if ":" in p else f"{p}:{args.shape}") for p in args.index] or [
+            IndexSpec(ES_DEFAULT_INDEX[args.shape], args.shape)]
+        findings = es_findings(EsCollector.from_env(args.es), specs, since=args.since, until=args.until,
+                               sigma=args.sigma, config=TuningConfig.load(args.config))
+    except KubeforensicsError as exc:
+        sys.stderr.write(f"kubeforensics findings: {exc}\n")
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the server's or the network's failure, said plainly
+        sys.stderr.write(f"kubeforensics findings: Elasticsearch at {args.es}: {type(exc).__name__}: {exc}\n")
+        return 2
+    for rid, reason in sorted(findings.attrs.get("not_pushed_down", {}).items()):
+        sys.stderr.write(f"kubeforensics findings: rule {rid} not pushed down: {reason}\n")
+    for rid, st in sorted(findings.attrs.get("pushdown", {}).items()):
+        sys.stderr.write(f"kubeforensics findings: rule {rid}: {st['hits']} hits of {st['server_total']}\n")
+    for rid, reason in findings.attrs.get("errors", {}).items():
+        sys.stderr.write(f"kubeforensics findings: rule {rid} failed: {reason}\n")
+    findings = findings[findings["severity"] >= Severity.parse(args.min_severity).label]
     (to_jsonl if args.format == "jsonl" else to_table)(findings, out)
     return 0
