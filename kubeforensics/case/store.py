@@ -76,31 +76,13 @@ class IngestReport:
         }
 
 
-#: Files inside an evidence folder that are documentation, not evidence (reported as skipped).
-NOT_EVIDENCE = ("README.md", "README.txt", "GROUND_TRUTH.json")
+def _expand_paths(paths: Iterable[str | Path], skipped: list[dict[str, Any]]) -> list[Path]:
+    from kubeforensics.sources.base import evidence_files
 
-
-def _expand_paths(paths: Iterable[str | Path], skipped: list[dict[str, Any]] | None = None) -> list[Path]:
-    """Files named, and files below folders named (recursed, sorted; hidden files and
-    documentation such as README.md / GROUND_TRUTH.json inside folders are reported in ``skipped``)."""
-    out: list[Path] = []
-    for p in paths:
-        p = Path(p)
-        if p.is_dir():
-            for q in sorted(p.rglob("*")):
-                if not q.is_file():
-                    continue
-                if q.name.startswith(".") or q.name in NOT_EVIDENCE:
-                    if skipped is not None:
-                        skipped.append({"path": str(q), "format": None, "records": 0, "ingested": 0,
-                                        "quarantined": 0, "skipped": "not evidence (documentation or hidden file)"})
-                    continue
-                out.append(q)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise InputError(f"{p}: no such file or directory")
-    return out
+    files, docs = evidence_files(paths)
+    skipped.extend({"path": str(q), "format": None, "records": 0, "ingested": 0, "quarantined": 0,
+                    "skipped": "not evidence (documentation or hidden file)"} for q in docs)
+    return files
 
 
 class Case(AnalysisMixin):

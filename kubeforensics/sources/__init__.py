@@ -10,7 +10,16 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 from kubeforensics.sources.audit import AuditReader
-from kubeforensics.sources.base import FileAccount, FileIngest, Reader, ReadResult, detect_format, read_file
+from kubeforensics.sources.base import (
+    FileAccount,
+    FileIngest,
+    Reader,
+    ReadResult,
+    detect_format,
+    evidence_files,
+    read_file,
+    read_frames,
+)
 from kubeforensics.sources.falco import FalcoReader
 from kubeforensics.sources.hubble import HubbleReader
 from kubeforensics.sources.k8s_events import K8sEventsReader
@@ -49,7 +58,9 @@ __all__ = [
     "Reader",
     "Record",
     "detect_format",
+    "evidence_files",
     "iter_records",
     "load_plugins",
     "read_file",
+    "read_frames",
 ]

@@ -23,13 +23,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from kubeforensics.errors import RecordError, UnknownFormatError
 from kubeforensics.schema import TableSpec, to_arrow
 from kubeforensics.sources.records import Quarantined, Record, iter_records, sha256_file
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -304,3 +307,48 @@ def read_file(
     for t in ing.readers[ing.format].tables:
         tables.setdefault(t.name, t.arrow_schema.empty_table())
     return ReadResult(ing.account, tables, ing.quarantine)
+
+
+#: Files inside an evidence folder that are documentation, not evidence.
+NOT_EVIDENCE = ("README.md", "README.txt", "GROUND_TRUTH.json")
+
+
+def evidence_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+    """Files named, and files below folders named (recursed, sorted).
+
+    Returns ``(evidence, skipped)``: hidden files and documentation (README.md,
+    GROUND_TRUTH.json) found inside folders are not evidence and are returned in
+    ``skipped`` so that callers can report them.  A missing path raises InputError.
+    """
+    from kubeforensics.errors import InputError
+
+    out: list[Path] = []
+    skipped: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            for q in sorted(p.rglob("*")):
+                if q.is_file():
+                    (skipped if q.name.startswith(".") or q.name in NOT_EVIDENCE else out).append(q)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InputError(f"{p}: no such file or directory")
+    return out, skipped
+
+
+def read_frames(*paths: str | Path, fmt: str | None = None) -> dict[str, "pd.DataFrame"]:
+    """Read files or folders into memory and return the canonical tables as DataFrames, by name.
+
+    For quick looks, tests and benchmarks on small inputs; for real evidence use a
+    :class:`~kubeforensics.case.Case` (hashed, streamed to disk, audit stages merged).
+    Records that cannot be used are quarantined and not returned: check
+    :func:`read_file` accounts when that matters.
+    """
+
+    files, _ = evidence_files(paths)
+    parts: dict[str, list[pa.Table]] = {}
+    for f in files:
+        for name, table in read_file(f, fmt).tables.items():
+            parts.setdefault(name, []).append(table)
+    return {name: pa.concat_tables(ts).to_pandas() for name, ts in parts.items()}

@@ -32,17 +32,4 @@ def frame(table: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
 def scenario_tables(folder: Path) -> dict[str, pd.DataFrame]:
     """Read every evidence file of a scenario folder and concatenate the tables by name."""
     sources = pytest.importorskip("kubeforensics.sources", reason="readers not available yet")
-    parts: dict[str, list] = {}
-    for path in sorted(folder.rglob("*")):
-        if (
-            not path.is_file()
-            or path.name == "GROUND_TRUTH.json"
-            or path.suffix not in (".json", ".jsonl", ".gz", ".log", ".ndjson")
-        ):
-            continue
-        res = sources.read_file(path)
-        for name, tbl in res.tables.items():
-            parts.setdefault(name, []).append(tbl)
-    import pyarrow as pa
-
-    return {name: pa.concat_tables(ts_).to_pandas() for name, ts_ in parts.items()}
+    return sources.read_frames(folder)

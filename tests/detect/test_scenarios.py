@@ -27,14 +27,9 @@ def scenario_dir(name: str, tmp_root: Path) -> Path:
 
 
 def frames_of(folder: Path) -> dict[str, pd.DataFrame]:
-    from kubeforensics.sources import read_file
+    from kubeforensics.sources import read_frames
 
-    parts: dict[str, list[pd.DataFrame]] = {}
-    for f in sorted(folder.rglob("*")):
-        if f.is_file() and f.name != "GROUND_TRUTH.json" and f.suffix != ".md":
-            for table, t in read_file(f).tables.items():
-                parts.setdefault(table, []).append(t.to_pandas())
-    return {t: pd.concat(v, ignore_index=True) for t, v in parts.items()}
+    return read_frames(folder)
 
 
 @pytest.fixture(scope="module")
