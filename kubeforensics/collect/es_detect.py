@@ -287,6 +287,32 @@ def _audit_frame(hits: list[dict[str, Any]], spec: IndexSpec) -> tuple[pd.DataFr
     return df, len(res.quarantine)
 
 
+def _other_stages(collector: EsCollector, spec: IndexSpec, fields: Fields, hits: list[dict[str, Any]],
+                  since: str, until: str, chunk: int = 1000) -> list[dict[str, Any]]:
+    """The other stages (same ``auditID``) of the requests among ``hits``.
+
+    The rules see one row per request, its most complete stage
+    (:func:`~kubeforensics.detect.frames.dedup_audit`); a query may match an early stage only
+    (``RequestReceived`` has no response code), so the request's other stages are fetched too
+    and the same de-duplication then decides, as it does in a case.
+    """
+    got = fields.resolve("auditID")
+    if got is None or not hits:
+        return []
+    ids: list[str] = []
+    for h in hits:
+        _fmt, rec = to_record(h.get("_source") or {}, spec)
+        if isinstance(rec.get("auditID"), str):
+            ids.append(rec["auditID"])
+    ids = sorted(set(ids))
+    seen = {(h["_index"], h["_id"]) for h in hits}
+    out: list[dict[str, Any]] = []
+    for n in range(0, len(ids), chunk):
+        q = collector.build_query(spec, since, until, extra=[{"terms": {got[0]: ids[n:n + chunk]}}])
+        out.extend(h for h in collector.hits(spec, q, {}) if (h["_index"], h["_id"]) not in seen)
+    return out
+
+
 def es_findings(collector: EsCollector, indices: Sequence[IndexSpec | str], *, since: str, until: str,
                 sigma: str | Path | None = None, config: Any = None, builtin: bool = True,
                 progress: Callable[[str], None] | None = None) -> pd.DataFrame:
@@ -312,7 +338,7 @@ def es_findings(collector: EsCollector, indices: Sequence[IndexSpec | str], *, s
     pandas.DataFrame
         The findings, as :func:`~kubeforensics.detect.engine.run_rules` returns them.
         ``attrs``: ``errors`` (rule id -> reason), ``not_pushed_down`` (rule id -> reason),
-        ``pushdown`` (rule id -> ``{"hits", "server_total", "queries"}``).
+        ``pushdown`` (rule id -> ``{"hits", "server_total", "other_stages", "queries"}``).
     """
     from kubeforensics.detect import RULES
     from kubeforensics.detect.declarative import YamlRule
@@ -345,20 +371,23 @@ def es_findings(collector: EsCollector, indices: Sequence[IndexSpec | str], *, s
         rid = rule.meta.id
         if rid in cfg.disabled_rules:
             continue
-        per = [(spec, make(fl)[0]) for spec, fl in zip(specs, fields)]
-        if all(q is None for _, q in per):
+        per = [(spec, fl, make(fl)[0]) for spec, fl in zip(specs, fields)]
+        if all(q is None for _, _, q in per):
             skipped[rid] = "no part of the condition can be expressed as an Elasticsearch query"
             continue
         st: dict[str, Any] = {"hits": 0, "server_total": 0, "queries": {}}
         frames: list[pd.DataFrame] = []
         try:
-            for spec, q in per:
+            for spec, fl, q in per:
                 query = collector.build_query(spec, since, until, extra=[q] if q is not None else [])
                 st["queries"][spec.pattern] = query
                 state: dict[str, Any] = {}
                 hits = list(collector.hits(spec, query, state))
                 st["hits"] += len(hits)
                 st["server_total"] += int(state.get("total", 0))
+                siblings = _other_stages(collector, spec, fl, hits, since, until)
+                st["other_stages"] = st.get("other_stages", 0) + len(siblings)
+                hits += siblings
                 df, quarantined = _audit_frame(hits, spec)
                 if quarantined:
                     st["quarantined"] = st.get("quarantined", 0) + quarantined

@@ -33,6 +33,7 @@ T_IN = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 T_OUT = T_IN - timedelta(days=1)
 WINDOW = {"since": "2026-03-02T00:00:00Z", "until": "2026-03-02T01:00:00Z"}
 NOISE = 400
+EXEC_RULE = "SIGMA-a1b0ca4e-7835-413e-8471-3ff2b8a66be6"  # kubernetes_audit_exec_into_container.yml
 # Request/response objects are not indexed (as many clusters do, to bound the mapping); rules on
 # them are then only partly pushed down and finished locally.
 MAPPING = {"properties": {"@timestamp": {"type": "date"},
@@ -109,7 +110,7 @@ def _summary(findings) -> set[tuple[str, int, frozenset]]:
     return {(r["rule_id"], int(r["count"]), frozenset(r["event_ids"])) for r in findings.to_dict("records")}
 
 
-def _reference(es_url: str, index: str, tmp_path: Path):
+def _reference(es_url: str, index: str, tmp_path: Path, sigma: Path = SIGMA):
     """``run_rules`` over a case collected from the same index, event ids translated to ``index/_id``."""
     case = Case.create(tmp_path / "case")
     collect(_collector(es_url), case, [index], progress=False, overview=False, **WINDOW)
@@ -119,7 +120,7 @@ def _reference(es_url: str, index: str, tmp_path: Path):
     for line in (case.path / hit_log["stored_as"]).read_bytes().splitlines():
         h = orjson.loads(line)
         ids[f"{by_name[h['file']]['sha256'][:12]}:{h['line']}"] = f"{h['index']}/{h['id']}"
-    f = run_rules(case.frames(), sigma=SIGMA)
+    f = run_rules(case.frames(), sigma=sigma)
     f["event_ids"] = [[ids[str(e)] for e in evs] for evs in f["event_ids"]]
     return f
 
@@ -140,9 +141,9 @@ def test_pushed_down_findings_equal_run_rules_on_a_case(es_url, seeded, tmp_path
     assert sum(len(evs) for evs in got["event_ids"]) > 0
     # Statistical and correlation rules are not pushed down, and say so.
     assert "statistical/correlation rule" in got.attrs["not_pushed_down"].values()
-    # The queries narrow: the exec rule reads a handful of documents, not the window's 400+.
+    # The queries narrow: the Sigma exec rule (create pods/exec) reads its one document, not the window's 452.
     per_rule = {rid: s["hits"] for rid, s in pushed.items()}
-    assert max(per_rule.values()) < NOISE + seeded["attacks"]
+    assert per_rule[EXEC_RULE] == 1 and got[got["rule_id"] == EXEC_RULE]["count"].tolist() == [1]
     assert sum(1 for h in per_rule.values() if h <= seeded["attacks"]) >= len(per_rule) // 2
 
 
@@ -177,3 +178,42 @@ def test_cli_jsonl_contract(es_url, seeded):
     bad = subprocess.run([sys.executable, "-m", "kubeforensics", "findings", "--es", es_url],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--since" in bad.stderr
+
+
+STAGE_RULE = """
+title: Pod created, not forbidden
+id: 6f0c2a9e-0000-4000-8000-00000000beef
+status: test
+logsource: {product: kubernetes, service: audit}
+detection:
+  selection: {verb: create, objectRef.resource: pods}
+  forbidden: {responseStatus.code: 403}
+  condition: selection and not forbidden
+level: low
+"""
+
+
+def test_the_most_complete_stage_decides_as_in_a_case(es_url, seeded, tmp_path):
+    """A request's RequestReceived stage (no response code) matches; its ResponseComplete (403) does not."""
+    es = Elasticsearch(es_url, request_timeout=60)
+    base = d.audit_event(3)  # alice creates a pod in kube-system
+    docs = []
+    for n, code in enumerate((403, 201)):
+        ev = dict(base, auditID=f"stage-test-{n}")
+        docs.append((f"stage-{n}-rr", _retime(dict(ev, stage="RequestReceived", responseStatus=None), T_IN)))
+        docs.append((f"stage-{n}-rc", _retime(dict(ev, responseStatus={"code": code}), T_IN + timedelta(seconds=1))))
+    for doc in (x for _, x in docs):
+        if doc["responseStatus"] is None:
+            del doc["responseStatus"]
+    es.options(ignore_status=404).indices.delete(index="kfd-stages")
+    es.indices.create(index="kfd-stages", mappings=MAPPING)
+    helpers.bulk(es, ({"_index": "kfd-stages", "_id": i, "_source": x} for i, x in docs), refresh=True)
+    rule = tmp_path / "stage.yml"
+    rule.write_text(STAGE_RULE)
+    got = es_findings(_collector(es_url), ["kfd-stages:raw"], sigma=rule, builtin=False, **WINDOW)
+    st = got.attrs["pushdown"]["SIGMA-6f0c2a9e-0000-4000-8000-00000000beef"]
+    assert (st["hits"], st["other_stages"]) == (3, 1)  # both RequestReceived, the 201; then the 403
+    assert [(r["count"], r["event_ids"]) for r in got.to_dict("records")] == [(1, ["kfd-stages/stage-1-rc"])]
+    ref = _reference(es_url, "kfd-stages:raw", tmp_path, sigma=rule)
+    ref = ref[ref["rule_id"] == "SIGMA-6f0c2a9e-0000-4000-8000-00000000beef"]
+    assert _summary(got) == _summary(ref)
