@@ -24,6 +24,11 @@ an ``AND``, turns an ``OR`` into "anything" and a ``NOT`` of an inexact part int
 A rule whose whole query collapses to "anything" is not pushed down (listed, with the
 statistical, correlation and non-audit rules, in ``attrs["not_pushed_down"]``).
 
+The Sigma translation is our own (~40 lines over pySigma's parsed tree): pySigma's
+Elasticsearch backend (pysigma-backend-elasticsearch 2.1.1) requires ``pysigma<2.0.0`` and
+would downgrade the pySigma 2 the evaluator uses; it would also need a processing pipeline
+for our two shapes and produce Lucene/ES|QL strings rather than the query DSL noida-db speaks.
+
 Field types come from ``_field_caps`` (a ``text`` field is queried through its ``.keyword``
 sub-field, as dynamic mappings create it).  Sigma matching is case-insensitive, so its terms
 use ``case_insensitive: true``; the declarative ops are case-sensitive, so theirs do not.
@@ -42,6 +47,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -355,14 +361,14 @@ def es_findings(collector: EsCollector, indices: Sequence[IndexSpec | str], *, s
     if builtin:
         for rid, rule in RULES.items():
             if isinstance(rule, YamlRule) and rid in conditions:
-                candidates.append((rule, lambda fl, c=conditions[rid]: condition_query(c, fl)))
+                candidates.append((rule, partial(condition_query, conditions[rid])))
             else:
                 src = ",".join(rule.meta.sources)
                 skipped[rid] = ("statistical/correlation rule" if not isinstance(rule, YamlRule)
                                 else f"declarative rule over {src}, not the audit log")
     if sigma is not None:
         for rule in load_sigma(sigma).values():
-            candidates.append((rule, lambda fl, r=rule: sigma_rule_query(r, fl)))
+            candidates.append((rule, partial(sigma_rule_query, rule)))
     fields = [Fields(collector, s) for s in specs]
     parts: list[pd.DataFrame] = []
     errors: dict[str, str] = {}

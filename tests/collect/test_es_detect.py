@@ -165,7 +165,7 @@ def test_the_window_excludes_out_of_window_hits(es_url, seeded):
 def test_cli_jsonl_contract(es_url, seeded):
     cmd = [sys.executable, "-m", "kubeforensics", "findings", "--es", es_url, "--index", "kfd-ecs", "--shape", "ecs",
            *("--since", WINDOW["since"], "--until", WINDOW["until"]), "--sigma", str(SIGMA), "--format", "jsonl"]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     rows = [json.loads(x) for x in p.stdout.splitlines()]
     assert rows and all(list(r) == ["rule_id", "title", "severity", "techniques", "first_seen", "last_seen",
@@ -176,7 +176,7 @@ def test_cli_jsonl_contract(es_url, seeded):
     assert {(r["rule_id"], r["count"]) for r in rows} == {(r["rule_id"], int(r["count"]))
                                                           for r in direct.to_dict("records")}
     bad = subprocess.run([sys.executable, "-m", "kubeforensics", "findings", "--es", es_url],
-                         capture_output=True, text=True, timeout=60)
+                         check=False, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--since" in bad.stderr
 
 
