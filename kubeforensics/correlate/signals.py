@@ -30,23 +30,10 @@ from kubeforensics.correlate.tokens import token_uses
 
 log = logging.getLogger(__name__)
 
-CAND_COLS = [
-    "time",
-    "tactic",
-    "techniques",
-    "summary",
-    "namespace",
-    "pod",
-    "actor",
-    "process",
-    "dst_ip",
-    "event_ids",
-    "severity",
-    "why",
-    "origin",
-    "src_ip",
-    "hint_process",
-]
+#: The keys of a story step in ``Story.to_json()`` (the fixed contract).
+STEP_KEYS = ("time", "tactic", "techniques", "summary", "namespace", "pod", "actor", "process", "dst_ip", "event_ids")
+#: A story candidate: a step's keys plus what the story builder needs to rank and merge it.
+CAND_COLS = [*STEP_KEYS, "severity", "why", "origin", "src_ip", "hint_process"]
 SEVERITY = {"info": 0, "informational": 0, "low": 1, "medium": 2, "warning": 2, "high": 3, "critical": 4}
 LABEL = {0: "info", 1: "low", 2: "medium", 3: "high", 4: "critical"}
 TACTICS = [

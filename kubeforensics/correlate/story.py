@@ -31,6 +31,7 @@ from kubeforensics.correlate.frames import Tables
 from kubeforensics.correlate.noise import SYSTEM_ACTORS
 from kubeforensics.correlate.signals import (
     CAND_COLS,
+    STEP_KEYS,
     TACTICS,
     from_alerts,
     from_correlation,
@@ -44,18 +45,7 @@ log = logging.getLogger(__name__)
 MERGE_GAP = pd.Timedelta(minutes=2)
 ATTACH_GAP = pd.Timedelta(seconds=10)
 ORIGIN_RANK = {"finding": 0, "exec": 1, "host_ns": 1, "token": 1, "blind": 2, "falco": 3}
-JSON_KEYS = (
-    "time",
-    "tactic",
-    "techniques",
-    "summary",
-    "namespace",
-    "pod",
-    "actor",
-    "process",
-    "dst_ip",
-    "event_ids",
-)
+JSON_KEYS = STEP_KEYS
 
 
 @dataclass
