@@ -193,12 +193,8 @@ def build_story(
     cand["time"] = pd.to_datetime(cand["time"], utc=True)
     cand["tactic"] = [tactic_name(t, techs) for t, techs in zip(cand["tactic"], cand["techniques"])]
     cand = cand[cand["time"].notna()]
-    cand = cand[
-        cand["severity"].astype(int)
-        >= {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}[
-            min_severity or ("low" if seed else "medium")
-        ]
-    ]
+    floor = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}[min_severity or ("low" if seed else "medium")]
+    cand = cand[cand["severity"].astype(int) >= floor]
     if since is not None:
         cand = cand[
             cand["time"] >= pd.Timestamp(since).tz_convert("UTC")
@@ -212,6 +208,8 @@ def build_story(
             else cand["time"] <= pd.Timestamp(until).tz_localize("UTC")
         ]
     cand = enrich(ctx, cand.reset_index(drop=True))
+    # enrich() caps look-alikes (node agents, the runtime, kubectl debug pods): apply the floor again after it
+    cand = cand[cand["severity"].astype(int) >= floor].reset_index(drop=True)
     if seed is not None:
         cand = _select_seed(cand, seed, fnd)
     steps = _merge(cand)
