@@ -85,8 +85,43 @@ class AnalysisMixin:
         """The exact process tree (``pod=``, ``namespace=``, ``container_id=`` or ``exec_id=``)."""
         from kubeforensics.correlate import process_tree
 
+        cache = getattr(self, "_context_cache", None)
+        if cache is not None and cache[0] == self._stamp():
+            ctx = cache[1]
+            return process_tree(ctx.t["processes"], resolver=ctx.resolver, **selector)
+        if selector.get("pod") and not selector.get("exec_id") and not selector.get("container_id"):
+            # Push the pod filter down: a pod's tree needs only its own process events (the runtime
+            # parents come from their parent_* columns), not the whole case in memory.
+            procs = self.table("processes", pod=selector["pod"], namespace=selector.get("namespace"))
+            return process_tree(self._with_ancestors(procs), **selector)
         ctx = self._context()
         return process_tree(ctx.t["processes"], resolver=ctx.resolver, **selector)
+
+    def _with_ancestors(self, procs: pd.DataFrame, rounds: int = 16) -> pd.DataFrame:
+        """Add the events of the processes' ancestors outside the pod (runc, the shim, containerd),
+        fetched by exec_id from storage, so a pushed-down tree is the same as the whole-case one."""
+        parts = [procs]
+        seen = set(procs["exec_id"].dropna())
+        wanted = set(procs["parent_exec_id"].dropna()) - seen
+        for _ in range(rounds):
+            if not wanted:
+                break
+            more = self.sql("SELECT * FROM {processes} WHERE list_contains(?, exec_id)", [sorted(wanted)])
+            if more.empty:
+                break
+            parts.append(more)
+            seen |= set(more["exec_id"].dropna())
+            wanted = set(more["parent_exec_id"].dropna()) - seen
+        if len(parts) == 1:
+            return procs
+        import pyarrow as pa
+
+        from kubeforensics.case.query import arrow_to_frame
+        from kubeforensics.schema import PROCESSES
+
+        merged = pd.concat([parts[0], *(arrow_to_frame(pa.Table.from_pandas(p, preserve_index=False), PROCESSES)
+                                        for p in parts[1:])], ignore_index=True)
+        return merged.sort_values(["time", "event_id"], kind="stable").reset_index(drop=True)
 
     @property
     def entities(self) -> EntityResolver:

@@ -250,3 +250,19 @@ def test_story_cli_json_contract(escape_case: kf.Case) -> None:
                 "event_ids"} <= set(s)
     assert any(s["process"] and "nsenter" in s["process"] for s in steps)
     assert pd.Series([s["time"] for s in steps]).is_monotonic_increasing
+
+
+def test_pod_process_tree_is_pushed_down_and_exact(escape_case: kf.Case) -> None:
+    """The pod's tree read from storage (pod filter + ancestors by exec_id) equals the whole-case tree."""
+    fresh = kf.open_case(escape_case.path)
+    pushed = fresh.process_tree(pod="diag-dclws")
+    assert not hasattr(fresh, "_context_cache")  # the whole case was not loaded for it
+    whole = kf.open_case(escape_case.path)
+    whole._context()
+    full = whole.process_tree(pod="diag-dclws")
+    a, b = pushed.to_frame(), full.to_frame()
+    assert sorted(zip(a["exec_id"], a["parent_exec_id"].fillna(""))) == sorted(zip(b["exec_id"], b["parent_exec_id"].fillna("")))
+    chain = [n.split("/")[-1] for n in a.sort_values("start")["binary"]]
+    text = pushed.render_text()
+    assert text.index("runc") < text.index("/bin/bash") < text.index("nsenter") < text.index("/usr/bin/bash")
+    assert "ENTERED-HOST-NS" in text and "nsenter" in chain
