@@ -1,0 +1,1 @@
+"""Collectors: live Kubernetes API snapshot/watch and Elasticsearch queries, into a case."""

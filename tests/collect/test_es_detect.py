@@ -1,6 +1,6 @@
 """Push-down of detections into Elasticsearch (noida-db, or KUBEFORENSICS_TEST_ES_URL).
 
-The corpus: the real audit events of /work/shared/conformance/audit/falco-trace-files re-timed
+The corpus: the real audit events of ../shared/conformance/audit/falco-trace-files re-timed
 into the window (2026-03-02 00:00-01:00 UTC), the same events re-timed to the day before (out
 of the window), and benign API traffic, indexed in both document shapes.  The pushed-down
 findings must equal what ``run_rules`` finds in a case collected from the same index."""

@@ -2,7 +2,7 @@
 
 Nothing here is committed as data: every hostile file is generated at test time
 into a temporary folder.  ``RECORDS[fmt](n)`` gives the n-th realistic record of
-a format (shaped as the upstream tools write them; see /work/shared/FORMATS.md);
+a format (shaped as the upstream tools write them; see ../shared/FORMATS.md);
 ``KEY_FIELDS[fmt]`` lists the fields a reader relies on (paths of keys, as
 tuples because Falco's ``output_fields`` keys contain dots); ``TIME_FIELDS[fmt]``
 the fields a reader takes the time from.

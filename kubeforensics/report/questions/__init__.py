@@ -1,0 +1,1 @@
+"""One module per scenario: the analyst's questions, each answered by one library call."""
