@@ -222,7 +222,11 @@ def _resolve(name: str) -> tuple[Callable[[argparse.ArgumentParser], None], Call
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kubeforensics", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="kubeforensics",
+        description="Incident forensics for Kubernetes: audit logs, Tetragon, Hubble, Falco and Kubernetes "
+        "objects in one case, one timeline, one story.",
+    )
     parser.add_argument("--version", action="version", version=f"kubeforensics {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

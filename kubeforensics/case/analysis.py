@@ -65,7 +65,7 @@ class AnalysisMixin:
         cacheable = sigma is None and config is None
         cache = self.path / "derived" / "findings.parquet"
         if cacheable and cache.is_file() and not refresh:
-            return pd.read_parquet(cache)
+            return _lists(pd.read_parquet(cache))
         df = run_rules(self._tables(), sigma=sigma, config=config)
         if cacheable:
             cache.parent.mkdir(exist_ok=True)
@@ -146,3 +146,11 @@ class AnalysisMixin:
         from kubeforensics.report.answers import recorded_answers
 
         return recorded_answers(self.path, run_id=run_id, playbook=playbook)
+
+
+def _lists(df: pd.DataFrame) -> pd.DataFrame:
+    """Parquet gives list columns back as numpy arrays: make them the Python lists the engine returns."""
+    for col in ("techniques", "event_ids"):
+        if col in df.columns:
+            df[col] = [v.tolist() if hasattr(v, "tolist") else v for v in df[col]]
+    return df

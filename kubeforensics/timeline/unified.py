@@ -258,5 +258,7 @@ def annotate(df: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
 def _cached_findings(case: Case) -> pd.DataFrame | None:
     p = case.path / "derived" / "findings.parquet"
     if p.is_file():
-        return pd.read_parquet(p)
+        from kubeforensics.case.analysis import _lists
+
+        return _lists(pd.read_parquet(p))
     return None

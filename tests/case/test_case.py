@@ -266,3 +266,17 @@ def test_pod_process_tree_is_pushed_down_and_exact(escape_case: kf.Case) -> None
     text = pushed.render_text()
     assert text.index("runc") < text.index("/bin/bash") < text.index("nsenter") < text.index("/usr/bin/bash")
     assert "ENTERED-HOST-NS" in text and "nsenter" in chain
+
+
+def test_findings_cli_from_the_cache_in_both_formats(escape_case: kf.Case) -> None:
+    escape_case.findings()  # make sure the cache exists: the CLI then reads it
+    assert (escape_case.path / "derived" / "findings.parquet").is_file()
+    cached = escape_case.findings()
+    assert all(isinstance(v, list) for v in cached["techniques"]) and all(isinstance(v, list) for v in cached["event_ids"])
+    for fmt in ("table", "jsonl"):
+        r = run_cli("findings", "--case", str(escape_case.path), "--format", fmt)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert {"rule_id", "title", "severity", "techniques", "first_seen", "last_seen", "namespace", "pod", "actor",
+            "event_ids", "summary"} <= set(rows[0])
+    assert any("T1611" in row["techniques"] for row in rows)
