@@ -121,7 +121,8 @@ def run_timeline(args: argparse.Namespace) -> int:
         rows = [("time", "source", "sev", "namespace/pod", "summary")]
         for r in df.itertuples(index=False):
             where = "/".join(x for x in (r.namespace, r.pod) if isinstance(x, str))
-            rows.append((r.time.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], r.source, r.severity or "", where,
+            sev = r.severity if isinstance(r.severity, str) else ""
+            rows.append((r.time.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], r.source, sev, where,
                          _one_line(r.summary or "", 120)))
         _write(_table(rows) + f"{len(df):,} events\n")
     return 0

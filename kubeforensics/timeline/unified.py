@@ -250,7 +250,8 @@ def annotate(df: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
     hit_sev = df["event_id"].map(sev).astype(object)
     cur = df["severity"].map(_SEV_ORDER).fillna(-1)
     new = hit_sev.map(_SEV_ORDER).fillna(-1)
-    df["severity"] = df["severity"].where(cur >= new, hit_sev)
+    sev_col = df["severity"].where(cur >= new, hit_sev).astype(object)
+    df["severity"] = sev_col.where(sev_col.notna(), None)
     df["techniques"] = df["event_id"].map(tech).where(df["event_id"].isin(tech.index), df["techniques"])
     return df
 
