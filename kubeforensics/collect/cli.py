@@ -110,9 +110,10 @@ def run(args: argparse.Namespace) -> int:
     if args.source == "k8s":
         from kubeforensics.collect.k8s import K8sCollector, collect
 
-        col = K8sCollector.from_config(kubeconfig=args.kubeconfig, context=args.context, page_size=args.page_size)
+        k8s_col = K8sCollector.from_config(kubeconfig=args.kubeconfig, context=args.context,
+                                           page_size=args.page_size)
         case = check_case_dir(args.case)
-        rec = collect(col, case, namespaces=args.namespace, resources=args.resource or None, watch=args.watch,
+        rec = collect(k8s_col, case, namespaces=args.namespace, resources=args.resource or None, watch=args.watch,
                       pod_logs=args.pod_log, label_selector=args.selector, progress=None if not args.json else False)
     else:
         from kubeforensics.collect.es import EsCollector, IndexSpec
@@ -121,14 +122,14 @@ def run(args: argparse.Namespace) -> int:
         if not args.index:
             raise CollectorError("give at least one --index PATTERN[:raw|ecs[:FIELD]]")
         filters, extra = parse_filters(args.query_filter)
-        col = EsCollector.from_env(args.url, config=args.es_config, page_size=args.page_size)
+        es_col = EsCollector.from_env(args.url, config=args.es_config, page_size=args.page_size)
         specs = [IndexSpec.parse(i) for i in args.index]
         if args.overview:
-            ov = col.overview(specs, args.since, args.until, filters)
+            ov = es_col.overview(specs, args.since, args.until, filters)
             sys.stdout.write(orjson.dumps(ov, option=orjson.OPT_INDENT_2).decode() + "\n")
             return 0
         case = check_case_dir(args.case)
-        rec = collect_es(col, case, specs, since=args.since, until=args.until, filters=filters, extra=extra,
+        rec = collect_es(es_col, case, specs, since=args.since, until=args.until, filters=filters, extra=extra,
                          resume=not args.restart, progress=None if not args.json else False)
     _print_record(rec, args.json)
     return 0 if rec.get("complete") else 1

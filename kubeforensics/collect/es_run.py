@@ -56,13 +56,13 @@ class EsRun:
         prev = self._prev_spec(n)
         info: dict[str, Any] = {"pattern": spec.pattern, "shape": spec.shape, "collected": 0,
                                 "collected_before": 0, "formats": {}, "status": "complete"}
-        if prev and prev.get("status") == "complete":
+        if prev and self.previous and prev.get("status") == "complete":  # prev implies self.previous
             info.update(status="complete", collected_before=prev["collected_total"], collected_total=prev[
                 "collected_total"], server_total=prev.get("server_total"), difference=prev.get("difference"),
                 note=f"already collected by {self.previous['id']}")
             return info
         after = exclude = None
-        if prev and prev.get("resume"):
+        if prev and self.previous and prev.get("resume"):
             after = _iso_ms(prev["resume"]["after_ms"])
             exclude = prev["resume"]["ids_at_after"]
             info["collected_before"] = prev.get("collected_total", 0)

@@ -27,6 +27,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,7 @@ class K8sCollector:
 
     def _call(self, res: Resource, namespace: str | None, **params: Any) -> Any:
         api = self._api(res.api)
-        if namespace and res.namespaced:
+        if namespace and res.list_namespaced is not None:  # i.e. res.namespaced, spelled so mypy narrows
             return getattr(api, res.list_namespaced)(namespace, _preload_content=False, **params)
         return getattr(api, res.list_all)(_preload_content=False, **params)
 
@@ -179,7 +180,7 @@ class K8sCollector:
             if field_selector:
                 params["field_selector"] = field_selector
             try:
-                resp = with_retries(lambda p=params: self._call(res, namespace, **p), f"list {res.name}",
+                resp = with_retries(partial(self._call, res, namespace, **params), f"list {res.name}",
                                     is_transient, self.backoff)
             except ApiException as exc:
                 new_token = _expired_continue(exc) if token else None
