@@ -9,6 +9,7 @@ added) because the timeline and the story both read them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,13 @@ class AnalysisMixin:
     path: Path
 
     def frames(self, **filters: Any) -> dict[str, pd.DataFrame]:  # provided by Case
+        raise NotImplementedError
+
+    def table(self, name: str, *, columns: Sequence[str] | None = None, limit: int | None = None,
+              **filters: Any) -> pd.DataFrame:  # provided by Case
+        raise NotImplementedError
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:  # provided by Case
         raise NotImplementedError
 
     def _tables(self) -> dict[str, pd.DataFrame]:
