@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 _POD_IP = re.compile(r'"podIPs?"\s*:\s*(?:"([^"]+)"|\[([^\]]*)\])')
 
 
-def _lower_set(v: object) -> set[str]:
+def _lower_set(v: Iterable[object] | float | None) -> set[str]:
     if v is None or isinstance(v, float):
         return set()
     return {str(x) for x in v}
@@ -94,9 +94,9 @@ class TokenAwayFromPod(PyRule):
         ips = pod_ips(tables)
         a = a.assign(sa_namespace=_sa_namespace(a["user"]).astype(object))
         known = [ips.get((ns, pod)) for ns, pod in zip(a["sa_namespace"], a["sa_pod_name"])]
-        hit = [bool(k) and ip not in k for k, ip in zip(known, a["source_ip"])]
+        hit = [ip not in k if k else False for k, ip in zip(known, a["source_ip"])]
         out = a[hit]
-        return out.assign(pod_ips=[",".join(sorted(k)) for k, h in zip(known, hit) if h])
+        return out.assign(pod_ips=[",".join(sorted(k or ())) for k, h in zip(known, hit) if h])
 
 
 def _shells_under_runtime(p: pd.DataFrame, config: "TuningConfig") -> pd.DataFrame:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import pandas as pd
 
@@ -96,11 +96,12 @@ class Rule(Protocol):
     A rule whose sources are absent (empty frames) returns an empty frame.
     """
 
-    meta: RuleMeta
+    @property
+    def meta(self) -> RuleMeta: ...  # read-only: a plain attribute (YamlRule) or a property (PyRule)
 
     def evaluate(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame: ...
 
-    def examples(self) -> Mapping[str, list[Mapping[str, list[dict[str, Any]]]]]:
+    def examples(self) -> Mapping[str, Sequence[Mapping[str, list[dict[str, Any]]]]]:
         """``{"positive": [frames...], "negative": [...]}``; each frames is ``{table: [row dicts]}``."""
         ...
 

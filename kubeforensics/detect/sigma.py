@@ -195,6 +195,8 @@ def _present(v: Any) -> bool:
 def _leaf(df: pd.DataFrame, fname: str | None, value: Any, unmapped: set[str]) -> pd.Series:
     if fname is None:  # keyword: any text column contains it
         m = _matcher(value)
+        if not callable(m):  # "null"/"exists" name a field state; a keyword has no field
+            raise ValueError(f"unsupported Sigma keyword value {type(value).__name__}")
         hit = pd.Series(False, index=df.index)
         for c in KEYWORD_COLUMNS:
             needle = str(getattr(value, "original", value)).strip("*").lower()
