@@ -7,7 +7,8 @@ view shows (a page of rows, a histogram, a few thousand points) reaches Python.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
@@ -61,7 +62,13 @@ def _empty_findings() -> pd.DataFrame:
     return df
 
 
-def story_for(case: Case, findings: pd.DataFrame) -> pd.DataFrame:
+class StorySource(Protocol):
+    """What :func:`story_for` needs: a :class:`~kubeforensics.case.Case`, or a stand-in with only ``frames()``."""
+
+    def frames(self) -> Mapping[str, pd.DataFrame]: ...
+
+
+def story_for(case: StorySource, findings: pd.DataFrame) -> pd.DataFrame:
     """Story steps (``time``, ``title``, ``detail``, ``techniques``, ``event_ids``), in time order.
 
     Uses :func:`kubeforensics.correlate.build_story` when it exists; otherwise

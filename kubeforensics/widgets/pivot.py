@@ -60,7 +60,9 @@ class PivotView(View):
         return f"<PivotView {self.kind}={self.value!r}: {int(self.counts['events'].sum()) if len(self.counts) else 0} events>"
 
     def _entity_state(self) -> FilterState:
-        return FilterState(**entity_filter(self.kind, self.value))
+        state = FilterState()
+        state.update(**entity_filter(self.kind, self.value))  # a fresh state: no listeners to notify
+        return state
 
     def _relation(self, params: list[Any]) -> str:
         if self.kind == "image":

@@ -68,7 +68,7 @@ class ProcessTreeView(View):
 
         s = self.state
         # with a pod filter the namespace is applied by the tree (which keeps ancestors outside the pod)
-        filt = {"since": s.since, "until": s.until, "node": s.node or None,
+        filt: dict[str, Any] = {"since": s.since, "until": s.until, "node": s.node or None,
                 "namespace": None if s.pod else (s.namespace or None)}
         params: list[Any] = []
         rel = self.case.query.relation_sql("processes", Filters(**filt), params, ["event_id"])
@@ -118,7 +118,8 @@ class ProcessTreeView(View):
 
     def static(self) -> str:
         """Nested ``<details>`` elements (collapsible without a kernel), every value escaped."""
-        parts, open_depths = [], []
+        parts: list[str] = []
+        open_depths: list[int] = []
         for n in self.tree_nodes():
             while open_depths and open_depths[-1] >= n["depth"]:
                 parts.append("</div></details>")

@@ -98,7 +98,7 @@ class TimelineView(View):
         self.findings, self.story = findings, story
         self.lane_by, self.color_by = lane_by, color_by
         self.budget, self.bins, self.max_lanes = budget, bins, max_lanes
-        self._select_cbs: list[Callable[[str], None]] = []
+        self._select_cbs: list[Callable[[str], object]] = []  # return values are ignored
         self._syncing = False
         self.extent = case.extent()
         if findings is not None:
@@ -276,7 +276,7 @@ class TimelineView(View):
             return
         self.state.update(since=None if full else s, until=None if full else e)
 
-    def on_select(self, callback: Callable[[str], None]) -> None:
+    def on_select(self, callback: Callable[[str], object]) -> None:
         """Call ``callback(event_id)`` when a point is clicked (``finding:<rule>``/``story:<n>`` for overlays)."""
         self._select_cbs.append(callback)
 
