@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from kubeforensics.report.runner import run_playbook
 
     case = open_case(args.case)
-    params: dict[str, object] = {k: v for k, v in (("since", args.since), ("until", args.until),
+    params: dict[str, Any] = {k: v for k, v in (("since", args.since), ("until", args.until),
                                                    ("seed", args.seed)) if v}
     for item in args.param:
         name, sep, value = item.partition("=")

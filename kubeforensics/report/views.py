@@ -70,8 +70,7 @@ def process_tree(inv: Any, pod: str) -> Any:
     from kubeforensics.correlate import process_tree as tree
 
     ns, _, name = pod.rpartition("/")
-    selector = {"pod": name, **({"namespace": ns} if ns else {})}
-    t = tree(inv.tables["processes"], **selector)
+    t = tree(inv.tables["processes"], pod=name, namespace=ns or None)
     return TextView(t.render_text(), f"process tree of {pod}: {len(t)} processes")
 
 

@@ -61,10 +61,10 @@ def legitimate_use(inv) -> Answer:
         return none_found(q, "no abnormal identity")
     a = inv.tables["audit"]
     other = a[(col(a, "user") == user) & (col(a, "source_ip") != ip)]
-    facts = {"user": user, "other_ips": sorted(set(col(other, "source_ip"))), "requests": len(other),
-             "user_agents": sorted(set(col(other, "user_agent")))}
-    text = (f"{user} was also used from {', '.join(facts['other_ips'])} ({len(other)} requests, agents "
-            f"{', '.join(facts['user_agents'])})" if len(other) else f"{user} was used only from {ip}")
+    other_ips, agents = sorted(set(col(other, "source_ip"))), sorted(set(col(other, "user_agent")))
+    facts = {"user": user, "other_ips": other_ips, "requests": len(other), "user_agents": agents}
+    text = (f"{user} was also used from {', '.join(other_ips)} ({len(other)} requests, agents "
+            f"{', '.join(agents)})" if len(other) else f"{user} was used only from {ip}")
     return Answer(q, text, facts if len(other) else {"user": user, "other_ips": []}, list(other["event_id"].head(5)))
 
 
@@ -85,12 +85,12 @@ def exec_sessions(inv) -> Answer:
               & (p["time"] >= e["time"].min())]
     cmds = sorted(set(col(ex, "exec_command")) - {""})
     seen = set(col(procs, "binary").str.rsplit("/", n=1).str[-1])
-    facts = {"pods": pods, "commands": cmds, "portforward": sorted(set(key[pf.index])),
-             "processes": sorted(set(col(procs, "binary"))),
-             "matched": all(c.split(" ")[0].rsplit("/", 1)[-1] in seen for c in cmds)}
+    portforward, processes = sorted(set(key[pf.index])), sorted(set(col(procs, "binary")))
+    matched = all(c.split(" ")[0].rsplit("/", 1)[-1] in seen for c in cmds)
+    facts = {"pods": pods, "commands": cmds, "portforward": portforward, "processes": processes, "matched": matched}
     text = (f"{user} exec'd into {', '.join(pods)} ({'; '.join(cmds)}); processes seen there: "
-            f"{len(facts['processes'])}; audit commands {'all' if facts['matched'] else 'not all'} found in the "
-            f"process events" + (f"; port-forward to {', '.join(facts['portforward'])}" if len(pf) else ""))
+            f"{len(processes)}; audit commands {'all' if matched else 'not all'} found in the "
+            f"process events" + (f"; port-forward to {', '.join(portforward)}" if len(pf) else ""))
     return Answer(q, text, facts, list(e["event_id"]), procs[["time", "pod", "parent_binary", "binary", "args"]].head(40))
 
 

@@ -159,9 +159,9 @@ def pod_processes(inv, pod: str) -> Answer:
     if pr.empty:
         return none_found(q, f"no process events in {pod}")
     host = pr[pr["host_namespaces"].map(lambda v: v is not None and len(v) > 0)]
-    facts = {"binaries": sorted(set(col(pr, "binary"))), "in_host_namespaces": sorted(set(col(host, "binary"))),
-             "execs": len(pr)}
-    return Answer(q, f"{len(pr)} execs of {len(facts['binaries'])} programs; {len(facts['in_host_namespaces'])} in "
+    binaries, in_host = sorted(set(col(pr, "binary"))), sorted(set(col(host, "binary")))
+    facts = {"binaries": binaries, "in_host_namespaces": in_host, "execs": len(pr)}
+    return Answer(q, f"{len(pr)} execs of {len(binaries)} programs; {len(in_host)} in "
                      "host namespaces", facts, list(host["event_id"].head(20)),
                   pr.drop_duplicates(["binary", "args"])[["time", "parent_binary", "binary", "args"]].head(40))
 
