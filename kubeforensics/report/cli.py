@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any
 
 
+#: Keyword arguments of run_playbook itself: a --param of that name would silently change the run.
+RESERVED = frozenset(("output", "kernel_name", "timeout", "name", "case"))
+
+
 def configure(p: argparse.ArgumentParser) -> None:
     """Arguments of ``kubeforensics report`` (fixed contract)."""
     p.add_argument("--case", required=True, metavar="DIR", help="case directory")
@@ -42,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
         name, sep, value = item.partition("=")
         if not sep or not name.isidentifier():
             raise InputError(f"--param {item!r}: expected NAME=VALUE")
+        if name in RESERVED:
+            raise InputError(f"--param {name}=...: {name!r} is an option of the runner, not a playbook parameter",
+                             hint="use --timeout, --out or the matching option instead")
         params[name] = value
     res = run_playbook(args.playbook, case, timeout=args.timeout, **params)
     out = Path(args.out)

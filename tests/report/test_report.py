@@ -131,3 +131,18 @@ def test_payloads_show_as_text_and_execute_nothing_in_chromium(hostile_report):
             assert page.locator("img[onerror]").count() == 0
         finally:
             browser.close()
+
+
+def test_param_cannot_override_runner_options(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    import kubeforensics as kf
+
+    case = kf.Case.create(tmp_path / "case")
+    for name in ("timeout", "output", "kernel_name"):
+        r = subprocess.run([sys.executable, "-m", "kubeforensics", "report", "--case", str(case.path),
+                            "--out", str(tmp_path / "r.html"), "--param", f"{name}=1"],
+                           capture_output=True, text=True, check=False)
+        assert r.returncode == 2 and f"'{name}' is an option of the runner" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and not (tmp_path / "r.html").exists()
