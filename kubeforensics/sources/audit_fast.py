@@ -11,13 +11,27 @@ implementation.  The exact Python functions still run for the few cells that
 need them (exec/attach command decoding, request-URI and status-message
 redaction), so those columns are identical by construction.
 
-The whole file goes through the per-record path (``bulk`` returns None) when
+The rows stream out in batches of at most :data:`BATCH_ROWS` (the case store
+writes each one to Parquet and drops it), so memory does not grow with the file.
+The whole file goes through the per-record path (``bulk`` returns None) when it
+is small or not JSON lines (a whole-file array or a pretty-printed document).
+The bulk path stops part-way, and every line after the last one its yielded
+batches cover goes through the per-record path (which quarantines precisely), when
 
-* it is not JSON lines (a whole-file array or a pretty-printed document),
-* DuckDB cannot read every line with the schema (malformed JSON, a key field of
-  the wrong JSON type, duplicate keys, a truncated gzip stream): the per-record
-  path then quarantines precisely;
-* the number of rows DuckDB returns is not the number of non-blank lines.
+* DuckDB cannot read a line with the schema (malformed JSON, a key field of the
+  wrong JSON type, duplicate keys, a line longer than :data:`MAX_OBJECT_BYTES`,
+  a truncated gzip stream): it raises, possibly after streaming some batches;
+* a batch's rows do not map to their lines.  DuckDB returns one row per
+  non-blank line in file order (with ``ignore_errors=false`` it refuses a line
+  holding two objects or a bare CR between records rather than splitting it),
+  and row ``i`` is mapped to the ``i``-th non-blank line counted by
+  :func:`scan_lines`.  Before a batch is yielded, its first and last rows are
+  compared with the raw lines they are mapped to (auditID, stage, verb,
+  requestURI and the three timestamps): a line skipped or split anywhere before
+  a batch's last row shifts that row and is caught, so no wrongly numbered row
+  is ever yielded;
+* DuckDB returns fewer rows than there are lines (the rows it did return were
+  checked): the lines after the last one go record by record.
 
 Differences from the per-record path, by design:
 
@@ -34,6 +48,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,9 +57,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kubeforensics.schema import AUDIT
 from kubeforensics.redact import MAYBE_SECRET_PATTERN
-from kubeforensics.sources.records import BOM, GZIP_MAGIC, _is_multiline_document, open_evidence
+from kubeforensics.schema import AUDIT
+from kubeforensics.sources.records import BOM, GZIP_MAGIC, _is_multiline_document, _readline, open_evidence
 
 if TYPE_CHECKING:
     from kubeforensics.sources.base import BulkResult
@@ -54,8 +69,10 @@ log = logging.getLogger(__name__)
 #: DuckDB's working-memory cap; results stream out in batches of BATCH_ROWS.
 MEMORY_LIMIT = "1GB"
 BATCH_ROWS = 100_000
-#: Longest line DuckDB accepts (longer ones make it fail: the file then goes record by record).
-MAX_OBJECT_BYTES = 64 * 1024 * 1024
+#: Longest line DuckDB accepts: a longer one makes it fail there, and the lines from the last batch it
+#: streamed on go record by record.  DuckDB's read buffers scale with it, and with 64 MB its peak memory
+#: grew with the file size (+180 MB from a 50 MB to a 200 MB file; +20 MB with 16 MB).
+MAX_OBJECT_BYTES = 16 * 1024 * 1024
 #: Smaller files go record by record: starting DuckDB costs more than it saves (and rows keep file order).
 MIN_BULK_BYTES = 1024 * 1024
 _CHUNK = 16 * 1024 * 1024
@@ -180,6 +197,7 @@ WITH raw AS (
 ), checked AS (SELECT *, coalesce({ok}, false) AS ok FROM raw)
 SELECT
   ok,
+  requestReceivedTimestamp AS k_rr, stageTimestamp AS k_st, timestamp AS k_ts,
   coalesce(rr_ns, tt_ns, st_ns) AS time,
   coalesce(rr_ns, tt_ns) AS request_time,
   st_ns AS stage_time,
@@ -219,6 +237,10 @@ class _Lines:
 
     def of(self, rows: np.ndarray) -> np.ndarray:
         return rows + 1 if self.numbers is None else self.numbers[rows]
+
+    def line(self, row: int) -> int:
+        """The line of row ``row``."""
+        return row + 1 if self.numbers is None else int(self.numbers[row])
 
 
 def scan_lines(path: Path) -> _Lines | None:
@@ -286,8 +308,12 @@ def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None
     Returns
     -------
     BulkResult or None
-        The ``audit`` rows of the ordinary events and the line numbers left to
-        the per-record path; None when the whole file must be read record by record.
+        None when the whole file must be read record by record.  Otherwise the
+        ``audit`` rows of the ordinary events stream out of ``batches`` (at most
+        :data:`BATCH_ROWS` rows each, so memory does not grow with the file); the
+        declined line numbers, the record count and where the bulk path stopped
+        are complete once ``batches`` is exhausted (see
+        :class:`~kubeforensics.sources.base.BulkResult`).
     """
     from kubeforensics.sources.base import BulkResult
 
@@ -299,29 +325,114 @@ def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None
     lines = scan_lines(path)
     if lines is None or lines.count == 0:
         return None
-    con = _connect()
+    result = BulkResult(iter(()))
+    result.batches = _stream(path, gz, lines, evidence, evidence_id, result)
+    return result
+
+
+def _stream(
+    path: Path, gz: bool, lines: _Lines, evidence: str, evidence_id: str, result: BulkResult
+) -> Iterator[pa.Table]:
+    """The batches of :func:`bulk`; keeps ``result`` up to date before each one is yielded.
+
+    Before a batch is yielded, the line mapping of its first and last row is
+    checked against the raw line (``_LineCursor``): DuckDB must have returned
+    exactly one row per non-blank line, in file order.  When a check fails, or
+    DuckDB raises part-way, the batch is dropped and the stream ends with
+    ``result.complete`` False: the lines from ``result.next_line`` on go record
+    by record.
+    """
+    con = cursor = None
+    offset = 0
     try:
+        cursor = _LineCursor(path)
+        con = _connect()
         reader = con.sql(_sql(str(path), gz)).to_arrow_reader(BATCH_ROWS)
-        parts: list[pa.Table] = []
-        declined: list[np.ndarray] = []
-        offset = 0
         for rb in reader:
+            if not rb.num_rows:
+                continue
+            end = offset + rb.num_rows
+            if end > lines.count or not (cursor.matches(rb, 0, lines.line(offset))
+                                         and cursor.matches(rb, rb.num_rows - 1, lines.line(end - 1))):
+                log.debug("bulk path: rows %d-%d of %s do not map to their lines; the rest goes record by record",
+                          offset, end, path)
+                return
             table, rejected = _convert(rb, offset, lines, evidence, evidence_id)
-            offset += rb.num_rows
-            if offset > lines.count:
-                break
-            if table.num_rows:
-                parts.append(table)
-            if len(rejected):
-                declined.append(rejected)
+            del rb
+            offset = end
+            result.records += table.num_rows
+            result.python_lines.update(int(n) for n in rejected)
+            result.next_line = lines.line(end - 1) + 1
+            yield table
+            del table
+        if offset == lines.count:
+            result.complete = True
+        else:  # the rows returned were checked: the lines after the last one go record by record
+            log.debug("bulk path: %s has %d JSON lines but DuckDB read %d rows", path, lines.count, offset)
+    except Exception as exc:  # noqa: BLE001 - malformed JSON, damaged stream...: the per-record path explains
+        log.debug("bulk path of %s stopped before line %d: %s", path, result.next_line, exc)
     finally:
-        con.close()
-    if offset != lines.count:
-        log.debug("bulk path: %s has %d JSON lines but DuckDB read %d rows", path, lines.count, offset)
-        return None
-    table = pa.concat_tables(parts) if parts else AUDIT.arrow_schema.empty_table()
-    python_lines = {int(n) for part in declined for n in part}
-    return BulkResult(table, table.num_rows, python_lines)
+        if cursor is not None:
+            cursor.close()
+        if con is not None:
+            con.close()
+
+
+#: Fields that identify a line: (JSON key, DuckDB column), compared by :meth:`_LineCursor.matches`.
+_KEY_FIELDS = (
+    ("auditID", "audit_id"), ("stage", "stage"), ("verb", "verb"), ("requestURI", "request_uri"),
+    ("requestReceivedTimestamp", "k_rr"), ("stageTimestamp", "k_st"), ("timestamp", "k_ts"),
+)
+
+
+class _LineCursor:
+    """Reads the raw lines of a file forwards, to check that a DuckDB row came from the line it is mapped to."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = open_evidence(path)
+        self._line = 0  # lines consumed
+        self._last: bytes | None = None  # the text of line self._line
+
+    def close(self) -> None:
+        self._f.close()
+
+    def _get(self, n: int) -> bytes | None:
+        if n == self._line:
+            return self._last
+        if n < self._line:  # lines are asked for in increasing order; never re-read
+            return None
+        while self._line < n - 1:
+            data, _ = _readline(self._f)
+            if not data:
+                return None
+            self._line += 1
+        data, too_long = _readline(self._f)
+        self._line += 1
+        self._last = None if not data or too_long else data[3:] if n == 1 and data.startswith(BOM) else data
+        return self._last
+
+    def matches(self, rb: pa.RecordBatch, row: int, line: int) -> bool:
+        """True when row ``row`` of ``rb`` holds the identifying fields of line ``line``."""
+        raw = self._get(line)
+        if raw is None:
+            return False
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(obj, dict):
+            return False
+        for key, col in _KEY_FIELDS:
+            want, got = obj.get(key), rb.column(col)[row].as_py()
+            if want is None:
+                same = got is None
+            elif isinstance(want, str):
+                same = got == want
+            else:  # a number, boolean, object: DuckDB renders it as text; present is enough
+                same = got is not None
+            if not same:
+                return False
+        return True
 
 
 def _replace(col: pa.Array, idx: np.ndarray, values: list[Any], typ: pa.DataType) -> pa.Array:

@@ -42,17 +42,30 @@ SNIFF_RECORDS = 50
 
 @dataclass
 class BulkResult:
-    """What a reader's optional vectorised ``bulk`` path made of a whole file.
+    """What a reader's optional vectorised ``bulk`` path makes of a whole file, streamed.
 
-    ``table`` holds rows for the reader's main table, provenance columns
-    included; ``records`` counts the records it accounts for (each one row of
-    ``table``); ``python_lines`` are the line numbers it declined, which the
-    engine then reads through the per-record path (``extract``).
+    ``batches`` yields tables of rows for the reader's main table, provenance
+    columns included, in file order; each row is one record.  The other fields
+    are filled in by the producer *as it goes* and are complete only once
+    ``batches`` is exhausted (or has raised):
+
+    * ``records``: the records the yielded batches account for;
+    * ``python_lines``: line numbers (up to ``next_line - 1``) it declined, which
+      the engine then reads through the per-record path (``extract``);
+    * ``next_line``: the first line that yielded batches do not cover (updated
+      before each batch is yielded);
+    * ``complete``: True when the batches and ``python_lines`` cover the whole
+      file.  When False (the bulk reader failed or stopped part-way: a malformed
+      line, a damaged stream, a row it could not map to its line), every line
+      from ``next_line`` on goes through the per-record path, which quarantines
+      precisely.  ``complete=False, next_line=1`` means the whole file.
     """
 
-    table: pa.Table
-    records: int
-    python_lines: set[int]
+    batches: Iterator[pa.Table]
+    records: int = 0
+    python_lines: set[int] = field(default_factory=set)
+    next_line: int = 1
+    complete: bool = False
 
 
 @runtime_checkable
@@ -199,19 +212,15 @@ class FileIngest:
         pending: dict[str, list[Row]] = {}
         acc = self.account
         only_lines: set[int] | None = None
+        from_line: int | None = None
         bulk = self._try_bulk()
         if bulk is not None:
-            main = self.readers[self.format].tables[0]
-            acc.records += bulk.records
-            acc.ingested += bulk.records
-            acc.notes["vectorised"] += bulk.records
-            if bulk.table.num_rows:
-                acc.rows[main.name] += bulk.table.num_rows
-                yield main, bulk.table
-            if not bulk.python_lines:
+            yield from self._bulk_batches(bulk)
+            if bulk.complete and not bulk.python_lines:
                 return
             only_lines = bulk.python_lines
-        for rec in iter_records(self.path, self.evidence, only_lines=only_lines):
+            from_line = None if bulk.complete else max(bulk.next_line, 1)
+        for rec in iter_records(self.path, self.evidence, only_lines=only_lines, from_line=from_line):
             acc.records += 1
             if isinstance(rec, Quarantined):
                 self._quarantine(rec)
@@ -240,6 +249,27 @@ class FileIngest:
                     yield from self._flush(specs, pending, table)
         for table in list(pending):
             yield from self._flush(specs, pending, table)
+
+    def _bulk_batches(self, bulk: BulkResult) -> Iterator[tuple[TableSpec, pa.Table]]:
+        """Pass the bulk path's batches on as they come (each one can be written and dropped)."""
+        main = self.readers[self.format].tables[0]
+        acc = self.account
+        batches = iter(bulk.batches)
+        while True:
+            try:
+                table = next(batches)
+            except StopIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 - lines from bulk.next_line on go record by record
+                log.debug("bulk path of %s stopped before line %d: %s", self.path, bulk.next_line, exc)
+                bulk.complete = False
+                return
+            acc.records += table.num_rows
+            acc.ingested += table.num_rows
+            acc.notes["vectorised"] += table.num_rows
+            if table.num_rows:
+                acc.rows[main.name] += table.num_rows
+                yield main, table
 
     def _flush(self, specs: Mapping[str, TableSpec], pending: dict[str, list[Row]], table: str):
         rows = pending.pop(table, [])

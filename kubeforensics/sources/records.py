@@ -14,7 +14,7 @@ import hashlib
 import io
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -154,14 +154,22 @@ def _readline(f: IO[bytes]) -> tuple[bytes, bool]:
 
 
 def iter_records(
-    path: str | Path, evidence: str | None = None, *, only_lines: set[int] | None = None
+    path: str | Path,
+    evidence: str | None = None,
+    *,
+    only_lines: Container[int] | None = None,
+    from_line: int | None = None,
 ) -> Iterator[Record | Quarantined]:
     """Yield every record of an evidence file, in order.
 
     ``evidence`` is the name used in quarantine entries (defaults to the path).
-    ``only_lines`` restricts a JSON-lines file to those line numbers (others are
-    not even parsed); it is ignored for whole-file JSON documents.
+    ``only_lines`` and ``from_line`` restrict a JSON-lines file to the line
+    numbers in ``only_lines`` plus every line from ``from_line`` on (either may be
+    None; with both None every line is read).  Other lines are not even parsed,
+    nor checked for length.  Both are ignored for whole-file JSON documents.
     """
+    restricted = only_lines is not None or from_line is not None
+    first_all = from_line if from_line is not None else float("inf")
     evidence = evidence or str(path)
     f = open_evidence(path)
     line_no = 0
@@ -187,12 +195,12 @@ def iter_records(
             if not data:
                 return
             line_no += 1
+            if restricted and line_no < first_all and (only_lines is None or line_no not in only_lines):
+                continue
             if line_no == 1 and data.startswith(BOM):
                 data = data[3:]
             if too_long:
                 yield Quarantined(evidence, line_no, f"line longer than {MAX_LINE_BYTES} bytes", data)
-                continue
-            if only_lines is not None and line_no not in only_lines:
                 continue
             stripped = data.strip()
             if not stripped:

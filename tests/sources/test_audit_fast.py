@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
+import pyarrow as pa
 import pytest
 
 from kubeforensics import redact
@@ -277,10 +279,13 @@ def test_bulk_declines_what_it_does_not_replicate(tmp_path: Path) -> None:
             ev(requestObject={"kind": "Pod", "spec": {"hostNetwork": True}})]
     res = audit_fast.bulk(write_lines(tmp_path / "d.jsonl", objs), "d.jsonl", "abc")
     assert res is not None
-    assert res.records == 2 and res.table.num_rows == 2
+    assert res.records == 0 and not res.complete  # nothing is known before the batches are read
+    table = pa.concat_tables(list(res.batches))
+    assert res.complete and res.next_line == 6
+    assert res.records == 2 and table.num_rows == 2
     assert res.python_lines == {2, 3, 4}
-    assert res.table.column("pod_host_network").to_pylist() == [None, True]
-    row = res.table.to_pylist()[0]
+    assert table.column("pod_host_network").to_pylist() == [None, True]
+    row = table.to_pylist()[0]
     assert row["event_id"] == "abc:1" and row["evidence"] == "d.jsonl" and row["line"] == 1
     assert row["source_ip"] == "203.0.113.7" and row["decision"] == "allow"
 
@@ -298,3 +303,84 @@ def test_secret_precheck_agrees_with_redact(value: str) -> None:
 
     got = duckdb.execute("SELECT regexp_matches(?, ?)", [value, audit_fast.MAYBE_SECRET_RE2]).fetchone()[0]
     assert got == redact.might_contain_secret(value) == bool(re.search(redact._MAYBE_SECRET, value))
+
+
+def _break_line(path: Path, at: int) -> None:
+    lines = path.read_bytes().split(b"\n")
+    lines[at] = lines[at][: len(lines[at]) // 2]  # a truncated record
+    path.write_bytes(b"\n".join(lines))
+
+
+@pytest.mark.parametrize("where", ["middle", "end"])
+def test_malformed_line_after_batches_were_streamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """DuckDB fails part-way through a big file: the batches it streamed stand, the rest goes record by record."""
+    monkeypatch.setattr(audit_fast, "BATCH_ROWS", 1000)
+    path = tmp_path / "big.log"
+    generate(path, 24_000, seed=5)  # ~25 MB: DuckDB streams batches before it reaches the bad line
+    assert path.stat().st_size > audit_fast.MIN_BULK_BYTES + 1024 * 1024
+    at = {"middle": 20_000, "end": 23_999}[where]
+    _break_line(path, at)
+    res = audit_fast.bulk(path, "big.log", "x")
+    assert res is not None
+    sizes = [t.num_rows for t in res.batches]
+    assert len(sizes) >= 5 and not res.complete
+    assert res.next_line == res.records + len(res.python_lines) + 1 <= at + 1  # stopped before the bad line
+    fast = assert_same(path, min_vectorised=10_000)
+    acc = fast.account
+    assert (acc.records, acc.ingested, acc.quarantined) == (24_000, 23_999, 1)
+    assert [q.line for q in fast.quarantine] == [at + 1]
+    assert fast.quarantine[0].reason.startswith("invalid JSON")
+    assert fast.tables["audit"].column("line").to_pylist() == [n for n in range(1, 24_001) if n != at + 1]
+
+
+@pytest.mark.parametrize("shift", ["skipped-line", "short-count", "long-count"])
+def test_rows_that_do_not_map_to_their_lines_stop_the_bulk_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: str
+) -> None:
+    """A wrong row -> line mapping is caught before the batch is yielded; the lines from there go record by record."""
+    monkeypatch.setattr(audit_fast, "BATCH_ROWS", 100)
+    path = tmp_path / "a.log"
+    generate(path, 3000, seed=9)
+    wrong = {
+        # DuckDB row 1050 mapped to line 1052 (as if a line had been skipped): batch 1000-1099 is refused
+        "skipped-line": lambda p: audit_fast._Lines(3000, np.r_[np.arange(1, 1051), np.arange(1052, 3002)]),
+        "short-count": lambda p: audit_fast._Lines(2950, None),  # batch 2900-2999 reaches past the count
+        "long-count": lambda p: audit_fast._Lines(3010, None),  # DuckDB returns fewer rows than lines
+    }[shift]
+    monkeypatch.setattr(audit_fast, "scan_lines", wrong)
+    res = audit_fast.bulk(path, "a.log", "x")
+    assert res is not None
+    lines = pa.concat_tables(list(res.batches)).column("line").to_pylist()
+    expected_next = {"skipped-line": 1001, "short-count": 2901, "long-count": 3001}[shift]
+    assert not res.complete and res.next_line == expected_next
+    assert lines == [n for n in range(1, expected_next) if n not in res.python_lines]
+    fast = assert_same(path, min_vectorised=expected_next - 1 - len(res.python_lines))
+    assert fast.account.records == 3000 and fast.account.quarantined == 0
+
+
+_MEMORY_CHILD = """
+import resource, sys, tempfile
+from pathlib import Path
+import kubeforensics as kf
+with tempfile.TemporaryDirectory() as d:
+    rep = kf.Case.create(Path(d) / "case").ingest(sys.argv[1], progress=False)
+    assert rep.totals["quarantined"] == 0, rep.totals
+    print(rep.totals["ingested"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_ingest_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
+    """Peak RSS of a case ingest: a ~200 MB audit file needs about what a ~50 MB one needs."""
+    import subprocess
+
+    peaks = {}
+    for n in (48_000, 192_000):
+        path = tmp_path / f"audit-{n}.log"
+        generate(path, n, seed=n)
+        out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(path)], capture_output=True, text=True,
+                             check=True, cwd=ROOT)
+        ingested, peak = map(int, out.stdout.split())
+        assert ingested == n
+        peaks[n] = peak
+        path.unlink()
+    assert peaks[192_000] - peaks[48_000] < 150, peaks

@@ -281,3 +281,26 @@ def test_record_error_and_bad_shape_keep_line_and_raw(tmp_path: Path) -> None:
     assert "not a Falco priority: 'Severe'" in q.reason
     assert json.loads(q.raw)["priority"] == "Severe"
     assert q.to_json()["evidence"] == "falco.json"
+
+
+def test_iter_records_only_lines_and_from_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``only_lines`` plus ``from_line``: the declined lines of a bulk read, then everything after it stopped."""
+    from kubeforensics.sources import records
+    from kubeforensics.sources.records import Quarantined, iter_records
+
+    monkeypatch.setattr(records, "MAX_LINE_BYTES", 100)
+    lines = [json.dumps({"n": n}) for n in range(1, 11)]
+    lines[1] = "{" + "x" * 200  # too long: reported only when the line is asked for
+    lines[7] = "{broken"
+    p = tmp_path / "r.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+
+    def got(**kw: object) -> list[tuple[int, str]]:
+        return [(r.line, "Q" if isinstance(r, Quarantined) else str(r.obj["n"])) for r in iter_records(p, **kw)]
+
+    assert got(only_lines={3, 5}, from_line=7) == [(3, "3"), (5, "5"), (7, "7"), (8, "Q"), (9, "9"), (10, "10")]
+    assert got(only_lines=set(), from_line=9) == [(9, "9"), (10, "10")]
+    assert got(from_line=8) == [(8, "Q"), (9, "9"), (10, "10")]
+    assert got(only_lines={1, 2}) == [(1, "1"), (2, "Q")]
+    assert got(only_lines={4}) == [(4, "4")]  # the too-long line 2 is not read, so not reported
+    assert len(got()) == 10
