@@ -14,6 +14,9 @@ from pathlib import Path
 
 import urllib3
 
+#: A real Elasticsearch cluster to test against instead of a local noida-db.
+REMOTE = os.environ.get("KUBEFORENSICS_TEST_ES_URL")
+
 
 def free_port() -> int:
     with socket.socket() as s:

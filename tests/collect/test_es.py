@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import orjson
@@ -13,22 +12,11 @@ from kubeforensics.case import Case
 from kubeforensics.collect.common import Backoff
 from kubeforensics.collect.es import EsCollector, IndexSpec, collect
 from tests.collect import es_data as d
-from tests.collect.es_server import NoidaServer
+from tests.collect.es_server import REMOTE, NoidaServer
 
-REMOTE = os.environ.get("KUBEFORENSICS_TEST_ES_URL")
 HALF = 25_000
 SMALL = 12_000  # past the 10,000-hit window, kept small for speed (noida-db serves ~1,500 docs/s here)
 WINDOW = {"since": "2026-03-02T00:00:00Z", "until": "2026-03-03T00:00:00Z"}
-
-
-@pytest.fixture(scope="module")
-def es_url(tmp_path_factory):
-    if REMOTE:
-        yield REMOTE
-        return
-    srv = NoidaServer(tmp_path_factory.mktemp("noida") / "data").start()
-    yield srv.url
-    srv.stop()
 
 
 @pytest.fixture(scope="module")

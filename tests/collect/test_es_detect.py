@@ -8,7 +8,6 @@ findings must equal what ``run_rules`` finds in a case collected from the same i
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -24,10 +23,8 @@ from kubeforensics.collect.es import EsCollector, collect
 from kubeforensics.collect.es_detect import es_findings
 from kubeforensics.detect.engine import run_rules
 from tests.collect import es_data as d
-from tests.collect.es_server import NoidaServer
 from tests.conftest import CONFORMANCE, conformance_files
 
-REMOTE = os.environ.get("KUBEFORENSICS_TEST_ES_URL")
 SIGMA = CONFORMANCE / "sigma-kubernetes"
 T_IN = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 T_OUT = T_IN - timedelta(days=1)
@@ -74,16 +71,6 @@ def _ecs(doc: dict) -> dict:
     audit = {k: v for k, v in doc.items() if k not in ("kind", "apiVersion", "@timestamp")}
     return {"@timestamp": doc["@timestamp"], "event": {"dataset": "kubernetes.audit_logs"},
             "kubernetes": {"audit": audit}}
-
-
-@pytest.fixture(scope="module")
-def es_url(tmp_path_factory):
-    if REMOTE:
-        yield REMOTE
-        return
-    srv = NoidaServer(tmp_path_factory.mktemp("noida-detect") / "data").start()
-    yield srv.url
-    srv.stop()
 
 
 @pytest.fixture(scope="module")
