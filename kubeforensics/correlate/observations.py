@@ -253,6 +253,18 @@ def node_ips(obs: pd.DataFrame) -> pd.DataFrame:
     return n.drop_duplicates("ip").reset_index(drop=True)
 
 
+#: One row per container id: what the Tetragon pod blocks or Falco fields say about it.
+_CONTAINER_AGG = {
+    "namespace": ("namespace", "max"),
+    "pod": ("pod", "max"),
+    "pod_uid": ("pod_uid", "max"),
+    "node": ("node", "first"),
+    "api": ("api", "any"),
+    "first_seen": ("time", "min"),
+    "last_seen": ("time", "max"),
+}
+
+
 def containers(t: dict[str, pd.DataFrame], pods: pd.DataFrame) -> pd.DataFrame:
     parts = []
     o = t["objects"]
@@ -282,15 +294,7 @@ def containers(t: dict[str, pd.DataFrame], pods: pd.DataFrame) -> pd.DataFrame:
         g = (
             p.assign(container_id=cid(p["container_id"]), api=p["pod"] != "")
             .groupby("container_id")
-            .agg(
-                namespace=("namespace", "max"),
-                pod=("pod", "max"),
-                pod_uid=("pod_uid", "max"),
-                node=("node", "first"),
-                api=("api", "any"),
-                first_seen=("time", "min"),
-                last_seen=("time", "max"),
-            )
+            .agg(**_CONTAINER_AGG)
             .reset_index()
         )
         parts.append(g)
@@ -300,15 +304,7 @@ def containers(t: dict[str, pd.DataFrame], pods: pd.DataFrame) -> pd.DataFrame:
         g = (
             a.assign(container_id=cid(a["container_id"]), node=a["hostname"], api=False, pod_uid="")
             .groupby("container_id")
-            .agg(
-                namespace=("namespace", "max"),
-                pod=("pod", "max"),
-                pod_uid=("pod_uid", "first"),
-                node=("node", "first"),
-                api=("api", "any"),
-                first_seen=("time", "min"),
-                last_seen=("time", "max"),
-            )
+            .agg(**_CONTAINER_AGG)
             .reset_index()
         )
         parts.append(g)
