@@ -70,5 +70,24 @@ class NoidaServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
+        pgid = self.proc.pid
         self.proc = None
         self.log.close()
+        # The wrapper exiting does not mean its server child stopped listening: wait until the port
+        # refuses connections, so that "the server went away" is true when stop() returns.
+        deadline, killed = time.monotonic() + 10, False
+        while self._listening():
+            if time.monotonic() > deadline:
+                if killed:
+                    raise RuntimeError(f"port {self.port} still accepts connections after the server was killed")
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                deadline, killed = time.monotonic() + 5, True
+            time.sleep(0.05)
+
+    def _listening(self) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
