@@ -46,7 +46,7 @@ def build(scenario: str, seed: int = DEFAULT_SEED):  # -> Dataset
 
 
 def simulate(scenario: str, out: str | Path, seed: int = DEFAULT_SEED, scale: int | None = None, *,
-             compress: bool = False) -> Path:
+             compress: bool = False, span: int | str | None = None) -> Path:
     """Write the dataset of ``scenario`` under ``out`` and return that folder.
 
     Parameters
@@ -62,15 +62,29 @@ def simulate(scenario: str, out: str | Path, seed: int = DEFAULT_SEED, scale: in
         default size (a 90-minute window, tens of thousands of records).
     compress
         Gzip the large files (``audit.log``, ``tetragon.log``, ``flows.json`` get ``.gz``), as in ``sample_data``.
+    span
+        With ``scale``: spread the routine bulk records over this long (ns, or a duration such as ``"7d"``),
+        ending with the scenario's window; the scenario's own records (the attack included) keep their
+        times.  Not allowed without ``scale`` (the default dataset is the window only).
     """
     from kubeforensics.simulate import output
+    from kubeforensics.simulate.clock import parse_duration
 
+    if isinstance(span, str):
+        try:
+            span = parse_duration(span)
+        except ValueError as exc:
+            raise SpanError(str(exc)) from exc
+    if span is not None and scale is None:
+        raise SpanError("a span needs a scale", hint="give --scale N with --span; the default dataset covers "
+                        "only the scenario's window")
     out = Path(out)
     ds = build(scenario, seed)
     if scale is not None:
-        from kubeforensics.simulate.scale import write_scaled
+        from kubeforensics.simulate.scale import span_start, write_scaled
 
-        counts = write_scaled(ds, out, scale, compress=compress)
+        span_start(ds, span)  # a bad span fails before any file is written
+        counts = write_scaled(ds, out, scale, compress=compress, span=span)
     else:
         counts = output.write(ds, out, compress=compress)
     log.info("simulated %s (seed %d) into %s: %s", scenario, seed, out, counts)
@@ -81,4 +95,8 @@ class UnknownScenarioError(KubeforensicsError):
     """The scenario name is not one of :func:`list_scenarios`."""
 
 
-__all__ = ["DEFAULT_SEED", "UnknownScenarioError", "build", "list_scenarios", "simulate"]
+class SpanError(KubeforensicsError):
+    """``span`` is not a duration, is shorter than the scenario's window, too long, or given without ``scale``."""
+
+
+__all__ = ["DEFAULT_SEED", "SpanError", "UnknownScenarioError", "build", "list_scenarios", "simulate"]

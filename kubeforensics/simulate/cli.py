@@ -8,18 +8,23 @@ import sys
 
 from kubeforensics.errors import KubeforensicsError
 from kubeforensics.simulate import DEFAULT_SEED, list_scenarios, simulate
+from kubeforensics.simulate.clock import parse_duration
 
 log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add the ``simulate`` arguments: ``SCENARIO --out DIR [--seed N] [--scale N]`` and ``--list``."""
+    """Add the ``simulate`` arguments: ``SCENARIO --out DIR [--seed N] [--scale N [--span D]]`` and ``--list``."""
     parser.add_argument("scenario", nargs="?", metavar="SCENARIO", help="scenario name (see --list)")
     parser.add_argument("--out", metavar="DIR", help="output folder (created)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="N",
                         help=f"random seed; the same seed gives byte-identical files (default {DEFAULT_SEED})")
     parser.add_argument("--scale", type=int, default=None, metavar="N",
                         help="write about N records in total, streaming (benchmarks)")
+    parser.add_argument("--span", type=_duration, default=None, metavar="DURATION",
+                        help="with --scale: spread the routine background over this long, ending with the "
+                             "scenario's window (e.g. 7d, 36h, 90m; units s, m, h, d, w); the attack keeps its "
+                             "times. Default: the whole scale fits the scenario's window (about an hour)")
     parser.add_argument("--gzip", action="store_true",
                         help="gzip the large files (audit.log, tetragon.log, flows.json), as in sample_data/")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
@@ -40,13 +45,25 @@ def run(args: argparse.Namespace) -> int:
     if args.scale is not None and args.scale <= 0:
         sys.stderr.write("kubeforensics simulate: --scale must be a positive number of records\n")
         return 2
+    if args.span is not None and args.scale is None:
+        sys.stderr.write("kubeforensics simulate: --span needs --scale N (the default dataset covers only the "
+                         "scenario's window)\n")
+        return 2
     try:
-        path = simulate(args.scenario, args.out, seed=args.seed, scale=args.scale, compress=args.gzip)
+        path = simulate(args.scenario, args.out, seed=args.seed, scale=args.scale, compress=args.gzip,
+                        span=args.span)
     except KubeforensicsError as exc:
         sys.stderr.write(f"kubeforensics simulate: {exc}\n")
         return 2
     out.write(f"wrote {args.scenario} (seed {args.seed}) to {path}\n")
     return 0
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import base64
 import random
+import re
 from datetime import UTC, datetime
 
 NS = 1_000_000_000
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"([0-9]{1,9})([smhdw])")
 _SEC_CACHE: dict[int, str] = {}
 
 
@@ -37,6 +40,21 @@ def rfc6(t: int) -> str:
 def rfc0(t: int) -> str:
     """RFC 3339 in whole seconds (Event first/lastTimestamp, object metadata)."""
     return f"{_second(t // NS)}Z"
+
+
+def parse_duration(text: str) -> int:
+    """``7d``, ``36h``, ``90m``, ``2w``, ``600s`` as nanoseconds: a whole positive number and one unit, nothing else.
+
+    Raises ``ValueError`` with a message fit for a usage error otherwise.
+    """
+    m = _DURATION.fullmatch(text)
+    if m is None:
+        raise ValueError(f"{text!r} is not a duration: use a whole number and one unit "
+                         f"(s, m, h, d, w), e.g. 7d, 36h, 90m")
+    n = int(m.group(1)) * DURATION_UNITS[m.group(2)]
+    if n <= 0:
+        raise ValueError(f"{text!r} is not a positive duration")
+    return n * NS
 
 
 def falco_prefix(t: int) -> str:
