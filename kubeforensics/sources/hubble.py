@@ -17,12 +17,16 @@ it has no namespace); an endpoint's workload is its first ``workloads[].name``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kubeforensics import redact
 from kubeforensics.errors import RecordError
 from kubeforensics.schema import FLOW_AUX, FLOWS, TableSpec
 from kubeforensics.sources.fields import as_json, boolean, integer, obj, strings, text, ts
+
+if TYPE_CHECKING:
+    from kubeforensics.sources.base import BulkResult
 
 #: Non-flow payloads a ``GetFlowsResponse`` envelope can carry.
 AUX_KEYS = ("node_status", "lost_events", "agent_event", "debug_event")
@@ -84,6 +88,12 @@ class HubbleReader:
                 f"beside node_name/time, found keys {sorted(map(str, record))[:10]}"
             )
         return (("flow_aux", _aux(payload_keys[0], record)),)
+
+    def bulk(self, path: Path, evidence: str, evidence_id: str) -> BulkResult | None:
+        """Vectorised path for whole JSON-lines files (see :mod:`kubeforensics.sources.hubble_fast`)."""
+        from kubeforensics.sources import hubble_fast
+
+        return hubble_fast.bulk(path, evidence, evidence_id)
 
 
 def _aux(kind: str, record: Mapping[str, Any]) -> dict[str, Any]:

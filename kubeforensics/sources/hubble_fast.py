@@ -1,0 +1,437 @@
+"""Vectorised (DuckDB) bulk path of the Hubble reader: whole JSON-lines flow exports at parse speed.
+
+:func:`bulk` reads a Hubble export with DuckDB's ``read_ndjson`` and an explicit
+schema, and computes the ``flows`` columns in SQL for the *ordinary* flows: the
+``hubble observe -o jsonpb`` envelope ``{"flow": {...}, "node_name", "time"}``
+or, in files of the older bare form, the flow object itself, with L3/L4 (ports,
+TCP flags), endpoints (namespace, pod, labels, identity, workload), services,
+verdict and drop reason, ``is_reply``/``reply``, ``destination_names``, L7 DNS
+and L7 HTTP.  Every other line is *declined*: its line number goes into
+``BulkResult.python_lines`` and the engine reads it through
+:meth:`~kubeforensics.sources.hubble.HubbleReader.extract`, the reference
+implementation.  Declined are
+
+* non-flow envelopes (``lost_events``, ``node_status``, ``agent_event``,
+  ``debug_event``, anything else: they go to ``flow_aux``), ``*List`` wrappers,
+  and lines of the other form (a bare flow in an envelope file and vice versa;
+  the form is that of most of the first lines);
+* text that :func:`kubeforensics.redact.text` could change (``Summary``, HTTP
+  URL: the shared :data:`~kubeforensics.redact.MAYBE_SECRET_PATTERN` or any
+  non-ASCII character), HTTP headers unless they are a plain
+  ``[{"key", "value"}]`` list with no secret-like name or value;
+* anything of an odd type or form: an object, array, 19-digit integer,
+  exponent/decimal number, NaN or Infinity where text is read; an integer field
+  (ports, identity, rcode, HTTP code) that is not a plain decimal of the
+  column's range; ``is_reply`` that is no boolean; a time that is not
+  ``YYYY-MM-DDTHH:MM:SS[.fraction]Z``; a drop reason code the per-record path
+  might read differently (``0``, ``false``); ``l4`` other than one protocol
+  object (ports and flags in Hubble's field order); lists holding nulls.
+
+The rows stream out in batches of at most :data:`BATCH_ROWS`; the line mapping
+and the part-way stop (malformed JSON, duplicate keys, wrong JSON type of a
+structured field, a line over :data:`MAX_OBJECT_BYTES`, a damaged gzip stream)
+work as in :mod:`kubeforensics.sources.audit_fast`, whose line scan and DuckDB
+connection are reused: a batch is yielded only when its first and last rows
+carry the identifying fields (times, node, uuid) of the lines they are mapped
+to, and the lines after the last yielded batch go record by record.
+
+Differences from the per-record path, by design (as for the audit path): JSON
+that orjson refuses but DuckDB's parser accepts (``NaN``, ``Infinity``, a
+number beyond double range, a trailing comma) *in a field the flows table does
+not read* is ingested here, where the per-record path quarantines the line as
+invalid JSON.  Hubble never writes such JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kubeforensics.redact import MAYBE_SECRET_PATTERN
+from kubeforensics.schema import FLOWS
+from kubeforensics.sources import audit_fast
+from kubeforensics.sources.audit_fast import _connect, _LineCursor, _Lines, _ts_ns, scan_lines
+from kubeforensics.sources.hubble import TCP_FLAGS
+from kubeforensics.sources.records import BOM, GZIP_MAGIC, _readline, open_evidence
+
+if TYPE_CHECKING:
+    from kubeforensics.sources.base import BulkResult
+
+log = logging.getLogger(__name__)
+
+#: Batch size, longest line and smallest file for the bulk path: the audit path's settings.
+BATCH_ROWS = audit_fast.BATCH_ROWS
+MAX_OBJECT_BYTES = audit_fast.MAX_OBJECT_BYTES
+MIN_BULK_BYTES = audit_fast.MIN_BULK_BYTES
+#: How many of the first lines decide whether a file holds envelopes or bare flows.
+FORM_LINES = 100
+
+_V = "VARCHAR"
+
+
+def _struct(fields: dict[str, str]) -> str:
+    return "STRUCT(" + ", ".join(f'"{k}" {v}' for k, v in fields.items()) + ")"
+
+
+_ENDPOINT = _struct({"namespace": _V, "pod_name": _V, "labels": f"{_V}[]", "identity": _V,
+                     "workloads": _struct({"name": _V}) + "[]"})
+_SERVICE = _struct({"name": _V, "namespace": _V})
+_L7 = _struct({
+    "type": _V,
+    "dns": _struct({"query": _V, "ips": f"{_V}[]", "rcode": _V, "qtypes": f"{_V}[]"}),
+    "http": _struct({"method": _V, "url": _V, "code": _V, "protocol": _V, "headers": "JSON"}),
+})
+#: The flow fields the ``flows`` table reads.  String leaves are read as VARCHAR (DuckDB renders JSON
+#: numbers and booleans there as ``fields.text`` does; odd values are declined, see ``_ODD_RE2``);
+#: ``l4`` as JSON text, to see its protocol key and the order of its fields.
+_FLOW: dict[str, str] = {
+    "time": _V, "uuid": _V, "node_name": _V, "verdict": _V, "drop_reason": _V, "drop_reason_desc": _V,
+    "Type": _V, "traffic_direction": _V, "is_reply": _V, "reply": _V,
+    "source_service": _SERVICE, "destination_service": _SERVICE, "destination_names": f"{_V}[]",
+    "Summary": _V, "IP": _struct({"source": _V, "destination": _V, "ipVersion": _V}), "l4": "JSON",
+    "source": _ENDPOINT, "destination": _ENDPOINT, "l7": _L7,
+}
+
+#: A value read as text that was not a JSON string/integer/boolean (after a field separator): an object or
+#: array, a 19-digit integer, a decimal or exponent number (orjson may render it otherwise, or refuse it),
+#: NaN or Infinity.
+_ODD_RE2 = r"(^|\x1f)([\[{]|-?\d{19}|-?\d[\d.]*[eE]|-?\d+\.\d+(\x1f|$)|-?(?i:nan|inf))"
+#: Text that ``redact.text`` could change: the shared secret pre-check, or any non-ASCII character
+#: (case folding of non-ASCII letters differs between RE2 and Python).
+_REDACT_RE2 = MAYBE_SECRET_PATTERN + r"|[^\x00-\x7F]"
+_HEADER = r'\{"key":"[^"\\]*","value":"[^"\\]*"\}'
+#: HTTP headers the per-record path stores unchanged (``as_json(redact.headers(h))``): a list of plain
+#: key/value objects, keys in orjson's sorted order, no escapes ...
+_HEADERS_SHAPE_RE2 = rf"^\[({_HEADER}(,{_HEADER})*)?\]$"
+#: ... with no name ``redact.SECRET_HEADER`` matches and no value ``redact.text`` could change.
+_HEADERS_DECLINE_RE2 = (
+    r"(?i)authorization|cookie|x-api-key|x-auth-token|token|secret|passw|api[-_]?key|session|credential|"
+    + _REDACT_RE2
+)
+#: ``l4`` with a ported protocol: ports and flags, each optional, in Hubble's (protobuf) field order.
+_L4_PORTED_RE2 = (
+    r'^\{"(TCP|UDP|SCTP)":\{(?:"source_port":(\d{1,10}))?,?(?:"destination_port":(\d{1,10}))?,?'
+    r'(?:"flags":(\{[^{}]*\}))?\}\}$'
+)
+#: ``l4`` with any other protocol (ICMPv4, ICMPv6, ...): one key, an object without nested values.
+_L4_OTHER_RE2 = r'^\{"([A-Za-z0-9_]+)":\{[^{}\[\]]*\}\}$'
+#: TCP flags in Hubble's field order, each at most once (DuckDB's JSON text keeps duplicate keys).
+_FLAGS_RE2 = "^\\{" + ",?".join(f'(?:"{f}":(?:true|false))?' for f in TCP_FLAGS) + "\\}$"
+_INT_RE2 = r"^-?\d{1,18}$"
+#: The ``flows`` columns the query computes (the provenance columns and ``time`` are added per batch).
+_OUT = [c for c in FLOWS.names if c not in ("event_id", "time", "evidence", "line")]
+
+
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _sql(path: str, gzip: bool, envelopes: bool) -> str:
+    """The query: one row per non-blank line, ``ok`` and the ``flows`` columns (valid where ``ok``)."""
+    if envelopes:
+        columns = {"flow": _struct(_FLOW), "node_name": _V, "time": _V, "items": "JSON"}
+    else:
+        columns = {**_FLOW, "flow": "JSON", "items": "JSON"}
+    spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+    src = (
+        f"read_ndjson('{path.replace(chr(39), chr(39) * 2)}', columns={spec}, format='newline_delimited', "
+        f"records=true, ignore_errors=false, compression='{'gzip' if gzip else 'none'}', "
+        f"maximum_object_size={MAX_OBJECT_BYTES})"
+    )
+
+    def f(name: str) -> str:
+        return f'flow."{name}"' if envelopes else f'"{name}"'
+
+    is_flow = (
+        '"flow" IS NOT NULL' if envelopes else
+        '"flow" IS NULL AND "verdict" IS NOT NULL AND ("IP" IS NOT NULL OR "source" IS NOT NULL OR "l4" IS NOT NULL)'
+    )
+
+    def service(s: str) -> str:
+        name, ns = f"{s}.name", f"{s}.namespace"
+        return (f"CASE WHEN coalesce({name}, '') <> '' AND coalesce({ns}, '') <> '' THEN {ns} || '/' || {name} "
+                f"ELSE nullif({name}, '') END")
+
+    def endpoint(e: str, p: str) -> str:
+        return (
+            f"nullif({e}.namespace, '') AS {p}_namespace, nullif({e}.pod_name, '') AS {p}_pod, "
+            f"{e}.labels AS {p}_labels, TRY_CAST(nullif({e}.identity, '') AS BIGINT) AS {p}_identity, "
+            f"{e}.workloads[1].name AS {p}_workload"
+        )
+
+    def no_nulls(lst: str) -> str:
+        return f"({lst} IS NULL OR len({lst}) = list_aggregate({lst}, 'count'))"
+
+    def int_ok(raw: str, cast: str) -> str:
+        return f"({raw} IS NULL OR {raw} = '' OR (regexp_matches({raw}, '{_INT_RE2}') AND {cast} IS NOT NULL))"
+
+    src_e, dst_e, l7, dns, http = f("source"), f("destination"), f("l7"), f("l7") + ".dns", f("l7") + ".http"
+    texts = [
+        f("uuid"), f("node_name"), '"node_name"', f("verdict"), f("drop_reason_desc"), f("drop_reason"), f("Type"),
+        f("traffic_direction"), f("source_service") + ".name", f("source_service") + ".namespace",
+        f("destination_service") + ".name", f("destination_service") + ".namespace",
+        f"array_to_string({f('destination_names')}, chr(31))", f("Summary"),
+        f("IP") + ".source", f("IP") + ".destination", f("IP") + '."ipVersion"',
+        *(x for e in (src_e, dst_e) for x in (
+            f"{e}.namespace", f"{e}.pod_name", f"array_to_string({e}.labels, chr(31))", f"{e}.workloads[1].name")),
+        f"{l7}.type", f"{dns}.query", f"array_to_string({dns}.ips, chr(31))",
+        f"array_to_string({dns}.qtypes, chr(31))", f"{http}.method", f"{http}.url", f"{http}.protocol",
+    ]
+    flags = ", ".join(f"CASE WHEN contains(l4m.fl, '\"{k}\":true') THEN '{k}' END" for k in TCP_FLAGS)
+    ok = " AND ".join([
+        "is_flow", "items IS NULL", "time_ns IS NOT NULL",
+        f"NOT regexp_matches(concat_ws(chr(31), {', '.join(texts)}), '{_ODD_RE2}')",
+        "(drop_desc_raw IS NOT NULL OR drop_raw IS NULL OR drop_raw = '' "
+        "OR regexp_matches(drop_raw, '^[1-9][0-9]{0,17}$'))",
+        "(reply_raw IS NULL OR lower(reply_raw) IN ('true', 'false'))",
+        f"(summary IS NULL OR NOT regexp_matches(summary, {_lit(_REDACT_RE2)}))",
+        f"(http_url IS NULL OR NOT regexp_matches(http_url, {_lit(_REDACT_RE2)}))",
+        f"(http_headers IS NULL OR (regexp_matches(http_headers, {_lit(_HEADERS_SHAPE_RE2)}) "
+        f"AND NOT regexp_matches(http_headers, {_lit(_HEADERS_DECLINE_RE2)})))",
+        "(l4_raw IS NULL OR l4_raw IN ('{}', 'null') OR l4m.proto <> '' "
+        "OR (l4o <> '' AND l4o NOT IN ('TCP', 'UDP', 'SCTP')))",
+        "(l4m.sp = '' OR src_port IS NOT NULL)", "(l4m.dp = '' OR dst_port IS NOT NULL)",
+        f"(l4m.fl = '' OR regexp_matches(l4m.fl, '{_FLAGS_RE2}'))",
+        int_ok(f"{src_e}.identity", "src_identity"), int_ok(f"{dst_e}.identity", "dst_identity"),
+        int_ok(f"{dns}.rcode", "dns_rcode"), int_ok(f"{http}.code", "http_code"),
+        *(no_nulls(x) for x in ("dst_names", "src_labels", "dst_labels", "dns_ips", "dns_qtypes")),
+    ])
+    t_flow = f("time")
+    return f"""
+WITH raw AS (
+  SELECT *,
+    {is_flow} AS is_flow,
+    CASE WHEN {t_flow} IS NULL OR {t_flow} = '' THEN "time" ELSE {t_flow} END AS t_txt,
+    {f('drop_reason_desc')} AS drop_desc_raw, {f('drop_reason')} AS drop_raw,
+    coalesce({f('is_reply')}, {f('reply')}) AS reply_raw,
+    CAST({f('l4')} AS VARCHAR) AS l4_raw,
+    regexp_extract(CAST({f('l4')} AS VARCHAR), '{_L4_PORTED_RE2}', ['proto', 'sp', 'dp', 'fl']) AS l4m,
+    regexp_extract(CAST({f('l4')} AS VARCHAR), '{_L4_OTHER_RE2}', 1) AS l4o
+  FROM {src}
+), cols AS (
+  SELECT *,
+    {_ts_ns('t_txt')} AS time_ns,
+    {f('uuid')} AS uuid,
+    coalesce({f('node_name')}, "node_name") AS node,
+    {f('verdict')} AS verdict,
+    CASE WHEN drop_desc_raw IS NOT NULL THEN drop_desc_raw
+         WHEN regexp_matches(drop_raw, '^[1-9][0-9]{{0,17}}$') THEN drop_raw END AS drop_reason,
+    {f('Type')} AS flow_type,
+    {f('traffic_direction')} AS traffic_direction,
+    lower(reply_raw) = 'true' AS is_reply,
+    {f('IP')}.source AS src_ip, {f('IP')}.destination AS dst_ip, {f('IP')}."ipVersion" AS ip_version,
+    CASE WHEN l4m.proto <> '' THEN l4m.proto WHEN l4o NOT IN ('', 'TCP', 'UDP', 'SCTP') THEN l4o END AS protocol,
+    TRY_CAST(nullif(l4m.sp, '') AS INTEGER) AS src_port,
+    TRY_CAST(nullif(l4m.dp, '') AS INTEGER) AS dst_port,
+    CASE WHEN l4m.fl NOT IN ('', '{{}}') THEN concat_ws(',', {flags}) END AS tcp_flags,
+    {endpoint(src_e, 'src')},
+    {endpoint(dst_e, 'dst')},
+    {f('destination_names')} AS dst_names,
+    {service(f('source_service'))} AS src_service,
+    {service(f('destination_service'))} AS dst_service,
+    {l7}.type AS l7_type,
+    {dns}.query AS dns_query, {dns}.ips AS dns_ips,
+    TRY_CAST(nullif({dns}.rcode, '') AS INTEGER) AS dns_rcode, {dns}.qtypes AS dns_qtypes,
+    {http}.method AS http_method, {http}.url AS http_url,
+    TRY_CAST(nullif({http}.code, '') AS INTEGER) AS http_code, {http}.protocol AS http_protocol,
+    CAST({http}.headers AS VARCHAR) AS http_headers,
+    {f('Summary')} AS summary,
+    "time" AS k_time, "node_name" AS k_node, {t_flow} AS k_ftime, {f('uuid')} AS k_uuid
+  FROM raw
+)
+SELECT coalesce({ok}, false) AS ok, time_ns, {', '.join(_OUT)}, k_time, k_node, k_ftime, k_uuid
+FROM cols
+"""
+
+
+def _form(path: Path) -> bool | None:
+    """True when most of the first lines are envelopes, False for bare flows, None when neither."""
+    envelopes = bare = 0
+    with open_evidence(path) as f:
+        for n in range(FORM_LINES):
+            data, too_long = _readline(f)
+            if not data:
+                break
+            if n == 0 and data.startswith(BOM):
+                data = data[3:]
+            try:
+                obj = orjson.loads(data) if data.strip() and not too_long else None
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(obj, dict):
+                continue
+            if obj.get("flow") is not None:
+                envelopes += 1
+            elif "verdict" in obj:
+                bare += 1
+            elif "node_name" in obj or "time" in obj:  # another envelope (lost_events, node_status, ...)
+                envelopes += 1
+    if envelopes == bare == 0:
+        return None
+    return envelopes >= bare
+
+
+def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None:
+    """Read a Hubble JSON-lines export with DuckDB; decline what only the per-record path can do.
+
+    Parameters
+    ----------
+    path : str or Path
+        The evidence file (plain or gzip).
+    evidence, evidence_id : str
+        Provenance: the ``evidence`` column and the prefix of ``event_id`` (``<evidence_id>:<line>``).
+
+    Returns
+    -------
+    BulkResult or None
+        None when the whole file must be read record by record (small, not JSON
+        lines, no flows among its first lines).  Otherwise the ``flows`` rows of
+        the ordinary flows stream out of ``batches`` (at most :data:`BATCH_ROWS`
+        rows each); the declined line numbers, the record count and where the
+        bulk path stopped are complete once ``batches`` is exhausted (see
+        :class:`~kubeforensics.sources.base.BulkResult`).
+    """
+    from kubeforensics.sources.base import BulkResult
+
+    path = Path(path)
+    if path.stat().st_size < MIN_BULK_BYTES:
+        return None
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == GZIP_MAGIC
+    try:
+        envelopes = _form(path)
+    except (OSError, EOFError, ValueError) as exc:  # a damaged stream: the per-record path explains
+        log.debug("bulk path of %s declined: %s", path, exc)
+        return None
+    if envelopes is None:
+        return None
+    lines = scan_lines(path)
+    if lines is None or lines.count == 0:
+        return None
+    result = BulkResult(iter(()))
+    result.batches = _stream(path, gz, envelopes, lines, evidence, evidence_id, result)
+    return result
+
+
+def _dig(obj: dict[str, Any], *keys: str) -> Any:
+    for k in keys[:-1]:
+        obj = obj.get(k)  # type: ignore[assignment]
+        if not isinstance(obj, dict):
+            return None
+    return obj.get(keys[-1])
+
+
+#: Fields that identify a line: (path of JSON keys, DuckDB column), compared by :meth:`_FlowCursor.matches`.
+_KEYS_ENVELOPE = ((("time",), "k_time"), (("node_name",), "k_node"), (("flow", "time"), "k_ftime"),
+                  (("flow", "uuid"), "k_uuid"))
+_KEYS_BARE = ((("time",), "k_time"), (("node_name",), "k_node"), (("uuid",), "k_uuid"), (("verdict",), "verdict"))
+
+
+class _FlowCursor(_LineCursor):
+    """:class:`audit_fast._LineCursor` comparing Hubble's identifying fields (times, node, uuid)."""
+
+    def __init__(self, path: Path, keys: tuple[tuple[tuple[str, ...], str], ...]) -> None:
+        super().__init__(path)
+        self._keys = keys
+
+    def matches(self, rb: pa.RecordBatch, row: int, line: int) -> bool:
+        raw = self._get(line)
+        if raw is None:
+            return False
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(obj, dict):
+            return False
+        for keys, col in self._keys:
+            want, got = _dig(obj, *keys), rb.column(col)[row].as_py()
+            if want is None:
+                same = got is None
+            elif isinstance(want, str):
+                same = got == want
+            else:  # a number, boolean, object: DuckDB renders it as text; present is enough
+                same = got is not None
+            if not same:
+                return False
+        return True
+
+
+def _stream(
+    path: Path, gz: bool, envelopes: bool, lines: _Lines, evidence: str, evidence_id: str, result: BulkResult
+) -> Iterator[pa.Table]:
+    """The batches of :func:`bulk`; keeps ``result`` up to date before each one is yielded.
+
+    As ``audit_fast._stream``: a batch whose first or last row does not carry the
+    identifying fields of the line it is mapped to is dropped and the stream ends
+    with ``result.complete`` False (so does a DuckDB error); the lines from
+    ``result.next_line`` on then go record by record.
+    """
+    con = cursor = None
+    offset = 0
+    try:
+        cursor = _FlowCursor(path, _KEYS_ENVELOPE if envelopes else _KEYS_BARE)
+        con = _connect()
+        reader = con.sql(_sql(str(path), gz, envelopes)).to_arrow_reader(BATCH_ROWS)
+        for rb in reader:
+            if not rb.num_rows:
+                continue
+            end = offset + rb.num_rows
+            if end > lines.count or not (cursor.matches(rb, 0, lines.line(offset))
+                                         and cursor.matches(rb, rb.num_rows - 1, lines.line(end - 1))):
+                log.debug("bulk path: rows %d-%d of %s do not map to their lines; the rest goes record by record",
+                          offset, end, path)
+                return
+            table, rejected = _convert(rb, offset, lines, evidence, evidence_id)
+            del rb
+            offset = end
+            result.records += table.num_rows
+            result.python_lines.update(int(n) for n in rejected)
+            result.next_line = lines.line(end - 1) + 1
+            yield table
+            del table
+        if offset == lines.count:
+            result.complete = True
+        else:  # the rows returned were checked: the lines after the last one go record by record
+            log.debug("bulk path: %s has %d JSON lines but DuckDB read %d rows", path, lines.count, offset)
+    except Exception as exc:  # noqa: BLE001 - malformed JSON, damaged stream...: the per-record path explains
+        log.debug("bulk path of %s stopped before line %d: %s", path, result.next_line, exc)
+    finally:
+        if cursor is not None:
+            cursor.close()
+        if con is not None:
+            con.close()
+
+
+def _convert(
+    rb: pa.RecordBatch, offset: int, lines: _Lines, evidence: str, evidence_id: str
+) -> tuple[pa.Table, np.ndarray]:
+    """One DuckDB batch -> (flows rows of its ordinary flows, line numbers of the declined ones)."""
+    ok = rb.column("ok").to_numpy(zero_copy_only=False)
+    rows = np.arange(offset, offset + rb.num_rows, dtype=np.int64)
+    rejected = lines.of(rows[~ok])
+    t = pa.Table.from_batches([rb]).filter(pa.array(ok))
+    n = t.num_rows
+    line = pa.array(lines.of(rows[ok]), type=pa.int64())
+    cols: dict[str, Any] = {
+        "line": line,
+        "event_id": pc.binary_join_element_wise(evidence_id, pc.cast(line, pa.string()), ":"),
+        "evidence": pa.repeat(evidence, n),
+        "time": pc.cast(t.column("time_ns"), pa.int64()).cast(FLOWS.column("time").arrow_type),
+    }
+    arrays = []
+    for field in FLOWS.arrow_schema:
+        c = cols.get(field.name)
+        if c is None:
+            c = t.column(field.name)
+        if c.type != field.type:
+            c = c.cast(field.type)
+        arrays.append(c)
+    return pa.Table.from_arrays(arrays, schema=FLOWS.arrow_schema), rejected
