@@ -102,7 +102,7 @@ _FLOW: dict[str, str] = {
 #: A value read as text that was not a JSON string/integer/boolean (after a field separator): an object or
 #: array, a 19-digit integer, a decimal or exponent number (orjson may render it otherwise, or refuse it),
 #: NaN or Infinity.
-_ODD_RE2 = r"(^|\x1f)([\[{]|-?\d{19}|-?\d[\d.]*[eE]|-?\d+\.\d+(\x1f|$)|-?(?i:nan|inf))"
+_ODD_RE2 = r"(^|\x1f)([\[{]|-?\d{19}|-?(\d+\.\d+|\d[\d.]*[eE][-+]?\d+|(?i:nan|inf|infinity))(\x1f|$))"
 #: Text that ``redact.text`` could change: the shared secret pre-check, or any non-ASCII character
 #: (case folding of non-ASCII letters differs between RE2 and Python).
 _REDACT_RE2 = MAYBE_SECRET_PATTERN + r"|[^\x00-\x7F]"
@@ -188,15 +188,15 @@ def _sql(path: str, gzip: bool, envelopes: bool) -> str:
     ok = " AND ".join([
         "is_flow", "items IS NULL", "time_ns IS NOT NULL",
         f"NOT regexp_matches(concat_ws(chr(31), {', '.join(texts)}), '{_ODD_RE2}')",
-        "(drop_desc_raw IS NOT NULL OR drop_raw IS NULL OR drop_raw = '' "
-        "OR regexp_matches(drop_raw, '^[1-9][0-9]{0,17}$'))",
+        ("(drop_desc_raw IS NOT NULL OR drop_raw IS NULL OR drop_raw = '' "
+        "OR regexp_matches(drop_raw, '^[1-9][0-9]{0,17}$'))"),
         "(reply_raw IS NULL OR lower(reply_raw) IN ('true', 'false'))",
         f"(summary IS NULL OR NOT regexp_matches(summary, {_lit(_REDACT_RE2)}))",
         f"(http_url IS NULL OR NOT regexp_matches(http_url, {_lit(_REDACT_RE2)}))",
-        f"(http_headers IS NULL OR (regexp_matches(http_headers, {_lit(_HEADERS_SHAPE_RE2)}) "
-        f"AND NOT regexp_matches(http_headers, {_lit(_HEADERS_DECLINE_RE2)})))",
-        "(l4_raw IS NULL OR l4_raw IN ('{}', 'null') OR l4m.proto <> '' "
-        "OR (l4o <> '' AND l4o NOT IN ('TCP', 'UDP', 'SCTP')))",
+        (f"(http_headers IS NULL OR (regexp_matches(http_headers, {_lit(_HEADERS_SHAPE_RE2)}) "
+        f"AND NOT regexp_matches(http_headers, {_lit(_HEADERS_DECLINE_RE2)})))"),
+        ("(l4_raw IS NULL OR l4_raw IN ('{}', 'null') OR l4m.proto <> '' "
+        "OR (l4o <> '' AND l4o NOT IN ('TCP', 'UDP', 'SCTP')))"),
         "(l4m.sp = '' OR src_port IS NOT NULL)", "(l4m.dp = '' OR dst_port IS NOT NULL)",
         f"(l4m.fl = '' OR regexp_matches(l4m.fl, '{_FLAGS_RE2}'))",
         int_ok(f"{src_e}.identity", "src_identity"), int_ok(f"{dst_e}.identity", "dst_identity"),
