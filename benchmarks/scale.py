@@ -9,6 +9,9 @@ Usage (from the repository root)::
 Options:
 
 ``--events N``        records to simulate with ``kubeforensics simulate --scale N`` (default 1,000,000)
+``--span D``          ``simulate --span D``: the routine background covers D ending with the scenario's window,
+                      so an hour holds about 1/168 of a week's records (default ``7d``; ``none``: everything
+                      packed into the scenario's hour, as before issue 9)
 ``--scenario NAME``   scenario to scale (default ``container-escape``); its ground truth picks the pod and IP
 ``--seed N``          simulation seed (default 7)
 ``--workdir DIR``     where the data and the case go (default: a new folder under ``$TMPDIR``)
@@ -42,14 +45,17 @@ counted; the process wall time is in the JSON).  Steps:
   ``naive pandas`` (``read_json(lines=True)`` on a sample, extrapolated; k8s:
   ``json_normalize`` of ``items``) and ``kubeforensics`` (``Case.ingest`` of the
   source's files into the one case: copy + sha256 + parse + normalise + Parquet);
-* on the case: ``timeline`` on a one-hour window and on 1/168 of the extent (the
-  share of one hour in a week: ``simulate --scale`` packs every record into the
-  scenario's hour, so "one hour" is the whole case here), the entity pivots
+* on the case: ``timeline`` on the one-hour window around the attack (centred on
+  the ground truth's steps; with the default ``--span 7d`` it holds the attack plus
+  about 1/168 of the routine background), the entity pivots
   ``timeline(namespace=, pod=)`` and ``timeline(ip=)`` on the scenario's pod and
   attacker IP, ``process_tree`` of that pod, ``findings(refresh=True)``,
-  ``story()`` (on the cached findings), a ``TimelineView`` zoomed to the 1/168
-  window (construction, refresh after the zoom, figure JSON size), and
-  ``kubeforensics report --playbook triage``.
+  ``story()`` (on the cached findings), a ``TimelineView`` zoomed to the attack
+  hour (construction, refresh after the zoom, figure JSON size), and
+  ``kubeforensics report --playbook triage``.  With ``--span none`` the whole
+  case lies in the scenario's hour, so ``timeline`` also runs on 1/168 of the
+  extent around the first step (the share of one hour in a week) and the widget
+  zooms to that window instead.
 """
 
 from __future__ import annotations
@@ -385,21 +391,44 @@ def _load() -> str:
 
 
 def _targets(data: Path) -> dict[str, Any]:
-    """Pod, namespace and IP of the scenario's first step, and the query windows."""
+    """Pod, namespace and IP of the scenario's first step, and the times of its first and last steps."""
     truth = json.loads((data / "GROUND_TRUTH.json").read_text())
     ent = truth["steps"][0]["entities"]
     return {"pod": ent.get("pod"), "namespace": ent.get("namespace"), "ip": ent.get("ip"),
-            "first_step": truth["steps"][0]["time"]}
+            "first_step": truth["steps"][0]["time"], "last_step": truth["steps"][-1]["time"]}
+
+
+def attack_hour(first: Any, last: Any) -> tuple[Any, Any]:
+    """The hour centred on the attack's steps (from the first step when they take longer than an hour)."""
+    import pandas as pd
+
+    hour = pd.Timedelta(hours=1)
+    lead = max(pd.Timedelta(0), (hour - (last - first)) / 2)
+    return first - lead, first - lead + hour
 
 
 def _secs(r: dict[str, Any], digits: int = 1) -> str:
     return r.get("error") or f"{r.get('seconds', 0):.{digits}f} s"
 
 
+def _span(text: str) -> str | None:
+    """``--span``: a duration for ``simulate --span`` (checked here, so a typo fails before anything runs) or none."""
+    if text.lower() == "none":
+        return None
+    from kubeforensics.simulate.clock import parse_duration
+
+    try:
+        parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, or none") from exc
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--span", type=_span, default="7d")
     ap.add_argument("--scenario", default="container-escape")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workdir", type=Path)
@@ -434,11 +463,12 @@ def run_suite(args: argparse.Namespace) -> int:
     started, load0 = datetime.now(UTC), _load()
     say = lambda s: print(s, file=sys.stderr, flush=True)
     say(f"{started:%Y-%m-%d %H:%M} UTC · {_machine()} · load {load0} · work {work}")
-    results: dict[str, Any] = {"events": args.events, "date": f"{started:%Y-%m-%d %H:%M} UTC",
+    results: dict[str, Any] = {"events": args.events, "span": args.span, "date": f"{started:%Y-%m-%d %H:%M} UTC",
                                "machine": _machine(), "load_start": load0, "ingest": {}, "queries": {}}
     try:
+        span = ["--span", args.span] if args.span else []
         sim = run_step([str(Path(sys.executable).parent / "kubeforensics"), "simulate", args.scenario,
-                        "--out", str(data), "--seed", str(args.seed), "--scale", str(args.events)],
+                        "--out", str(data), "--seed", str(args.seed), "--scale", str(args.events), *span],
                        name="simulate", **lim)
         results["simulate"] = sim
         if "error" in sim:
@@ -499,21 +529,23 @@ def run_queries(args: argparse.Namespace, data: Path, case_dir: Path, lim: dict[
     t = _targets(data)
     lo, hi = kf.open_case(case_dir).extent()
     first = pd.Timestamp(t["first_step"])
-    hour = (lo, lo + pd.Timedelta(hours=1))
+    hour = attack_hour(first, pd.Timestamp(t["last_step"]))
     share = (hi - lo) / 168
     small = (max(lo, first - share / 2), max(lo, first - share / 2) + share)
     iso = lambda w: {"since": w[0].isoformat(), "until": w[1].isoformat()}
     results["targets"] = {"pod": f"{t['namespace']}/{t['pod']}", "ip": t["ip"], "hour": iso(hour),
-                          "share": iso(small), "extent": [str(lo), str(hi)]}
-    steps = [
-        ("timeline 1 h", "timeline", iso(hour)),
-        ("timeline 1/168 of extent", "timeline", iso(small)),
+                          "extent": [str(lo), str(hi)]}
+    steps = [("timeline 1 h (attack)", "timeline", iso(hour))]
+    if args.span is None:  # the whole case is the scenario's hour: also query the share of an hour in a week
+        results["targets"]["share"] = iso(small)
+        steps.append(("timeline 1/168 of extent", "timeline", iso(small)))
+    steps += [
         ("pivot pod", "pivot-pod", {"namespace": t["namespace"], "pod": t["pod"]}),
         ("pivot ip", "pivot-ip", {"ip": t["ip"]}),
         ("process tree of the pod", "process-tree", {"namespace": t["namespace"], "pod": t["pod"]}),
         ("findings", "findings", {}),
         ("story", "story", {}),
-        ("timeline widget zoom", "widget", iso(small)),
+        ("timeline widget zoom", "widget", iso(small if args.span is None else hour)),
     ]
     for label, what, p in steps:
         spec = {"kind": "query", "case_dir": str(case_dir), "what": what, "p": p, "profile": what in profile}
@@ -535,7 +567,8 @@ def run_queries(args: argparse.Namespace, data: Path, case_dir: Path, lim: dict[
 
 def render(res: dict[str, Any], pd: Any) -> str:
     """The results as markdown tables."""
-    out = [f"## {res['events']:,} events — {res['date']}", "",
+    span = f", span {res['span']}" if res.get("span") else ", no span (all in the scenario's hour)"
+    out = [f"## {res['events']:,} events{span} — {res['date']}", "",
            (f"Machine: {res['machine']}; load average (1/5/15 min) {res['load_start']} at start, "
             f"{res.get('load_end', '?')} at end."), ""]
     sim = res.get("simulate")
@@ -579,8 +612,9 @@ def render(res: dict[str, Any], pd: Any) -> str:
             rows = f"{r['rows']:,}" if isinstance(r.get("rows"), int) else ""
             out.append(f"| {label} | {secs} | {warm} | {rows} | {r['peak_mb']:,.0f} | {', '.join(note)} |")
         t = res.get("targets", {})
-        out += ["", (f"Pod {t.get('pod')}, IP {t.get('ip')}; 1 h window {t.get('hour')}; "
-                     f"1/168 window {t.get('share')}; case extent {t.get('extent')}.")]
+        share = f"1/168 window {t['share']}; " if "share" in t else ""
+        out += ["", (f"Pod {t.get('pod')}, IP {t.get('ip')}; 1 h window around the attack {t.get('hour')}; "
+                     f"{share}case extent {t.get('extent')}.")]
     return "\n".join(out)
 
 
