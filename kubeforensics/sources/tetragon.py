@@ -28,12 +28,16 @@ missing, from ``process.start_time`` (``time_source`` says which).  Version drif
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kubeforensics import redact
 from kubeforensics.errors import RecordError
 from kubeforensics.schema import PROCESSES, TableSpec
 from kubeforensics.sources.fields import as_json, container_hex, integer, obj, strings, text, ts
+
+if TYPE_CHECKING:
+    from kubeforensics.sources.base import BulkResult
 
 KNOWN_EVENTS = frozenset(
     {
@@ -135,6 +139,12 @@ class TetragonReader:
             return (("processes", self._row(record, key, ev)),)
         except RecordError as exc:
             raise RecordError(f"{key}: {exc.message}") from exc
+
+    def bulk(self, path: Path, evidence: str, evidence_id: str) -> BulkResult | None:
+        """Vectorised path for whole JSON-lines exports (see :mod:`kubeforensics.sources.tetragon_fast`)."""
+        from kubeforensics.sources import tetragon_fast
+
+        return tetragon_fast.bulk(path, evidence, evidence_id)
 
     def _row(self, record: Mapping[str, Any], key: str, ev: Mapping[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {

@@ -1,0 +1,558 @@
+"""Vectorised (DuckDB) bulk path of the Tetragon reader: whole JSON-lines exports at parse speed.
+
+:func:`bulk` reads a Tetragon export with DuckDB's ``read_ndjson`` and an explicit
+schema and computes the ``processes`` columns in SQL for the *ordinary* events:
+``process_exec``, ``process_exit`` and ``process_kprobe`` lines with a
+``node_name``, whose fields have the types Tetragon writes.  Every other line is
+*declined*: its line number goes into ``BulkResult.python_lines`` and the engine
+reads it through :meth:`~kubeforensics.sources.tetragon.TetragonReader.extract`,
+the reference implementation.  Cells that need Python run through the reference
+functions themselves, once per distinct value where values repeat:
+``pod_labels`` (:func:`tetragon._labels`, :func:`fields.as_json`), container ids
+(:func:`fields.container_hex`), arguments that may hold a secret
+(:func:`redact.text`), and the kprobe ``args``/``return`` (:func:`tetragon._probe`),
+so those columns are identical by construction.
+
+Declined to the per-record path (it quarantines or keeps them exactly):
+
+* other event types (tracepoint, lsm, uprobe, usdt, loader, throttle, rate_limit_info,
+  unknown ``process_*`` keys), lines without ``node_name``;
+* a line with more than one top-level event key, found by a text scan:
+  every line must hold exactly one ``"process_`` (``"process_credentials`` aside)
+  and no backslash escape, unless it is checked line by line (see :func:`scan`);
+* a value of an unexpected JSON type: text fields holding an object/array or a
+  64-bit-overflowing number, integers not written as plain decimal digits (or as
+  strings of them), timestamps not of the form ``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z``,
+  lists holding null, anything the reference function raises on.
+
+A *structural* surprise (a struct field that is a scalar, a list that is a string,
+malformed JSON, invalid UTF-8, duplicate keys, a line longer than
+:data:`MAX_OBJECT_BYTES`, a truncated gzip stream) makes DuckDB raise: the batches
+already streamed stand and every line from ``BulkResult.next_line`` on goes
+record by record, as in :mod:`~kubeforensics.sources.audit_fast`, whose line
+scanner, connection settings and line cursor this module reuses.
+
+Difference from the per-record path, by design (as for audit): JSON that orjson
+refuses but DuckDB accepts (``NaN``, ``Infinity``, integers beyond 64 bits) *in a
+field the processes table does not read* is ingested here, where the per-record
+path quarantines the line as invalid JSON.  Tetragon never writes such JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kubeforensics.redact import MAYBE_SECRET_PATTERN
+from kubeforensics.schema import PROCESSES
+from kubeforensics.sources.audit_fast import (
+    _CHUNK,
+    BATCH_ROWS,
+    MAX_OBJECT_BYTES,
+    MIN_BULK_BYTES,
+    _connect,
+    _LineCursor,
+    _Lines,
+    _ts_ns,
+)
+from kubeforensics.sources.records import BOM, GZIP_MAGIC, _is_multiline_document, open_evidence
+
+if TYPE_CHECKING:
+    from kubeforensics.sources.base import BulkResult
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BATCH_ROWS", "MAX_OBJECT_BYTES", "MIN_BULK_BYTES", "bulk", "scan"]
+
+_V = "VARCHAR"
+_PROC = (
+    f"STRUCT(exec_id {_V}, parent_exec_id {_V}, pid {_V}, tid {_V}, uid {_V}, auid {_V}, \"binary\" {_V}, "
+    f"arguments {_V}, cwd {_V}, flags {_V}, start_time {_V}, cap STRUCT(effective {_V}[], permitted {_V}[]), "
+    f"ns MAP({_V}, STRUCT(is_host JSON)), "
+    f"pod STRUCT(namespace {_V}, name {_V}, uid {_V}, workload {_V}, workload_kind {_V}, pod_labels JSON, "
+    f"labels JSON, container STRUCT(id {_V}, name {_V}, image STRUCT(name {_V}, id {_V}))), docker {_V})"
+)
+_PARENT = f"STRUCT(exec_id {_V}, pid {_V}, \"binary\" {_V}, arguments {_V})"
+_COMMON = f"process {_PROC}, parent {_PARENT}, ancestors STRUCT(exec_id {_V})[], time {_V}"
+#: The events handled here; every other top-level key is either an envelope key or found by the text scan.
+_COLUMNS: dict[str, str] = {
+    "process_exec": f"STRUCT({_COMMON})",
+    "process_exit": f"STRUCT({_COMMON}, status {_V}, signal {_V})",
+    "process_kprobe": (
+        f"STRUCT({_COMMON}, function_name {_V}, policy_name {_V}, action {_V}, \"return\" JSON, args JSON)"
+    ),
+    "rate_limit_info": "JSON",
+    "node_name": _V, "time": _V, "cluster_name": _V,
+}
+_EVENTS = ("process_exec", "process_exit", "process_kprobe")
+#: A text value that was not a JSON string/number/boolean, or a 64-bit-overflowing integer.
+_ODD_VALUE_RE2 = r"(^|\x1f)([\[{]|-?\d{19})"
+#: An integer the way Tetragon writes it (a JSON number, or a string of digits for 64-bit values).
+_INT_RE2 = r"^-?\d{1,18}$"
+#: Text that :func:`redact.text` might change: the shared pre-check, or any non-ASCII character
+#: (RE2 and Python ``re`` fold case differently outside ASCII).
+_REDACT_RE2 = MAYBE_SECRET_PATTERN + r"|[^\x00-\x7F]"
+#: A number token in DuckDB's compact JSON text that a round trip might not keep (beyond 64 bits, NaN).
+_JSON_ODD_RE2 = r"[:\[,]-?\d{19}|(?i)[:\[,]-?(nan|inf)"
+
+
+def _sql(path: str, gz: bool) -> str:
+    spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in _COLUMNS.items()) + "}"
+    src = (
+        f"read_ndjson('{path.replace(chr(39), chr(39) * 2)}', columns={spec}, format='newline_delimited', "
+        f"records=true, ignore_errors=false, compression='{'gzip' if gz else 'none'}', "
+        f"maximum_object_size={MAX_OBJECT_BYTES})"
+    )
+
+    def pick(field: str, events: tuple[str, ...] = _EVENTS) -> str:
+        return "coalesce(" + ", ".join(f"{e}.{field}" for e in events) + ")"
+
+    texts = [
+        "node_name", "cluster_name", "p.exec_id", "p.parent_exec_id", 'p."binary"', "p.arguments", "p.cwd",
+        "p.flags", "p.pod.namespace", "p.pod.name", "p.pod.uid", "p.pod.workload", "p.pod.workload_kind",
+        "p.pod.container.id", "p.pod.container.name", "p.pod.container.image.name", "p.pod.container.image.id",
+        "p.docker", "par.exec_id", 'par."binary"', "par.arguments", "process_exit.signal",
+        "process_kprobe.function_name", "process_kprobe.policy_name", "process_kprobe.action",
+        "array_to_string(p.cap.effective, chr(31))", "array_to_string(p.cap.permitted, chr(31))",
+        "array_to_string(list_transform(ancestors, lambda a: a.exec_id), chr(31))",
+    ]
+    ints = ["p.pid", "p.tid", "p.uid", "p.auid", "par.pid", "process_exit.status"]
+
+    def int_ok(e: str) -> str:
+        return f"({e} IS NULL OR {e} = '' OR regexp_matches({e}, '{_INT_RE2}'))"
+
+    def as_int(e: str) -> str:
+        return f"CASE WHEN {e} <> '' THEN TRY_CAST({e} AS BIGINT) END"
+
+    def no_nulls(e: str) -> str:
+        return f"({e} IS NULL OR len({e}) = list_aggregate({e}, 'count'))"
+
+    ok = " AND ".join(
+        [
+            "n_events = 1",
+            "node_name IS NOT NULL",
+            "rate_limit_info IS NULL",
+            f"NOT regexp_matches(concat_ws(chr(31), {', '.join(texts)}), '{_ODD_VALUE_RE2}')",
+            *(int_ok(e) for e in ints),
+            "(t_txt IS NULL OR t_ns IS NOT NULL)",
+            "(nullif(p.start_time, '') IS NULL OR st_ns IS NOT NULL)",
+            "coalesce(t_ns, st_ns) IS NOT NULL",
+            no_nulls("p.cap.effective"), no_nulls("p.cap.permitted"),
+            f"(p.pod.pod_labels IS NULL OR NOT regexp_matches(CAST(p.pod.pod_labels AS {_V}), '{_JSON_ODD_RE2}'))",
+            f"(p.pod.labels IS NULL OR NOT regexp_matches(CAST(p.pod.labels AS {_V}), '{_JSON_ODD_RE2}'))",
+            f"(k_args IS NULL OR NOT regexp_matches(k_args, '{_JSON_ODD_RE2}'))",
+            f"(k_ret IS NULL OR NOT regexp_matches(k_ret, '{_JSON_ODD_RE2}'))",
+        ]
+    )
+    n_events = " + ".join(f"({e} IS NOT NULL)::INTEGER" for e in _EVENTS)
+    return f"""
+WITH raw AS (
+  SELECT *,
+    {pick('process')} AS p,
+    {pick('parent')} AS par,
+    {pick('ancestors')} AS ancestors,
+    {n_events} AS n_events,
+    coalesce(nullif(time, ''), nullif({pick('time')}, '')) AS t_txt,
+    CAST(process_kprobe.args AS {_V}) AS k_args,
+    CAST(process_kprobe."return" AS {_V}) AS k_ret
+  FROM {src}
+), timed AS (
+  SELECT *, {_ts_ns('t_txt')} AS t_ns, {_ts_ns('p.start_time')} AS st_ns FROM raw
+), checked AS (SELECT *, coalesce({ok}, false) AS ok FROM timed)
+SELECT
+  ok,
+  time AS k_time, node_name AS node, p.exec_id AS exec_id,
+  coalesce(t_ns, st_ns) AS time,
+  CASE WHEN t_ns IS NOT NULL THEN 'time' ELSE 'process.start_time' END AS time_source,
+  CASE WHEN process_exec IS NOT NULL THEN 'exec' WHEN process_exit IS NOT NULL THEN 'exit' ELSE 'kprobe' END
+    AS event_type,
+  cluster_name AS cluster,
+  coalesce(p.parent_exec_id, par.exec_id) AS parent_exec_id,
+  {as_int('p.pid')} AS pid, {as_int('p.tid')} AS tid, {as_int('p.uid')} AS uid, {as_int('p.auid')} AS auid,
+  p."binary" AS "binary", p.arguments AS args,
+  coalesce(regexp_matches(p.arguments, '{_REDACT_RE2}'), false) AS args_flag,
+  p.cwd AS cwd, p.flags AS flags, st_ns AS start_time,
+  p.pod.namespace AS namespace, p.pod.name AS pod, p.pod.uid AS pod_uid,
+  p.pod.workload AS workload, p.pod.workload_kind AS workload_kind,
+  CAST(p.pod.pod_labels AS {_V}) AS k_pod_labels, CAST(p.pod.labels AS {_V}) AS k_labels,
+  p.pod.container.id AS k_container_id, p.docker AS k_docker,
+  p.pod.container.name AS container_name,
+  p.pod.container.image.name AS image, p.pod.container.image.id AS image_id,
+  par."binary" AS parent_binary, par.arguments AS parent_args,
+  coalesce(regexp_matches(par.arguments, '{_REDACT_RE2}'), false) AS parent_args_flag,
+  {as_int('par.pid')} AS parent_pid,
+  list_transform(ancestors, lambda a: coalesce(a.exec_id, '')) AS ancestors,
+  p.cap.effective AS caps_effective, p.cap.permitted AS caps_permitted,
+  list_transform(list_filter(map_entries(p.ns), lambda e: CAST(e.value.is_host AS {_V}) = 'true'),
+                 lambda e: e.key) AS host_namespaces,
+  process_kprobe.function_name AS function_name, process_kprobe.policy_name AS policy_name,
+  process_kprobe.action AS action,
+  {as_int('process_exit.status')} AS exit_status, nullif(process_exit.signal, '') AS exit_signal,
+  k_args, k_ret, process_kprobe IS NOT NULL AS is_kprobe
+FROM checked
+"""
+
+
+# ------------------------------------------------------------------------------------------- the text scan
+_KEY = b'"process_'
+_CREDENTIALS = b'"process_credentials'  # a Process field (and a kprobe argument kind), not an event key
+
+
+def _line_hits(line: bytes) -> int:
+    """Top-level-event-key candidates in one line; anything escaped counts too (it could hide a key)."""
+    return (line.count(_KEY) - line.count(_CREDENTIALS) + line.count(b'"rate_limit_info"')
+            + (1 if b"\\u" in line else 0))
+
+
+class _Scan:
+    """Line numbers of the non-blank lines and the lines that must go record by record."""
+
+    def __init__(self) -> None:
+        self.count = 0  # non-blank lines
+        self.physical = 0  # lines read so far
+        self.pieces: list[np.ndarray | range] = []  # non-blank line numbers, per block
+        self.blank = False
+        self.odd: list[int] = []  # non-blank lines whose key count is not exactly one
+
+    def block(self, body: bytes, first: bool) -> bool:
+        """Account for a block of whole lines; False when the file is not JSON lines of objects."""
+        n = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+        starts = body.count(b'\n{"process_') + body.startswith(b'{"process_')
+        if starts == n and body.count(_KEY) == n and b"\\" not in body:
+            # every line starts with an event key and holds no other "process_ and no escape: clean
+            self.pieces.append(range(self.physical + 1, self.physical + n + 1))
+            self.count += n
+            self.physical += n
+            return True
+        numbers: list[int] = []
+        for k, data in enumerate(body.split(b"\n")[:n]):
+            if first and k == 0 and data.startswith(BOM):
+                data = data[3:]
+            line = self.physical + k + 1
+            s = data.strip()
+            if not s:
+                self.blank = True
+                continue
+            if s[:1] != b"{":
+                return False
+            numbers.append(line)
+            if _line_hits(s) != 1:
+                self.odd.append(line)
+        self.pieces.append(np.asarray(numbers, dtype=np.int64))
+        self.count += len(numbers)
+        self.physical += n
+        return True
+
+    def lines(self) -> _Lines:
+        if not self.blank:
+            return _Lines(self.count, None)
+        parts = [np.arange(p.start, p.stop, dtype=np.int64) if isinstance(p, range) else p for p in self.pieces]
+        return _Lines(self.count, np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+
+
+def scan(path: Path) -> tuple[_Lines, np.ndarray] | None:
+    """One streaming pass: where the non-blank lines are, and which lines hold other than one event key.
+
+    A block of lines where every line starts with ``{"process_``, ``"process_``
+    occurs once per line and no backslash occurs is clean as a whole (counted
+    with ``bytes.count``); any other block is checked line by line.  Returns
+    ``(lines, odd)``, ``odd`` the sorted line numbers whose text has no or
+    several top-level-key candidates (declined), or None when the file is not
+    JSON lines of objects or cannot be read to the end.
+    """
+    st = _Scan()
+    try:
+        with open_evidence(path) as f:
+            data = f.read(_CHUNK)
+            head = data[3:] if data.startswith(BOM) else data
+            if head.lstrip()[:1] == b"[" or _is_multiline_document(head[:4096]):
+                return None
+            carry, first = b"", True
+            while data:
+                buf = carry + data if carry else data
+                end = buf.rfind(b"\n") + 1
+                if end:
+                    if not st.block(buf[:end], first):
+                        return None
+                    first = False
+                carry = buf[end:]
+                data = f.read(_CHUNK)
+            if carry and not st.block(carry, first):
+                return None
+    except (OSError, EOFError, ValueError, zlib.error) as exc:  # the per-record path explains
+        log.debug("bulk scan of %s failed: %s", path, exc)
+        return None
+    return st.lines(), np.asarray(sorted(st.odd), dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------------------- the bulk path
+def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None:
+    """Read a Tetragon JSON-lines export with DuckDB; decline what only the per-record path can do.
+
+    Parameters
+    ----------
+    path : str or Path
+        The evidence file (plain or gzip).
+    evidence, evidence_id : str
+        Provenance: the ``evidence`` column and the prefix of ``event_id`` (``<evidence_id>:<line>``).
+
+    Returns
+    -------
+    BulkResult or None
+        None when the whole file must be read record by record (small, not JSON
+        lines).  Otherwise the ``processes`` rows of the ordinary events stream
+        out of ``batches`` (at most :data:`BATCH_ROWS` rows each); the declined
+        line numbers, the record count and where the bulk path stopped are
+        complete once ``batches`` is exhausted (see
+        :class:`~kubeforensics.sources.base.BulkResult`).
+    """
+    from kubeforensics.sources.base import BulkResult
+
+    path = Path(path)
+    if path.stat().st_size < MIN_BULK_BYTES:
+        return None
+    with open(path, "rb") as f:
+        gz = f.read(2) == GZIP_MAGIC
+    scanned = scan(path)
+    if scanned is None or scanned[0].count == 0:
+        return None
+    lines, odd = scanned
+    result = BulkResult(iter(()))
+    result.batches = _stream(path, gz, lines, odd, evidence, evidence_id, result)
+    return result
+
+
+class _EventCursor(_LineCursor):
+    """:class:`audit_fast._LineCursor` comparing the fields that identify a Tetragon line."""
+
+    def matches(self, rb: pa.RecordBatch, row: int, line: int) -> bool:
+        raw = self._get(line)
+        if raw is None:
+            return False
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(obj, dict):
+            return False
+        ev = next((obj[k] for k in _EVENTS if k in obj), None)
+        proc = ev.get("process") if isinstance(ev, dict) else None
+        exec_id = proc.get("exec_id") if isinstance(proc, dict) else None
+        for want, col in ((obj.get("time"), "k_time"), (obj.get("node_name"), "node"), (exec_id, "exec_id")):
+            got = rb.column(col)[row].as_py()
+            if want is None:
+                same = got is None
+            elif isinstance(want, str):
+                same = got == want
+            else:  # a number, boolean, object: DuckDB renders it as text; present is enough
+                same = got is not None
+            if not same:
+                return False
+        return True
+
+
+def _stream(
+    path: Path, gz: bool, lines: _Lines, odd: np.ndarray, evidence: str, evidence_id: str, result: BulkResult
+) -> Iterator[pa.Table]:
+    """The batches of :func:`bulk`; keeps ``result`` up to date before each one is yielded.
+
+    As in :func:`audit_fast._stream`: the first and last row of each batch are
+    checked against the raw lines they are mapped to; a failed check or a DuckDB
+    error ends the stream with ``result.complete`` False.
+    """
+    con = cursor = None
+    offset = 0
+    try:
+        cursor = _EventCursor(path)
+        con = _connect()
+        reader = con.sql(_sql(str(path), gz)).to_arrow_reader(BATCH_ROWS)
+        for rb in reader:
+            if not rb.num_rows:
+                continue
+            end = offset + rb.num_rows
+            if end > lines.count or not (cursor.matches(rb, 0, lines.line(offset))
+                                         and cursor.matches(rb, rb.num_rows - 1, lines.line(end - 1))):
+                log.debug("bulk path: rows %d-%d of %s do not map to their lines; the rest goes record by record",
+                          offset, end, path)
+                return
+            table, rejected = _convert(rb, offset, lines, odd, evidence, evidence_id)
+            del rb
+            offset = end
+            result.records += table.num_rows
+            result.python_lines.update(int(n) for n in rejected)
+            result.next_line = lines.line(end - 1) + 1
+            yield table
+            del table
+        if offset == lines.count:
+            result.complete = True
+        else:
+            log.debug("bulk path: %s has %d JSON lines but DuckDB read %d rows", path, lines.count, offset)
+    except Exception as exc:  # noqa: BLE001 - malformed JSON, damaged stream...: the per-record path explains
+        log.debug("bulk path of %s stopped before line %d: %s", path, result.next_line, exc)
+    finally:
+        if cursor is not None:
+            cursor.close()
+        if con is not None:
+            con.close()
+
+
+# ------------------------------------------------------------------------------- cells through Python
+class _Decline(Exception):
+    """A row the reference code would treat differently: it goes record by record."""
+
+
+def _per_value(col: pa.ChunkedArray | pa.Array, fn: Callable[[Any], Any], typ: pa.DataType,
+               bad: np.ndarray) -> pa.Array:
+    """``fn`` applied once per distinct value of ``col`` (nulls included); rows where it raises are marked bad."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    enc = pc.dictionary_encode(col, null_encoding="encode")
+    out: list[Any] = []
+    failed: list[int] = []
+    for k, value in enumerate(enc.dictionary.to_pylist()):
+        try:
+            out.append(fn(value))
+        except Exception:  # noqa: BLE001 - RecordError, a JSON round trip that fails...: decline
+            out.append(None)
+            failed.append(k)
+    idx = enc.indices
+    if failed:
+        bad |= np.isin(idx.to_numpy(zero_copy_only=False), np.asarray(failed))
+    return pa.array(out, type=typ).take(idx)
+
+
+def _labels_of(pod_labels: str | None, labels: str | None) -> str | None:
+    """``pod_labels`` the way :meth:`TetragonReader._row` computes it, from DuckDB's JSON text."""
+    from kubeforensics.sources import tetragon
+    from kubeforensics.sources.fields import as_json
+
+    value = orjson.loads(pod_labels) if pod_labels is not None else None
+    if value is None:
+        value = tetragon._labels(orjson.loads(labels) if labels is not None else None, "process.pod.labels")
+    else:
+        value = tetragon._obj(value, "process.pod.pod_labels")
+    return as_json(value) if value is not None else None
+
+
+def _pod_labels(t: pa.Table, bad: np.ndarray) -> pa.Array | pa.ChunkedArray:
+    legacy = t.column("k_labels")
+    if legacy.null_count == len(legacy):  # the usual case: one reference call per distinct label set
+        return _per_value(t.column("k_pod_labels"), lambda v: _labels_of(v, None), pa.string(), bad)
+    out: list[str | None] = []
+    cache: dict[tuple[str | None, str | None], str | None] = {}
+    for k, pair in enumerate(zip(t.column("k_pod_labels").to_pylist(), legacy.to_pylist())):
+        try:
+            if pair not in cache:
+                cache[pair] = _labels_of(*pair)
+            out.append(cache[pair])
+        except Exception:  # noqa: BLE001 - the per-record path explains
+            bad[k] = True
+            out.append(None)
+    return pa.array(out, type=pa.string())
+
+
+def _redacted(col: pa.ChunkedArray, flag: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    from kubeforensics import redact
+
+    idx = np.flatnonzero(flag.to_numpy(zero_copy_only=False))
+    if not len(idx):
+        return col
+    arr = col.combine_chunks()
+    mask = np.zeros(len(arr), dtype=bool)
+    mask[idx] = True
+    values = [redact.text(arr[int(i)].as_py()) for i in idx]
+    return pc.replace_with_mask(arr, pa.array(mask), pa.array(values, type=pa.string()))
+
+
+_PROBE_COLUMNS = ("return_value", "decoded_args", "sock_family", "sock_protocol", "saddr", "daddr", "sport", "dport",
+                  "file_path")
+
+
+def _probe_cells(t: pa.Table, cols: dict[str, Any], bad: np.ndarray) -> None:
+    """kprobe ``return`` and ``args`` through :func:`tetragon._probe`, the reference."""
+    from kubeforensics.sources import tetragon
+
+    n = t.num_rows
+    todo = np.flatnonzero(t.column("is_kprobe").to_numpy(zero_copy_only=False))
+    if not len(todo):
+        return
+    take = pa.array(todo)
+    args = t.column("k_args").take(take).to_pylist()
+    rets = t.column("k_ret").take(take).to_pylist()
+    values: dict[str, list[Any]] = {c: [] for c in _PROBE_COLUMNS}
+    for k in range(len(todo)):
+        ev: dict[str, Any] = {}
+        row: dict[str, Any] = {}
+        try:
+            if rets[k] is not None:
+                ev["return"] = orjson.loads(rets[k])
+            if args[k] is not None:
+                ev["args"] = orjson.loads(args[k])
+            tetragon._probe("process_kprobe", ev, row)
+        except Exception:  # noqa: BLE001 - the per-record path explains
+            bad[todo[k]] = True
+            row = {}
+        for c in _PROBE_COLUMNS:
+            values[c].append(row.get(c))
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[todo] = np.arange(len(todo), dtype=np.int64)
+    positions = pa.array(pos, mask=pos < 0)
+    for c, vals in values.items():
+        cols[c] = pa.array(vals, type=PROCESSES.column(c).arrow_type).take(positions)
+
+
+def _convert(
+    rb: pa.RecordBatch, offset: int, lines: _Lines, odd: np.ndarray, evidence: str, evidence_id: str
+) -> tuple[pa.Table, np.ndarray]:
+    """One DuckDB batch -> (processes rows of its ordinary events, line numbers of the declined ones)."""
+    from kubeforensics.sources.fields import container_hex
+
+    rows = np.arange(offset, offset + rb.num_rows, dtype=np.int64)
+    line_of = lines.of(rows)
+    ok = rb.column("ok").to_numpy(zero_copy_only=False) & ~np.isin(line_of, odd)
+    t = pa.Table.from_batches([rb]).filter(pa.array(ok))
+    kept = line_of[ok]
+    n = t.num_rows
+    bad = np.zeros(n, dtype=bool)
+    cols: dict[str, Any] = {name: t.column(name) for name in t.column_names}
+
+    cols["pod_labels"] = _pod_labels(t, bad)
+
+    def hex_of(value: str | None) -> str | None:
+        return container_hex(value)
+
+    cid = _per_value(t.column("k_container_id"), hex_of, pa.string(), bad)
+    docker = _per_value(t.column("k_docker"), hex_of, pa.string(), bad)
+    cols["container_id"] = pc.coalesce(cid, docker)
+    cols["args"] = _redacted(t.column("args"), t.column("args_flag"))
+    cols["parent_args"] = _redacted(t.column("parent_args"), t.column("parent_args_flag"))
+    _probe_cells(t, cols, bad)
+
+    line = pa.array(kept, type=pa.int64())
+    cols["line"] = line
+    cols["event_id"] = pc.binary_join_element_wise(evidence_id, pc.cast(line, pa.string()), ":")
+    cols["evidence"] = pa.repeat(evidence, n)
+    for name in ("time", "start_time"):
+        cols[name] = pc.cast(t.column(name), pa.int64()).cast(PROCESSES.column(name).arrow_type)
+    arrays = []
+    for field in PROCESSES.arrow_schema:
+        c = cols.get(field.name)
+        if c is None:
+            c = pa.nulls(n, field.type)
+        elif c.type != field.type:
+            c = c.cast(field.type)
+        arrays.append(c)
+    table = pa.Table.from_arrays(arrays, schema=PROCESSES.arrow_schema)
+    rejected = line_of[~ok]
+    if bad.any():
+        rejected = np.sort(np.concatenate([rejected, kept[bad]]))
+        table = table.filter(pa.array(~bad))
+    return table, rejected
