@@ -53,14 +53,20 @@ PRE_WINDOW_EXIT_NS = 40_000_000  # before the window a probe exits at most this 
 S_TIME = 978307200 * NS + 123456789  # 2001-01-01T00:00:00.123456789Z: never a real time in a dataset
 S_TIME2 = 978310800 * NS + 987654321
 _SEC: dict[int, bytes] = {}
+_DAY: dict[int, bytes] = {}
 
 
 def _sec(s: int) -> bytes:
+    """``YYYY-MM-DDTHH:MM:SS`` of epoch second ``s`` (a week-long span has few repeats: no strftime per second)."""
     b = _SEC.get(s)
     if b is None:
         if len(_SEC) > 100_000:
             _SEC.clear()
-        b = rfc9(s * NS)[:19].encode()
+        d, r = divmod(s, 86400)
+        day = _DAY.get(d)
+        if day is None:
+            day = _DAY[d] = rfc9(d * 86400 * NS)[:11].encode()
+        b = b"%s%02d:%02d:%02d" % (day, r // 3600, r // 60 % 60, r % 60)
         _SEC[s] = b
     return b
 
