@@ -194,3 +194,14 @@ def test_detections_still_find_the_attack_in_a_spanned_case(pair: tuple[Path, Pa
     # the routine background before the window raises nothing
     first_step = pd.Timestamp(truth["steps"][0]["time"])
     assert findings["first_seen"].min() > first_step - pd.Timedelta("2h")
+
+
+def test_a_spanned_case_is_reproducible_in_one_process(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    from kubeforensics.simulate import build
+    from kubeforensics.simulate.scale import write_scaled
+
+    _, spanned = pair
+    write_scaled(build(SCENARIO, SEED), tmp_path, N, processes=1, span=parse_duration(SPAN))
+    for p in sorted(spanned.rglob("*")):
+        if p.is_file():
+            assert p.read_bytes() == (tmp_path / p.relative_to(spanned)).read_bytes(), p.name
