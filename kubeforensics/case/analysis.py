@@ -25,6 +25,7 @@ class AnalysisMixin:
     """Mixed into :class:`kubeforensics.case.Case`."""
 
     path: Path
+    query: Any  # CaseQuery, provided by Case
 
     def frames(self, **filters: Any) -> dict[str, pd.DataFrame]:  # provided by Case
         raise NotImplementedError
@@ -68,13 +69,13 @@ class AnalysisMixin:
         The default run (no Sigma folder, default tuning) is cached in the case and feeds the
         timeline's ``severity``/``techniques`` columns and the story.
         """
-        from kubeforensics.detect import run_rules
+        from kubeforensics.detect.pushdown import case_findings
 
         cacheable = sigma is None and config is None
         cache = self.path / "derived" / "findings.parquet"
         if cacheable and cache.is_file() and not refresh:
             return _lists(pd.read_parquet(cache))
-        df = run_rules(self._tables(), sigma=sigma, config=config)
+        df = case_findings(self.query, sigma=sigma, config=config)
         if cacheable:
             cache.parent.mkdir(exist_ok=True)
             df.to_parquet(cache, index=False)

@@ -11,7 +11,7 @@ import pandas as pd
 from kubeforensics.detect.conditions import derive
 from kubeforensics.detect.model import Severity
 from kubeforensics.detect.netutil import internal_mask, to_ns
-from kubeforensics.detect.pyrule import PyRule
+from kubeforensics.detect.pyrule import Load, PyRule, basename_sql, sql_in
 from kubeforensics.detect.stats import _ts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -86,6 +86,16 @@ class TokenAwayFromPod(PyRule):
                  "audit": [{"user": "system:serviceaccount:shop:web", "sa_pod_name": "web-1", "source_ip": "10.244.1.7", "verb": "list", "resource": "secrets", "code": 200},
                            {"user": "system:serviceaccount:shop:api", "sa_pod_name": "api-1", "source_ip": "10.244.9.9", "verb": "get", "resource": "configmaps", "code": 200}]}]
 
+    loads = {
+        "audit": Load(("user", "sa_pod_name", "source_ip", "verb", "resource", "subresource", "namespace", "name",
+                       "CASE WHEN subresource = 'status' THEN request_object END AS request_object"),
+                      "(sa_pod_name IS NOT NULL AND source_ip IS NOT NULL)"
+                      " OR (resource = 'pods' AND subresource = 'status' AND request_object IS NOT NULL)"),
+        "objects": Load(("kind", "namespace", "name", "pod_ip", "pod_ips"), "kind = 'Pod'", distinct=True),
+        "flows": Load(("src_namespace", "src_pod", "src_ip", "dst_namespace", "dst_pod", "dst_ip"), distinct=True),
+        "processes": Load(("namespace", "pod", "saddr"), "saddr IS NOT NULL AND pod IS NOT NULL", distinct=True),
+    }
+
     def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         a = tables["audit"]
         a = a[a["sa_pod_name"].notna() & a["source_ip"].notna()]
@@ -103,6 +113,9 @@ def _shells_under_runtime(p: pd.DataFrame, config: "TuningConfig") -> pd.DataFra
     e = p[(p["event_type"] == "exec") & p["pod"].notna()]
     e = e[e["binary_name"].isin(config.list("shells")) & e["parent_name"].isin(config.list("container_runtimes"))]
     return e[~e["args"].astype("string").str.match(r"^-c\s", na=False).astype(bool)]
+
+
+EXECS_SQL = "resource = 'pods' AND subresource IN ('exec', 'attach') AND verb IN ('create', 'get')"
 
 
 def _execs(a: pd.DataFrame) -> pd.DataFrame:
@@ -126,6 +139,15 @@ class ShellWithoutExec(PyRule):
                  "processes": [{"time": _ts(30), "event_type": "exec", "namespace": "default", "pod": "web-1", "binary": "/bin/bash", "parent_binary": "/usr/bin/runc", "node": "node-1"}]}]
     negative = [{"audit": [{"time": _ts(0), "verb": "create", "resource": "pods", "subresource": "exec", "namespace": "default", "name": "web-1", "user": "x", "code": 101}],
                  "processes": [{"time": _ts(1), "event_type": "exec", "namespace": "default", "pod": "web-1", "binary": "/bin/bash", "parent_binary": "/usr/bin/runc"}]}]
+
+    def plan(self, config: "TuningConfig") -> dict[str, Load]:
+        return {
+            "processes": Load(("event_type", "namespace", "pod", "binary", "parent_binary", "args", "node"),
+                              f"event_type = 'exec' AND pod IS NOT NULL"
+                              f" AND {sql_in(basename_sql('binary'), config.list('shells'))}"
+                              f" AND {sql_in(basename_sql('parent_binary'), config.list('container_runtimes'))}"),
+            "audit": Load(("namespace", "name", "resource", "subresource", "verb"), EXECS_SQL),
+        }
 
     def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         sh = _shells_under_runtime(tables["processes"], config)
@@ -164,6 +186,15 @@ class ExecThenHostEntry(PyRule):
                  "processes": [{"time": _ts(40), "event_type": "exec", "namespace": "default", "pod": "attacker", "binary": "/usr/bin/nsenter", "args": "-t 1 -m -u -n -i -p bash", "parent_binary": "/bin/bash", "node": "node-1"}]}]
     negative = [{"audit": [{"time": _ts(0), "verb": "create", "resource": "pods", "subresource": "exec", "namespace": "default", "name": "attacker", "user": "eve", "code": 101}],
                  "processes": [{"time": _ts(4000), "event_type": "exec", "namespace": "default", "pod": "attacker", "binary": "/usr/bin/nsenter", "args": "-t 1 -m bash", "parent_binary": "/bin/bash"}]}]
+
+    loads = {
+        "processes": Load(("event_type", "namespace", "pod", "binary", "args", "function_name", "host_namespaces", "node",
+                           "parent_binary"),
+                          "pod IS NOT NULL AND ((event_type = 'exec' AND (regexp_extract(\"binary\", '[^/]*$') IN ('nsenter', 'unshare')"
+                          " OR list_has_any(host_namespaces, ['mnt', 'pid']))) OR ends_with(function_name, 'setns'))"),
+        "audit": Load(("namespace", "name", "user", "source_ip", "exec_command", "code", "resource", "subresource", "verb"),
+                      EXECS_SQL + " AND (code IS NULL OR code < 400)"),
+    }
 
     def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         p = tables["processes"]
@@ -205,6 +236,12 @@ class DropExecConnect(PyRule):
     negative = [{"processes": [
         {"time": _ts(5), "event_type": "exec", "namespace": "shop", "pod": "web-1", "node": "node-1", "binary": "/usr/local/bin/app"},
         {"time": _ts(6), "event_type": "kprobe", "function_name": "tcp_connect", "namespace": "shop", "pod": "web-1", "node": "node-1", "binary": "/usr/local/bin/app", "daddr": "203.0.113.5", "dport": 443}]}]
+
+    loads = {"processes": Load(
+        ("event_type", "binary", "parent_binary", "args", "file_path", "function_name", "daddr", "dport", "node",
+         "namespace", "pod", "container_id"),
+        "event_type = 'exec' OR (daddr IS NOT NULL AND contains(function_name, 'connect'))"
+        " OR (file_path IS NOT NULL AND event_type IN ('kprobe', 'lsm', 'tracepoint'))")}
 
     def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         p = tables["processes"]
@@ -262,6 +299,15 @@ class HostRootChroot(PyRule):
                  "processes": [{"time": _ts(60), "event_type": "exec", "namespace": "default", "pod": "rootpod", "binary": "/usr/sbin/chroot", "args": "/host bash", "node": "node-1"}]}]
     negative = [{"audit": [{"time": _ts(0), "verb": "create", "resource": "pods", "namespace": "default", "name": "logs", "user": "eve", "pod_host_paths": ["/var/log"], "code": 201}],
                  "processes": [{"time": _ts(60), "event_type": "exec", "namespace": "default", "pod": "logs", "binary": "/usr/sbin/chroot", "args": "/host bash"}]}]
+
+    loads = {
+        "processes": Load(("event_type", "namespace", "pod", "binary", "parent_binary", "args", "node"),
+                          "event_type = 'exec' AND pod IS NOT NULL"
+                          " AND (regexp_extract(\"binary\", '[^/]*$') = 'chroot' OR contains(args, 'chroot'))"),
+        "audit": Load(("verb", "resource", "subresource", "namespace", "name", "user", "pod_host_paths"),
+                      "verb = 'create' AND resource = 'pods' AND subresource IS NULL AND list_contains(pod_host_paths, '/')"),
+        "objects": Load(("kind", "namespace", "name", "host_paths"), "kind = 'Pod' AND list_contains(host_paths, '/')"),
+    }
 
     def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         p = tables["processes"]

@@ -116,6 +116,7 @@ class YamlRule:
     allow: dict[str, list[str]]
     tests: dict[str, list[Any]] = field(default_factory=dict)
     reads: tuple[str, ...] = ()  # condition columns (derived ones included)
+    condition: Any = None  # the condition as written (translated to SQL by kubeforensics.detect.pushdown)
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any], where: str) -> "YamlRule":
@@ -159,7 +160,7 @@ class YamlRule:
             origin=where,
         )
         cond_cols = tuple(sorted(_condition_columns(d["condition"])))
-        return cls(meta, table, mask, str(d["summary"]), entity, key, allow, dict(d.get("tests") or {}), cond_cols)
+        return cls(meta, table, mask, str(d["summary"]), entity, key, allow, dict(d.get("tests") or {}), cond_cols, d["condition"])
 
     def evaluate(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         """Hits of this rule in ``tables[self.table]``."""

@@ -184,29 +184,42 @@ def run_rules(
     frames = prepare(tables)
     for name, cols in EAGER.items():
         frames[name] = derive(name, frames[name], cols)
+    errors: dict[str, str] = {}
+    parts = [evaluate_rule(rule, frames, cfg, errors) for rule in selected_rules(rules, sigma, cfg)]
+    return finish(parts, errors)
+
+
+def selected_rules(rules: Iterable[Rule | str] | Mapping[str, Rule] | None, sigma: str | Path | None,
+                   cfg: TuningConfig) -> list[Rule]:
+    """The rules to run: ``rules`` (default all built-in), plus Sigma rules, minus disabled ones."""
     selected = _select(rules)
     if sigma is not None:
         from kubeforensics.detect.sigma import load_sigma
 
         selected += list(load_sigma(sigma).values())
-    parts: list[pd.DataFrame] = []
-    errors: dict[str, str] = {}
-    for rule in selected:
-        rid = rule.meta.id
-        if rid in cfg.disabled_rules:
-            continue
-        try:
-            hits = rule.evaluate(frames, cfg)
-        except Exception as exc:  # noqa: BLE001 - one broken rule must not hide the others' findings
-            log.exception("rule %s failed", rid)
-            errors[rid] = f"{type(exc).__name__}: {exc}"
-            continue
-        f = aggregate(rule, hits)
-        if not f.empty and cfg.suppress:
-            keep = [not cfg.suppressed(rid, r) for r in f[["namespace", "pod", "actor"]].to_dict("records")]
-            f = f[keep]
-        if not f.empty:
-            parts.append(f)
+    return [r for r in selected if r.meta.id not in cfg.disabled_rules]
+
+
+def evaluate_rule(rule: Rule, frames: Mapping[str, pd.DataFrame], cfg: TuningConfig,
+                  errors: dict[str, str]) -> pd.DataFrame:
+    """One rule's findings (suppressions applied); a failing rule is logged into ``errors``."""
+    rid = rule.meta.id
+    try:
+        hits = rule.evaluate(frames, cfg)
+    except Exception as exc:  # noqa: BLE001 - one broken rule must not hide the others' findings
+        log.exception("rule %s failed", rid)
+        errors[rid] = f"{type(exc).__name__}: {exc}"
+        return empty_findings()
+    f = aggregate(rule, hits)
+    if not f.empty and cfg.suppress:
+        keep = [not cfg.suppressed(rid, r) for r in f[["namespace", "pod", "actor"]].to_dict("records")]
+        f = f[keep]
+    return f
+
+
+def finish(parts: Iterable[pd.DataFrame], errors: dict[str, str]) -> pd.DataFrame:
+    """Concatenate per-rule findings into the contract's frame, most severe first."""
+    parts = [p for p in parts if not p.empty]
     out = pd.concat(parts, ignore_index=True) if parts else empty_findings()
     out["severity"] = out["severity"].astype(SEVERITY_DTYPE)
     out["first_seen"] = pd.to_datetime(out["first_seen"], utc=True).astype("datetime64[ns, UTC]")

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Mapping
 
 import pandas as pd
+import pyarrow as pa
 
 from kubeforensics.schema import TABLES, empty_table, to_arrow
 
@@ -44,7 +45,12 @@ def _coerce(kind: str, value: Any) -> Any:
 
 
 def make_frame(table: str, rows: list[Mapping[str, Any]]) -> pd.DataFrame:
-    """A frame of canonical ``table`` from small row dicts (tests, rule examples).
+    """A frame of canonical ``table`` from small row dicts: :func:`make_table` as pandas."""
+    return make_table(table, rows).to_pandas()
+
+
+def make_table(table: str, rows: list[Mapping[str, Any]]) -> pa.Table:
+    """An Arrow table of canonical ``table`` from small row dicts (tests, rule examples).
 
     Missing columns are null; ``time`` defaults to 2024-01-01 plus the row
     number in seconds, ``event_id`` to ``<table>-<n>``.  Timestamps may be ISO
@@ -68,7 +74,7 @@ def make_frame(table: str, rows: list[Mapping[str, Any]]) -> pd.DataFrame:
         if r["event_id"] is None:
             r["event_id"] = f"{table}-{i + 1}"
         out.append(r)
-    return to_arrow(spec, out).to_pandas()
+    return to_arrow(spec, out)
 
 
 def empty_frame(table: str) -> pd.DataFrame:

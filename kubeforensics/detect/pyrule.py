@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import pandas as pd
@@ -14,6 +15,43 @@ if TYPE_CHECKING:  # pragma: no cover
     from kubeforensics.detect.tuning import TuningConfig
 
 Frames = dict[str, list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Load:
+    """What a Python rule reads of one table when the case pushes detection down to storage
+    (:mod:`kubeforensics.detect.pushdown`).
+
+    ``columns``: column names, or ``"<SQL expression> AS <name>"`` to narrow a wide column to
+    the rows that use it.  ``where``: a DuckDB condition every row :meth:`PyRule.find` can use
+    satisfies (it may let more rows through, never fewer); None reads every row.  ``distinct``:
+    the rule only needs the distinct values of ``columns`` (no ``time``/``event_id`` added).
+    The columns the summary, entity and key name are added automatically.
+    """
+
+    columns: tuple[str, ...] = ()
+    where: str | None = None
+    distinct: bool = False
+
+
+def sql_literal(value: Any) -> str:
+    """A DuckDB literal for a string, number or boolean (strings quoted, quotes doubled)."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_in(expr: str, values: Any) -> str:
+    """``expr IN (...)`` over literal values (FALSE for none)."""
+    vals = list(values)
+    return f"{expr} IN ({', '.join(sql_literal(v) for v in vals)})" if vals else "FALSE"
+
+
+def basename_sql(column: str) -> str:
+    """The SQL of :func:`kubeforensics.detect.conditions.basename`: the last path component."""
+    return f"regexp_extract(\"{column}\", '[^/]*$')"
 
 
 class PyRule:
@@ -40,6 +78,12 @@ class PyRule:
     key: ClassVar[tuple[str, ...]] = ()
     positive: ClassVar[list[Frames]] = []
     negative: ClassVar[list[Frames]] = []
+    #: Per table, what :meth:`find` reads (see :class:`Load`); tables not named are not read.
+    loads: ClassVar[dict[str, Load]] = {}
+
+    def plan(self, config: "TuningConfig") -> dict[str, Load]:
+        """The :class:`Load` of each table this rule reads (override when it depends on the tuning)."""
+        return dict(self.loads)
 
     @property
     def meta(self) -> RuleMeta:
@@ -61,7 +105,16 @@ class PyRule:
 
     def evaluate(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         """Hits: the rows :meth:`find` returns, keyed by :attr:`key` (default: the entity columns)."""
-        if any(tables.get(s) is None or tables[s].empty for s in (self.requires or self.sources)):
+        # A pushed-down run hands over only the rows find() can use: whether a source has data
+        # at all is then told by the full tables' row counts.
+        sizes: Mapping[str, int] | None = getattr(tables, "full_rows", None)
+
+        def empty(s: str) -> bool:
+            if sizes is not None:
+                return not sizes.get(s, 0)
+            return tables.get(s) is None or tables[s].empty
+
+        if any(empty(s) for s in (self.requires or self.sources)):
             return empty_hits()
         rows = self.find(tables, config)
         if rows is None or rows.empty:

@@ -10,7 +10,7 @@ import pandas as pd
 from kubeforensics.detect.conditions import globs_regex
 from kubeforensics.detect.model import Severity
 from kubeforensics.detect.netutil import entropy, internal_mask, registered_domain, to_ns
-from kubeforensics.detect.pyrule import PyRule
+from kubeforensics.detect.pyrule import Load, PyRule
 
 if TYPE_CHECKING:  # pragma: no cover
     from kubeforensics.detect.tuning import TuningConfig
@@ -48,6 +48,8 @@ class ForbiddenBurst(PyRule):
     positive = [{"audit": [{"time": _ts(i), "user": "system:serviceaccount:shop:web", "verb": "list", "resource": r, "code": 403, "source_ip": "10.244.1.7"} for i, r in enumerate(["pods", "secrets", "nodes", "namespaces", "roles", "configmaps", "services", "deployments", "daemonsets", "jobs", "cronjobs", "ingresses"])]}]
     negative = [{"audit": [{"time": _ts(i * 300), "user": "alice", "verb": "get", "resource": "pods", "code": 403} for i in range(12)]}]
 
+    loads = {"audit": Load(("code", "user", "source_ip", "verb", "resource"), "code IN (401, 403)")}
+
     def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         a = tables["audit"]
         d = a[a["code"].isin([401, 403])]
@@ -82,6 +84,9 @@ class HighEntropyDns(PyRule):
     key = ("src_namespace", "src_pod", "domain")
     positive = [{"flows": [{"time": _ts(i), "src_namespace": "shop", "src_pod": "web-1", "src_ip": "10.244.1.7", "dns_query": f"{h}.x.exfil-example.net.", "l7_type": "REQUEST"} for i, h in enumerate(__import__("hashlib").sha256(str(i).encode()).hexdigest()[:30] for i in range(25))]}]
     negative = [{"flows": [{"time": _ts(i), "src_namespace": "shop", "src_pod": "web-1", "src_ip": "10.244.1.7", "dns_query": q, "l7_type": "REQUEST"} for i, q in enumerate(["api.github.com.", "db.shop.svc.cluster.local.", "db.shop.svc.cluster.local.shop.svc.cluster.local."] * 10)]}]
+
+    loads = {"flows": Load(("dns_query", "l7_type", "src_namespace", "src_pod", "src_ip"),
+                           "dns_query IS NOT NULL AND (l7_type IS NULL OR l7_type <> 'RESPONSE')")}
 
     def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         f = tables["flows"]
@@ -120,6 +125,9 @@ class PeriodicBeacon(PyRule):
     key = ("src_namespace", "source", "dst_ip", "dst_port")
     positive = [{"flows": [{"time": _ts(i * 60 + (i % 2)), "src_namespace": "", "src_ip": "192.168.1.10", "src_labels": ["reserved:host"], "dst_ip": "203.0.113.50", "dst_port": 443, "protocol": "TCP", "tcp_flags": "SYN", "dst_labels": ["reserved:world"], "is_reply": False} for i in range(10)]}]
     negative = [{"flows": [{"time": _ts(t), "src_namespace": "shop", "src_pod": "web-1", "src_ip": "10.244.1.7", "dst_ip": "203.0.113.50", "dst_port": 443, "protocol": "TCP", "tcp_flags": "SYN", "dst_labels": ["reserved:world"], "is_reply": False} for t in (0, 5, 300, 320, 1900, 2000, 5000, 5003, 9000, 20000)]}]
+
+    loads = {"flows": Load(("src_namespace", "src_workload", "src_pod", "src_ip", "dst_ip", "dst_port", "dst_pod", "dst_labels", "tcp_flags", "is_reply"),
+                           "dst_pod IS NULL AND dst_port <> 53 AND (is_reply IS NULL OR NOT is_reply) AND list_contains(dst_labels, 'reserved:world')")}
 
     def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         f = tables["flows"]
@@ -166,6 +174,9 @@ class FanOutScan(PyRule):
     positive = [{"flows": [{"time": _ts(i), "src_namespace": "shop", "src_pod": "web-1", "src_ip": "10.244.1.7", "dst_ip": f"10.96.{i // 5}.{i}", "dst_port": 80 + i % 5, "verdict": "DROPPED", "tcp_flags": "SYN", "is_reply": False} for i in range(30)]}]
     negative = [{"flows": [{"time": _ts(i), "src_namespace": "shop", "src_pod": "web-1", "src_ip": "10.244.1.7", "dst_ip": "10.96.0.20", "dst_port": 5432, "verdict": "FORWARDED", "is_reply": False} for i in range(30)]}]
 
+    loads = {"flows": Load(("src_namespace", "src_pod", "src_ip", "dst_ip", "dst_port", "verdict", "is_reply"),
+                           "(is_reply IS NULL OR NOT is_reply) AND src_pod IS NOT NULL AND dst_ip IS NOT NULL")}
+
     def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         f = tables["flows"]
         f = f[_outbound(f) & f["src_pod"].notna() & f["dst_ip"].notna()]
@@ -201,6 +212,9 @@ class ServiceAccountFromOutside(PyRule):
     positive = [{"audit": [{"user": "system:serviceaccount:kube-system:kube-backup", "source_ip": "203.0.113.77", "verb": "list", "resource": "secrets", "code": 200, "sa_credential_id": "JTI=abc"}]}]
     negative = [{"audit": [{"user": "system:serviceaccount:shop:web", "source_ip": "10.244.1.7", "verb": "list", "resource": "pods", "code": 200}]}, {"audit": [{"user": "system:serviceaccount:ci:deployer", "source_ip": "203.0.113.77", "verb": "patch", "resource": "deployments", "code": 200}]}]
 
+    loads = {"audit": Load(("user", "source_ip", "sa_pod_name", "sa_credential_id", "verb", "resource", "user_agent"),
+                           "starts_with(\"user\", 'system:serviceaccount:') AND source_ip IS NOT NULL")}
+
     def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         a = tables["audit"]
         a = a[a["user"].astype("string").str.startswith("system:serviceaccount:", na=False).astype(bool) & a["source_ip"].notna()]
@@ -229,6 +243,16 @@ class CredentialNewOrigin(PyRule):
                            {"time": _ts(900), "user": "alice", "source_ip": "10.30.0.9", "user_agent": "kubectl/v1.30.1", "code": 200},
                            {"time": _ts(950), "user": "bob", "source_ip": "10.20.0.5", "user_agent": "kubectl/v1.30.1", "code": 200},
                            {"time": _ts(990), "user": "bob", "source_ip": "10.20.0.7", "user_agent": "Mozilla/5.0 (dashboard)", "code": 200}]}]
+
+    # Only users seen from 2+ networks with 2+ clients can match (counted before the allow-lists,
+    # so on at least the rows find() counts on).
+    loads = {"audit": Load(("user", "source_ip", "user_agent"), """
+        "user" IN (SELECT "user" FROM {audit}
+                   WHERE "user" IS NOT NULL AND source_ip IS NOT NULL AND user_agent IS NOT NULL
+                   GROUP BY "user"
+                   HAVING count(DISTINCT regexp_replace(source_ip, '[.:][0-9a-f]+$', '')) >= 2
+                      AND count(DISTINCT user_agent) >= 2)
+        AND source_ip IS NOT NULL AND user_agent IS NOT NULL AND "user" <> 'system:anonymous'""")}
 
     def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
         a = tables["audit"]
