@@ -76,7 +76,7 @@ _V = "VARCHAR"
 _PROC = (
     f"STRUCT(exec_id {_V}, parent_exec_id {_V}, pid {_V}, tid {_V}, uid {_V}, auid {_V}, \"binary\" {_V}, "
     f"arguments {_V}, cwd {_V}, flags {_V}, start_time {_V}, cap STRUCT(effective {_V}[], permitted {_V}[]), "
-    f"ns MAP({_V}, STRUCT(is_host JSON)), "
+    "ns JSON, "
     f"pod STRUCT(namespace {_V}, name {_V}, uid {_V}, workload {_V}, workload_kind {_V}, pod_labels JSON, "
     f"labels JSON, container STRUCT(id {_V}, name {_V}, image STRUCT(name {_V}, id {_V}))), docker {_V})"
 )
@@ -148,6 +148,7 @@ def _sql(path: str, gz: bool) -> str:
             no_nulls("p.cap.effective"), no_nulls("p.cap.permitted"),
             f"(p.pod.pod_labels IS NULL OR NOT regexp_matches(CAST(p.pod.pod_labels AS {_V}), '{_JSON_ODD_RE2}'))",
             f"(p.pod.labels IS NULL OR NOT regexp_matches(CAST(p.pod.labels AS {_V}), '{_JSON_ODD_RE2}'))",
+            f"(p.ns IS NULL OR NOT regexp_matches(CAST(p.ns AS {_V}), '{_JSON_ODD_RE2}'))",
             f"(k_args IS NULL OR NOT regexp_matches(k_args, '{_JSON_ODD_RE2}'))",
             f"(k_ret IS NULL OR NOT regexp_matches(k_ret, '{_JSON_ODD_RE2}'))",
         ]
@@ -169,7 +170,7 @@ WITH raw AS (
 ), checked AS (SELECT *, coalesce({ok}, false) AS ok FROM timed)
 SELECT
   ok,
-  time AS k_time, node_name AS node, p.exec_id AS exec_id,
+  time AS k_time, node_name AS node, p.exec_id AS exec_id, p.pid AS k_pid,
   coalesce(t_ns, st_ns) AS time,
   CASE WHEN t_ns IS NOT NULL THEN 'time' ELSE 'process.start_time' END AS time_source,
   CASE WHEN process_exec IS NOT NULL THEN 'exec' WHEN process_exit IS NOT NULL THEN 'exit' ELSE 'kprobe' END
@@ -191,8 +192,7 @@ SELECT
   {as_int('par.pid')} AS parent_pid,
   list_transform(ancestors, lambda a: coalesce(a.exec_id, '')) AS ancestors,
   p.cap.effective AS caps_effective, p.cap.permitted AS caps_permitted,
-  list_transform(list_filter(map_entries(p.ns), lambda e: CAST(e.value.is_host AS {_V}) = 'true'),
-                 lambda e: e.key) AS host_namespaces,
+  CAST(p.ns AS {_V}) AS k_ns,
   process_kprobe.function_name AS function_name, process_kprobe.policy_name AS policy_name,
   process_kprobe.action AS action,
   {as_int('process_exit.status')} AS exit_status, nullif(process_exit.signal, '') AS exit_signal,
@@ -331,7 +331,56 @@ def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None
 
 
 class _EventCursor(_LineCursor):
-    """:class:`audit_fast._LineCursor` comparing the fields that identify a Tetragon line."""
+    """:class:`audit_fast._LineCursor` comparing the fields that identify a Tetragon line.
+
+    Lines are skipped by counting newlines in big blocks rather than read one by
+    one (the audit cursor's ``readline`` per line cost more than the checks).
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._buf = b""
+        self._pos = 0  # where line self._line + 1 starts in self._buf
+
+    def _more(self) -> bool:
+        data = self._f.read(_CHUNK)
+        if not data:
+            return False
+        self._buf = self._buf[self._pos:] + data
+        self._pos = 0
+        return True
+
+    def _get(self, n: int) -> bytes | None:
+        if n == self._line:
+            return self._last
+        if n < self._line:  # lines are asked for in increasing order; never re-read
+            return None
+        need = n - 1 - self._line  # newlines to pass before line n starts
+        while need:
+            have = self._buf.count(b"\n", self._pos)
+            if have < need:
+                need -= have
+                self._line += have
+                self._buf, self._pos = b"", 0
+                if not self._more():
+                    return None
+                continue
+            find, pos = self._buf.find, self._pos
+            for _ in range(need):
+                pos = find(b"\n", pos) + 1
+            self._line += need
+            self._pos, need = pos, 0
+        end = self._buf.find(b"\n", self._pos)
+        while end < 0:
+            if not self._more():
+                end = len(self._buf)
+                break
+            end = self._buf.find(b"\n", self._pos)
+        data = self._buf[self._pos:end]
+        self._pos = end + 1
+        self._line += 1
+        self._last = data[3:] if n == 1 and data.startswith(BOM) else data
+        return self._last if self._last else None
 
     def matches(self, rb: pa.RecordBatch, row: int, line: int) -> bool:
         raw = self._get(line)
@@ -346,7 +395,10 @@ class _EventCursor(_LineCursor):
         ev = next((obj[k] for k in _EVENTS if k in obj), None)
         proc = ev.get("process") if isinstance(ev, dict) else None
         exec_id = proc.get("exec_id") if isinstance(proc, dict) else None
-        for want, col in ((obj.get("time"), "k_time"), (obj.get("node_name"), "node"), (exec_id, "exec_id")):
+        pid = proc.get("pid") if isinstance(proc, dict) else None
+        pid = str(pid) if pid.__class__ is int else pid
+        for want, col in ((obj.get("time"), "k_time"), (obj.get("node_name"), "node"), (exec_id, "exec_id"),
+                          (pid, "k_pid")):
             got = rb.column(col)[row].as_py()
             if want is None:
                 same = got is None
@@ -442,6 +494,19 @@ def _labels_of(pod_labels: str | None, labels: str | None) -> str | None:
     return as_json(value) if value is not None else None
 
 
+def _host_namespaces(ns: str | None) -> list[str] | None:
+    """``host_namespaces`` the way :func:`tetragon._process` computes it, from DuckDB's JSON text."""
+    from kubeforensics.sources import tetragon
+
+    if ns is None:
+        return None
+    return [
+        name
+        for name, v in tetragon._obj(orjson.loads(ns), "process.ns").items()
+        if tetragon._obj(v, "process.ns.<name>").get("is_host") is True
+    ]
+
+
 def _pod_labels(t: pa.Table, bad: np.ndarray) -> pa.Array | pa.ChunkedArray:
     legacy = t.column("k_labels")
     if legacy.null_count == len(legacy):  # the usual case: one reference call per distinct label set
@@ -525,6 +590,7 @@ def _convert(
     cols: dict[str, Any] = {name: t.column(name) for name in t.column_names}
 
     cols["pod_labels"] = _pod_labels(t, bad)
+    cols["host_namespaces"] = _per_value(t.column("k_ns"), _host_namespaces, pa.list_(pa.string()), bad)
 
     def hex_of(value: str | None) -> str | None:
         return container_hex(value)
