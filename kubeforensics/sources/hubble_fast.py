@@ -57,7 +57,7 @@ import pyarrow.compute as pc
 from kubeforensics.redact import MAYBE_SECRET_PATTERN
 from kubeforensics.schema import FLOWS
 from kubeforensics.sources import audit_fast
-from kubeforensics.sources.audit_fast import _connect, _LineCursor, _Lines, _ts_ns, scan_lines
+from kubeforensics.sources.audit_fast import _CHUNK, _connect, _Lines, _ts_ns, scan_lines
 from kubeforensics.sources.hubble import TCP_FLAGS
 from kubeforensics.sources.records import BOM, GZIP_MAGIC, _readline, open_evidence
 
@@ -99,10 +99,17 @@ _FLOW: dict[str, str] = {
     "source": _ENDPOINT, "destination": _ENDPOINT, "l7": _L7,
 }
 
-#: A value read as text that was not a JSON string/integer/boolean (after a field separator): an object or
-#: array, a 19-digit integer, a decimal or exponent number (orjson may render it otherwise, or refuse it),
-#: NaN or Infinity.
-_ODD_RE2 = r"(^|\x1f)([\[{]|-?\d{19}|-?(\d+\.\d+|\d[\d.]*[eE][-+]?\d+|(?i:nan|inf|infinity))(\x1f|$))"
+#: A value read as text that was not a JSON string/integer/boolean/finite float: an object or array, a
+#: 19-digit integer (orjson reads 64-bit overflow as a float), a number with a 3-digit exponent (beyond
+#: double range orjson refuses the line; DuckDB keeps the text), NaN or Infinity (orjson refuses those too).
+#: DuckDB renders other JSON numbers exactly as ``str()`` of orjson's value (tested on random doubles).
+_ODD = r"[\[{]|-?\d{19}|-?\d[\d.]*[eE][-+]?\d{3,}(\x1f|$)|-?(?i:nan|inf|infinity)(\x1f|$)"
+#: ... in the text of one value (``_odd_rows``), and after a field separator in joined values (in SQL).
+_ODD_VALUE_RE2 = "^(" + _ODD + ")"
+_ODD_RE2 = r"(^|\x1f)(" + _ODD + ")"
+#: First bytes an odd value can start with (the others need no regex).
+_ODD_FIRST = np.zeros(256, dtype=bool)
+_ODD_FIRST[list(b"[{-0123456789nNiI")] = True
 #: Text that ``redact.text`` could change: the shared secret pre-check, or any non-ASCII character
 #: (case folding of non-ASCII letters differs between RE2 and Python).
 _REDACT_RE2 = MAYBE_SECRET_PATTERN + r"|[^\x00-\x7F]"
@@ -166,28 +173,17 @@ def _sql(path: str, gzip: bool, envelopes: bool) -> str:
             f"{e}.workloads[1].name AS {p}_workload"
         )
 
-    def no_nulls(lst: str) -> str:
-        return f"({lst} IS NULL OR len({lst}) = list_aggregate({lst}, 'count'))"
-
     def int_ok(raw: str, cast: str) -> str:
         return f"({raw} IS NULL OR {raw} = '' OR (regexp_matches({raw}, '{_INT_RE2}') AND {cast} IS NOT NULL))"
 
     src_e, dst_e, l7, dns, http = f("source"), f("destination"), f("l7"), f("l7") + ".dns", f("l7") + ".http"
-    texts = [
-        f("uuid"), f("node_name"), '"node_name"', f("verdict"), f("drop_reason_desc"), f("drop_reason"), f("Type"),
-        f("traffic_direction"), f("source_service") + ".name", f("source_service") + ".namespace",
-        f("destination_service") + ".name", f("destination_service") + ".namespace",
-        f"array_to_string({f('destination_names')}, chr(31))", f("Summary"),
-        f("IP") + ".source", f("IP") + ".destination", f("IP") + '."ipVersion"',
-        *(x for e in (src_e, dst_e) for x in (
-            f"{e}.namespace", f"{e}.pod_name", f"array_to_string({e}.labels, chr(31))", f"{e}.workloads[1].name")),
-        f"{l7}.type", f"{dns}.query", f"array_to_string({dns}.ips, chr(31))",
-        f"array_to_string({dns}.qtypes, chr(31))", f"{http}.method", f"{http}.url", f"{http}.protocol",
-    ]
+    # Text columns of the output are checked per batch (``_odd_rows``); these are read but not output as such.
+    texts = [f("source_service") + ".name", f("source_service") + ".namespace",
+             f("destination_service") + ".name", f("destination_service") + ".namespace"]
     flags = ", ".join(f"CASE WHEN contains(l4m.fl, '\"{k}\":true') THEN '{k}' END" for k in TCP_FLAGS)
     ok = " AND ".join([
         "is_flow", "items IS NULL", "time_ns IS NOT NULL",
-        f"NOT regexp_matches(concat_ws(chr(31), {', '.join(texts)}), '{_ODD_RE2}')",
+        f"NOT regexp_matches(concat_ws(chr(31), {', '.join(texts)}), {_lit(_ODD_RE2)})",
         ("(drop_desc_raw IS NOT NULL OR drop_raw IS NULL OR drop_raw = '' "
         "OR regexp_matches(drop_raw, '^[1-9][0-9]{0,17}$'))"),
         "(reply_raw IS NULL OR lower(reply_raw) IN ('true', 'false'))",
@@ -201,20 +197,20 @@ def _sql(path: str, gzip: bool, envelopes: bool) -> str:
         f"(l4m.fl = '' OR regexp_matches(l4m.fl, '{_FLAGS_RE2}'))",
         int_ok(f"{src_e}.identity", "src_identity"), int_ok(f"{dst_e}.identity", "dst_identity"),
         int_ok(f"{dns}.rcode", "dns_rcode"), int_ok(f"{http}.code", "http_code"),
-        *(no_nulls(x) for x in ("dst_names", "src_labels", "dst_labels", "dns_ips", "dns_qtypes")),
     ])
     t_flow = f("time")
     return f"""
-WITH raw AS (
+WITH l4 AS (
+  SELECT *, CAST({f('l4')} AS VARCHAR) AS l4_raw FROM {src}
+), raw AS (
   SELECT *,
     {is_flow} AS is_flow,
     CASE WHEN {t_flow} IS NULL OR {t_flow} = '' THEN "time" ELSE {t_flow} END AS t_txt,
     {f('drop_reason_desc')} AS drop_desc_raw, {f('drop_reason')} AS drop_raw,
     coalesce({f('is_reply')}, {f('reply')}) AS reply_raw,
-    CAST({f('l4')} AS VARCHAR) AS l4_raw,
-    regexp_extract(CAST({f('l4')} AS VARCHAR), '{_L4_PORTED_RE2}', ['proto', 'sp', 'dp', 'fl']) AS l4m,
-    regexp_extract(CAST({f('l4')} AS VARCHAR), '{_L4_OTHER_RE2}', 1) AS l4o
-  FROM {src}
+    regexp_extract(l4_raw, '{_L4_PORTED_RE2}', ['proto', 'sp', 'dp', 'fl']) AS l4m,
+    regexp_extract(l4_raw, '{_L4_OTHER_RE2}', 1) AS l4o
+  FROM l4
 ), cols AS (
   SELECT *,
     {_ts_ns('t_txt')} AS time_ns,
@@ -334,12 +330,52 @@ _KEYS_ENVELOPE = ((("time",), "k_time"), (("node_name",), "k_node"), (("flow", "
 _KEYS_BARE = ((("time",), "k_time"), (("node_name",), "k_node"), (("uuid",), "k_uuid"), (("verdict",), "verdict"))
 
 
-class _FlowCursor(_LineCursor):
-    """:class:`audit_fast._LineCursor` comparing Hubble's identifying fields (times, node, uuid)."""
+class _FlowCursor:
+    """Reads the raw lines of a file forwards, to check that a DuckDB row came from the line it is mapped to.
+
+    Like ``audit_fast._LineCursor`` (whose line-by-line ``readline`` costs ~2 us a line), but it skips
+    the lines between two checks a chunk at a time, and compares Hubble's identifying fields.
+    """
 
     def __init__(self, path: Path, keys: tuple[tuple[tuple[str, ...], str], ...]) -> None:
-        super().__init__(path)
+        self._f = open_evidence(path)
         self._keys = keys
+        self._buf = b""
+        self._pos = 0  # where the next line starts in self._buf
+        self._line = 0  # lines consumed
+        self._last: bytes | None = None  # the text of line self._line
+
+    def close(self) -> None:
+        self._f.close()
+
+    def _more(self) -> bool:
+        data = self._f.read(_CHUNK)
+        self._buf, self._pos = (self._buf[self._pos:] + data if self._pos < len(self._buf) else data), 0
+        return bool(data)
+
+    def _get(self, n: int) -> bytes | None:
+        """The text of line ``n`` (lines are asked for in increasing order), None past the end or too long."""
+        if n == self._line:
+            return self._last
+        if n < self._line:
+            return None
+        for _ in range(n - 1 - self._line):  # skip to line n
+            while (end := self._buf.find(b"\n", self._pos)) < 0:
+                self._buf, self._pos = b"", 0
+                if not self._more():
+                    return None
+            self._pos = end + 1
+            self._line += 1
+        while (end := self._buf.find(b"\n", self._pos)) < 0:
+            if len(self._buf) - self._pos > MAX_OBJECT_BYTES or not self._more():
+                break
+        stop = len(self._buf) if end < 0 else end + 1
+        data = self._buf[self._pos:stop]
+        self._pos = stop
+        self._line += 1
+        too_long = len(data) > MAX_OBJECT_BYTES + 2
+        self._last = None if not data or too_long else data[3:] if n == 1 and data.startswith(BOM) else data
+        return self._last
 
     def matches(self, rb: pa.RecordBatch, row: int, line: int) -> bool:
         raw = self._get(line)
@@ -410,11 +446,52 @@ def _stream(
             con.close()
 
 
+#: Output columns holding text read by ``fields.text`` / ``fields.strings`` (checked by :func:`_odd_rows`).
+_TEXT_COLUMNS = [c.name for c in FLOWS.columns if c.type in ("str", "list<str>")
+                 and c.name not in ("event_id", "evidence", "src_service", "dst_service", "http_headers")]
+
+
+def _odd_rows(col: pa.Array) -> np.ndarray:
+    """Rows of a text or list-of-text column holding a value ``fields.text`` would read otherwise than
+    DuckDB (see ``_ODD``), or a list holding a null (``fields.strings`` drops those)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    parents = None
+    bad: list[np.ndarray] = []
+    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        parents = pc.list_parent_indices(col).to_numpy()
+        col = col.flatten()
+        if col.null_count:
+            bad.append(np.flatnonzero(~col.is_valid().to_numpy(zero_copy_only=False)))
+    n = len(col)
+    if n and col.null_count < n:
+        wide = pa.types.is_large_string(col.type)
+        bufs = col.buffers()
+        offsets = np.frombuffer(bufs[1], dtype=np.int64 if wide else np.int32)[col.offset:col.offset + n + 1]
+        data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, dtype=np.uint8)
+        starts = offsets[:-1]
+        present = np.greater(offsets[1:], starts)
+        if col.null_count:
+            present &= col.is_valid().to_numpy(zero_copy_only=False)
+        first = np.zeros(n, dtype=np.uint8)
+        first[present] = data[starts[present]]
+        cand = np.flatnonzero(present & _ODD_FIRST[first])
+        if len(cand):
+            hit = pc.match_substring_regex(col.take(pa.array(cand)), _ODD_VALUE_RE2)
+            bad.append(cand[hit.to_numpy(zero_copy_only=False)])
+    if not bad:
+        return np.zeros(0, dtype=np.int64)
+    idx = np.concatenate(bad)
+    return parents[idx] if parents is not None else idx
+
+
 def _convert(
     rb: pa.RecordBatch, offset: int, lines: _Lines, evidence: str, evidence_id: str
 ) -> tuple[pa.Table, np.ndarray]:
     """One DuckDB batch -> (flows rows of its ordinary flows, line numbers of the declined ones)."""
-    ok = rb.column("ok").to_numpy(zero_copy_only=False)
+    ok = rb.column("ok").to_numpy(zero_copy_only=False).copy()
+    for name in _TEXT_COLUMNS:
+        ok[_odd_rows(rb.column(name))] = False
     rows = np.arange(offset, offset + rb.num_rows, dtype=np.int64)
     rejected = lines.of(rows[~ok])
     t = pa.Table.from_batches([rb]).filter(pa.array(ok))
