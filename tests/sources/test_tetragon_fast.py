@@ -141,7 +141,7 @@ def ev(key: str = "process_exec", time: str | None = "2024-05-06T10:21:04.120554
 
 SOCK = {"sock_arg": {"family": "AF_INET", "type": "SOCK_STREAM", "protocol": "IPPROTO_TCP", "saddr": "10.0.0.5",
                      "daddr": "10.96.0.1", "sport": 43122, "dport": 443, "cookie": "18446619829320668253"}}
-KPROBE = dict(function_name="tcp_connect", policy_name="network", action="KPROBE_ACTION_POST", args=[SOCK])
+KPROBE = {"function_name": "tcp_connect", "policy_name": "network", "action": "KPROBE_ACTION_POST", "args": [SOCK]}
 
 EDGE_CASES: list[Any] = [
     ev(),
@@ -161,7 +161,7 @@ EDGE_CASES: list[Any] = [
     ev(process=process(start_time="not a time")),
     ev("process_exit", status=0),
     ev("process_exit", status=137, signal="SIGKILL", time=None),
-    ev("process_exit", status="15", signal="", **{"time": "2024-05-06T10:21:05Z"}),
+    ev("process_exit", status="15", signal="", time="2024-05-06T10:21:05Z"),
     ev("process_exit", status=1.5),
     ev("process_exit", status=True),
     ev("process_kprobe", **KPROBE),
@@ -351,7 +351,7 @@ def test_rows_that_do_not_map_to_their_lines_stop_the_bulk_path(
     real = tetragon_fast.scan
 
     def skewed(p: Path) -> Any:
-        lines, odd = real(p)
+        _lines, odd = real(p)
         import numpy as np
 
         return tetragon_fast._Lines(600, np.r_[np.arange(1, 251), np.arange(252, 602)]), odd
