@@ -25,8 +25,10 @@ pieces = st.one_of(st.sampled_from(WORDS), st.text(max_size=12))
 @given(parts=st.lists(pieces, max_size=12), long=st.booleans())
 def test_precheck_is_a_superset_of_the_patterns(parts: list[str], long: bool) -> None:
     value = "".join(parts)
+    if redact._MAYBE_SECRET.search(value):  # the folded path never says no where the pattern says yes
+        assert redact.might_contain_secret(value)
     if long:
-        value = "x" * 5000 + value
+        value = "x" * 30 + value
     if not redact.might_contain_secret(value):
         assert redact.text(value) == value
 
