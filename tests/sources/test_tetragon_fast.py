@@ -11,8 +11,6 @@ from __future__ import annotations
 import copy
 import gzip
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from kubeforensics.sources import tetragon_fast
 from kubeforensics.sources.base import ReadResult, read_file
 from kubeforensics.sources.records import BOM
 from kubeforensics.sources.tetragon import TetragonReader
-from tests.conftest import ROOT, conformance_files
+from tests.conftest import conformance_files
 from tests.sources.test_tetragon import ANCESTORS, PARENT, event, process
 
 
@@ -387,30 +385,3 @@ def test_batches_stream(simulated: Path, tmp_path: Path, monkeypatch: pytest.Mon
     assert not res.complete and res.next_line <= at + 1  # stopped before the broken line
     fast = assert_same(path, min_vectorised=4000)
     assert [q.line for q in fast.quarantine] == [at + 1]
-
-
-_MEMORY_CHILD = """
-import resource, sys, tempfile
-from pathlib import Path
-import kubeforensics as kf
-with tempfile.TemporaryDirectory() as d:
-    rep = kf.Case.create(Path(d) / "case").ingest(sys.argv[1], progress=False)
-    assert rep.totals["quarantined"] == 0, rep.totals
-    print(rep.totals["ingested"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
-"""
-
-
-def test_ingest_memory_does_not_grow_with_the_file(simulated: Path, tmp_path: Path) -> None:
-    """Peak RSS of a case ingest: a 4x larger Tetragon export needs about what the small one needs."""
-    raw = simulated.read_bytes()
-    peaks = {}
-    for copies in (4, 16):
-        path = tmp_path / f"tetragon-{copies}.log"
-        path.write_bytes(raw * copies)
-        out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(path)], capture_output=True, text=True,
-                             check=True, cwd=ROOT)
-        ingested, peak = map(int, out.stdout.split())
-        assert ingested == raw.count(b"\n") * copies
-        peaks[copies] = peak
-        path.unlink()
-    assert peaks[16] - peaks[4] < 100, peaks
