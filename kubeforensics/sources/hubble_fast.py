@@ -57,7 +57,7 @@ import pyarrow.compute as pc
 from kubeforensics.redact import MAYBE_SECRET_PATTERN
 from kubeforensics.schema import FLOWS
 from kubeforensics.sources import audit_fast
-from kubeforensics.sources.audit_fast import _CHUNK, _connect, _Lines, _ts_ns, scan_lines
+from kubeforensics.sources.audit_fast import _CHUNK, _TS_RE2, _connect, _Lines, scan_lines
 from kubeforensics.sources.hubble import TCP_FLAGS
 from kubeforensics.sources.records import BOM, GZIP_MAGIC, _readline, open_evidence
 
@@ -154,11 +154,16 @@ def _sql(path: str, gzip: bool, envelopes: bool) -> str:
     )
 
     def f(name: str) -> str:
-        return f'flow."{name}"' if envelopes else f'"{name}"'
+        return f'flow."{name}"' if envelopes else f'bare."{name}"'
+
+    if not envelopes:  # the flow's fields as one struct, so that no column name clashes with an output name
+        packed = ", ".join(f'"{k}" := "{k}"' for k in _FLOW)
+        src = f'(SELECT struct_pack({packed}) AS bare, "flow", "node_name", "time", "items" FROM {src})'
 
     is_flow = (
         '"flow" IS NOT NULL' if envelopes else
-        '"flow" IS NULL AND "verdict" IS NOT NULL AND ("IP" IS NOT NULL OR "source" IS NOT NULL OR "l4" IS NOT NULL)'
+        f'"flow" IS NULL AND {f("verdict")} IS NOT NULL '
+        f'AND ({f("IP")} IS NOT NULL OR {f("source")} IS NOT NULL OR {f("l4")} IS NOT NULL)'
     )
 
     def service(s: str) -> str:
@@ -213,7 +218,8 @@ WITH l4 AS (
   FROM l4
 ), cols AS (
   SELECT *,
-    {_ts_ns('t_txt')} AS time_ns,
+    CASE WHEN regexp_matches(t_txt, '{_TS_RE2}') THEN epoch_ns(TRY_CAST(rtrim(t_txt, 'Z') AS TIMESTAMP_NS)) END
+      AS time_ns,
     {f('uuid')} AS uuid,
     coalesce({f('node_name')}, "node_name") AS node,
     {f('verdict')} AS verdict,
