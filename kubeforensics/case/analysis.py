@@ -83,12 +83,33 @@ class AnalysisMixin:
 
     def story(self, seed: Any = None, *, since: Any = None, until: Any = None,
               findings: pd.DataFrame | None = None) -> Story:
-        """The attack story: ordered steps with tactic, techniques and evidence (see docs/story.md)."""
+        """The attack story: ordered steps with tactic, techniques and evidence (see docs/story.md).
+
+        Correlation reads the case with its repetitive baseline trimmed (:mod:`kubeforensics.case.slim`):
+        the first and last events of each repeated shape, and every event of the pods the findings
+        name near their findings, so memory follows the variety of the case, not its size.
+        """
         from kubeforensics.correlate import build_story
 
         if findings is None:
             findings = self.findings()
-        return build_story(self._context(), findings, seed=seed, since=since, until=until)
+        return build_story(self._story_context(findings), findings, seed=seed, since=since, until=until)
+
+    def _story_context(self, findings: pd.DataFrame) -> Any:
+        from kubeforensics.case.slim import interest_of, slim_frames, trimmed
+        from kubeforensics.correlate import Context
+
+        pods = interest_of(findings)
+        key = (self._stamp(), tuple(pods))
+        cache = getattr(self, "_story_cache", None)
+        if cache is None or cache[0] != key:
+            frames, counts = slim_frames(self.query, pods)
+            left_out = trimmed(counts)
+            if left_out:
+                log.info("story: repetitive baseline trimmed (rows left out per table: %s)", left_out)
+            cache = (key, Context(frames))
+            self._story_cache = cache
+        return cache[1]
 
     def process_tree(self, **selector: Any) -> ProcessTree:
         """The exact process tree (``pod=``, ``namespace=``, ``container_id=`` or ``exec_id=``)."""
