@@ -45,6 +45,8 @@ invalid JSON.  Hubble never writes such JSON.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -314,11 +316,8 @@ def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None
         return None
     if envelopes is None:
         return None
-    lines = scan_lines(path)
-    if lines is None or lines.count == 0:
-        return None
     result = BulkResult(iter(()))
-    result.batches = _stream(path, gz, envelopes, lines, evidence, evidence_id, result)
+    result.batches = _stream(path, gz, envelopes, evidence, evidence_id, result)
     return result
 
 
@@ -406,23 +405,96 @@ class _FlowCursor:
         return True
 
 
+_END = object()
+
+
+class _Prefetch:
+    """DuckDB's batches, computed in a thread one or two ahead of the consumer.
+
+    DuckDB works without the GIL, so the query runs while this thread's consumer
+    scans the lines, checks and converts batches and the case store writes them.
+    At most ``depth`` batches wait in the queue: memory stays flat.
+    """
+
+    def __init__(self, sql: str, depth: int = 2) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._con: Any = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(sql,), name="hubble-bulk", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, sql: str) -> None:
+        try:
+            self._con = _connect()
+            self._ready.set()
+            for rb in self._con.sql(sql).to_arrow_reader(BATCH_ROWS):
+                if not self._put(rb):
+                    return
+            self._put(_END)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer
+            self._put(exc)
+        finally:
+            self._ready.set()
+            if self._con is not None:
+                self._con.close()
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        """Stop the query (when still running) and wait for the thread."""
+        self._stop.set()
+        self._ready.wait()
+        if self._thread.is_alive() and self._con is not None:
+            try:
+                self._con.interrupt()
+            except Exception as exc:  # noqa: BLE001 - closed meanwhile
+                log.debug("bulk path: interrupting DuckDB: %s", exc)
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+
 def _stream(
-    path: Path, gz: bool, envelopes: bool, lines: _Lines, evidence: str, evidence_id: str, result: BulkResult
+    path: Path, gz: bool, envelopes: bool, evidence: str, evidence_id: str, result: BulkResult
 ) -> Iterator[pa.Table]:
     """The batches of :func:`bulk`; keeps ``result`` up to date before each one is yielded.
 
-    As ``audit_fast._stream``: a batch whose first or last row does not carry the
-    identifying fields of the line it is mapped to is dropped and the stream ends
-    with ``result.complete`` False (so does a DuckDB error); the lines from
-    ``result.next_line`` on then go record by record.
+    The line scan (:func:`audit_fast.scan_lines`) runs while DuckDB computes the
+    first batches.  As ``audit_fast._stream``: a batch whose first or last row does
+    not carry the identifying fields of the line it is mapped to is dropped and
+    the stream ends with ``result.complete`` False (so does a DuckDB error, or a
+    file that is not JSON lines of objects); the lines from ``result.next_line``
+    on then go record by record.
     """
-    con = cursor = None
+    cursor = prefetch = None
     offset = 0
     try:
+        prefetch = _Prefetch(_sql(str(path), gz, envelopes))
+        lines = scan_lines(path)
+        if lines is None or lines.count == 0:
+            return
         cursor = _FlowCursor(path, _KEYS_ENVELOPE if envelopes else _KEYS_BARE)
-        con = _connect()
-        reader = con.sql(_sql(str(path), gz, envelopes)).to_arrow_reader(BATCH_ROWS)
-        for rb in reader:
+        for rb in prefetch:
             if not rb.num_rows:
                 continue
             end = offset + rb.num_rows
@@ -448,8 +520,8 @@ def _stream(
     finally:
         if cursor is not None:
             cursor.close()
-        if con is not None:
-            con.close()
+        if prefetch is not None:
+            prefetch.close()
 
 
 #: Output columns holding text read by ``fields.text`` / ``fields.strings`` (checked by :func:`_odd_rows`).

@@ -370,7 +370,9 @@ def test_lines_that_are_no_objects_send_the_file_record_by_record(simulated: Pat
     lines = simulated.read_bytes().splitlines()[:2000]
     path = tmp_path / "arr.json"
     path.write_bytes(b"\n".join(lines[:1000] + [b"[1, 2]", b'"just a string"'] + lines[1000:]) + b"\n")
-    assert hubble_fast.bulk(path, "arr.json", "x") is None
+    bulk = hubble_fast.bulk(path, "arr.json", "x")  # the line scan finds them, while DuckDB reads
+    assert bulk is not None
+    assert list(bulk.batches) == [] and not bulk.complete and bulk.next_line == 1
     res = assert_same(path)
     assert [q.line for q in res.quarantine] == [1001, 1001, 1002]  # each array element, the string
 
@@ -509,3 +511,17 @@ def test_odd_values(value: str, odd: bool) -> None:
     assert hubble_fast._odd_rows(col).tolist() == ([1] if odd else [])
     lists = pa.array([["a"], None, ["b", value], [], ["c", None]])
     assert sorted(hubble_fast._odd_rows(lists).tolist()) == ([2, 4] if odd else [4])
+
+
+def test_abandoned_stream_stops_its_query_thread(simulated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A consumer that stops early (an error while writing a batch) leaves no DuckDB query running."""
+    import threading
+
+    monkeypatch.setattr(hubble_fast, "BATCH_ROWS", 500)
+    res = hubble_fast.bulk(simulated, "f.json", "x")
+    assert res is not None
+    batches = res.batches
+    assert next(iter(batches)).num_rows <= 500
+    batches.close()  # type: ignore[attr-defined]
+    assert not [t for t in threading.enumerate() if t.name == "hubble-bulk"]
+    assert not res.complete
