@@ -321,6 +321,77 @@ def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None
     return result
 
 
+def scan_plain(path: Path) -> tuple[_Lines, np.ndarray] | None:
+    """:func:`audit_fast.scan_lines` for an uncompressed file, also giving where each line starts.
+
+    One pass with numpy (the newlines of each chunk at once): returns the line
+    mapping and the byte offset of every line (``offsets[n - 1]`` is where line
+    ``n`` starts), which lets :class:`_SeekCursor` read a line without reading the
+    ones before it.  None when a non-blank line does not start with ``{`` (after
+    white space) or the file cannot be read.
+    """
+    starts: list[np.ndarray] = []
+    firsts: list[np.ndarray] = []
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            f.seek(0)
+            pending = np.zeros(1, dtype=np.int64)  # line starts whose first byte is in a later chunk
+            base = 0
+            while chunk := f.read(_CHUNK):
+                arr = np.frombuffer(chunk, dtype=np.uint8)
+                at = np.concatenate([pending, np.flatnonzero(arr == 10).astype(np.int64) + (base + 1)])
+                inside = at < base + len(chunk)
+                starts.append(at[inside])
+                firsts.append(arr[at[inside] - base])
+                pending = at[~inside]
+                base += len(chunk)
+            offsets = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
+            first = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.uint8)
+            if head.startswith(BOM) and len(first):
+                first[0] = head[3] if len(head) > 3 else 0
+            odd = np.flatnonzero(first != ord("{"))
+            if not len(odd):
+                return _Lines(len(offsets), None), offsets
+            blank = np.zeros(len(offsets), dtype=bool)
+            for i in odd.tolist():  # blank lines, CRLF blank lines, indented records
+                f.seek(int(offsets[i]) + (3 if i == 0 and head.startswith(BOM) else 0))
+                text = f.readline(MAX_OBJECT_BYTES + 2).strip()
+                if not text:
+                    blank[i] = True
+                elif text[:1] != b"{":
+                    return None
+            numbers = np.flatnonzero(~blank).astype(np.int64) + 1
+            return _Lines(len(numbers), numbers), offsets
+    except OSError as exc:  # the per-record path explains
+        log.debug("bulk scan of %s failed: %s", path, exc)
+        return None
+
+
+class _SeekCursor:
+    """Reads the line a DuckDB row is mapped to, by its offset (uncompressed files), to compare their fields."""
+
+    def __init__(self, path: Path, offsets: np.ndarray, keys: tuple[tuple[tuple[str, ...], str], ...]) -> None:
+        self._f = open_evidence(path)
+        self._offsets = offsets
+        self._keys = keys
+
+    def close(self) -> None:
+        self._f.close()
+
+    def _get(self, n: int) -> bytes | None:
+        if not 0 < n <= len(self._offsets):
+            return None
+        self._f.seek(int(self._offsets[n - 1]))
+        data = self._f.readline(MAX_OBJECT_BYTES + 2)
+        if len(data) > MAX_OBJECT_BYTES + 1:
+            return None
+        return data[3:] if n == 1 and data.startswith(BOM) else data
+
+    def matches(self, rb: pa.RecordBatch, row: int, line: int) -> bool:
+        return _matches(self._get(line), self._keys, rb, row)
+
+
 def _dig(obj: dict[str, Any], *keys: str) -> Any:
     for k in keys[:-1]:
         obj = obj.get(k)  # type: ignore[assignment]
@@ -383,26 +454,30 @@ class _FlowCursor:
         return self._last
 
     def matches(self, rb: pa.RecordBatch, row: int, line: int) -> bool:
-        raw = self._get(line)
-        if raw is None:
+        return _matches(self._get(line), self._keys, rb, row)
+
+
+def _matches(raw: bytes | None, keys: tuple[tuple[tuple[str, ...], str], ...], rb: pa.RecordBatch, row: int) -> bool:
+    """True when row ``row`` of ``rb`` holds the identifying fields of the raw line ``raw``."""
+    if raw is None:
+        return False
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(obj, dict):
+        return False
+    for path, col in keys:
+        want, got = _dig(obj, *path), rb.column(col)[row].as_py()
+        if want is None:
+            same = got is None
+        elif isinstance(want, str):
+            same = got == want
+        else:  # a number, boolean, object: DuckDB renders it as text; present is enough
+            same = got is not None
+        if not same:
             return False
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return False
-        if not isinstance(obj, dict):
-            return False
-        for keys, col in self._keys:
-            want, got = _dig(obj, *keys), rb.column(col)[row].as_py()
-            if want is None:
-                same = got is None
-            elif isinstance(want, str):
-                same = got == want
-            else:  # a number, boolean, object: DuckDB renders it as text; present is enough
-                same = got is not None
-            if not same:
-                return False
-        return True
+    return True
 
 
 _END = object()
@@ -486,14 +561,22 @@ def _stream(
     file that is not JSON lines of objects); the lines from ``result.next_line``
     on then go record by record.
     """
-    cursor = prefetch = None
+    cursor: _FlowCursor | _SeekCursor | None = None
+    prefetch: _Prefetch | None = None
     offset = 0
     try:
         prefetch = _Prefetch(_sql(str(path), gz, envelopes))
-        lines = scan_lines(path)
+        keys = _KEYS_ENVELOPE if envelopes else _KEYS_BARE
+        if gz:
+            lines = scan_lines(path)
+            cursor = _FlowCursor(path, keys)
+        else:
+            scanned = scan_plain(path)
+            lines = None if scanned is None else scanned[0]
+            cursor = None if scanned is None else _SeekCursor(path, scanned[1], keys)
         if lines is None or lines.count == 0:
             return
-        cursor = _FlowCursor(path, _KEYS_ENVELOPE if envelopes else _KEYS_BARE)
+        assert cursor is not None
         for rb in prefetch:
             if not rb.num_rows:
                 continue

@@ -398,20 +398,25 @@ def test_truncated_gzip(simulated: Path, tmp_path: Path) -> None:
     assert 1000 < res.account.ingested < 3000
 
 
+@pytest.mark.parametrize("name", ["f.json", "f.json.gz"])
 @pytest.mark.parametrize("shift", ["skipped-line", "short-count", "long-count"])
 def test_rows_that_do_not_map_to_their_lines_stop_the_bulk_path(
-    simulated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: str
+    simulated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: str, name: str
 ) -> None:
     """A wrong row -> line mapping is caught before the batch is yielded; the lines from there go record by record."""
     monkeypatch.setattr(hubble_fast, "BATCH_ROWS", 100)
-    path = tmp_path / "f.json"
-    path.write_bytes(b"\n".join(simulated.read_bytes().splitlines()[:3000]) + b"\n")
+    path = tmp_path / name
+    data = b"\n".join(simulated.read_bytes().splitlines()[:3000]) + b"\n"
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
     wrong = {
         "skipped-line": lambda p: hubble_fast._Lines(3000, np.r_[np.arange(1, 1051), np.arange(1052, 3002)]),
         "short-count": lambda p: hubble_fast._Lines(2950, None),
         "long-count": lambda p: hubble_fast._Lines(3010, None),
     }[shift]
-    monkeypatch.setattr(hubble_fast, "scan_lines", wrong)
+    monkeypatch.setattr(hubble_fast, "scan_lines", wrong)  # gzip files
+    scanned = hubble_fast.scan_plain(path)
+    if scanned is not None:  # plain files: the offsets stay right, the mapping is wrong
+        monkeypatch.setattr(hubble_fast, "scan_plain", lambda p: (wrong(p), scanned[1]))
     res = hubble_fast.bulk(path, "f.json", "x")
     assert res is not None
     lines = pa.concat_tables(list(res.batches)).column("line").to_pylist()
@@ -525,3 +530,24 @@ def test_abandoned_stream_stops_its_query_thread(simulated: Path, monkeypatch: p
     batches.close()  # type: ignore[attr-defined]
     assert not [t for t in threading.enumerate() if t.name == "hubble-bulk"]
     assert not res.complete
+
+
+@pytest.mark.parametrize("text", [
+    b'{"a":1}\n{"b":2}\n', b'{"a":1}\n{"b":2}', b'\n\n{"a":1}\n   \n\t{"b":2}\r\n\r\n{"c":3}', BOM + b'{"a":1}\n',
+    BOM + b'\n{"a":1}\n', b'{"a":1}\n[1]\n', b'{"a":1}\nx\n', b"", b"\n\n", b'{"a":1}\n' * 5000,
+])
+def test_scan_plain_agrees_with_scan_lines(tmp_path: Path, text: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hubble_fast, "_CHUNK", 4096)  # lines across chunk boundaries
+    path = tmp_path / "s.json"
+    path.write_bytes(text)
+    got, want = hubble_fast.scan_plain(path), hubble_fast.scan_lines(path)
+    if want is None:
+        assert got is None
+        return
+    assert got is not None
+    lines, offsets = got
+    assert lines.count == want.count
+    assert [lines.line(i) for i in range(lines.count)] == [want.line(i) for i in range(want.count)]
+    physical = text.split(b"\n")
+    starts = np.cumsum([0] + [len(x) + 1 for x in physical])[: len(offsets)]
+    assert offsets.tolist() == starts.tolist()
