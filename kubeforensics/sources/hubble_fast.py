@@ -19,21 +19,28 @@ implementation.  Declined are
   URL: the shared :data:`~kubeforensics.redact.MAYBE_SECRET_PATTERN` or any
   non-ASCII character), HTTP headers unless they are a plain
   ``[{"key", "value"}]`` list with no secret-like name or value;
-* anything of an odd type or form: an object, array, 19-digit integer,
-  exponent/decimal number, NaN or Infinity where text is read; an integer field
+* anything of an odd type or form: where text is read, an object, array,
+  integer of 19 or more digits, number with a 3-digit exponent, NaN or Infinity
+  (checked per batch on the output columns, :func:`_odd_rows`: DuckDB renders
+  every other JSON number as ``str()`` of orjson's value); an integer field
   (ports, identity, rcode, HTTP code) that is not a plain decimal of the
   column's range; ``is_reply`` that is no boolean; a time that is not
   ``YYYY-MM-DDTHH:MM:SS[.fraction]Z``; a drop reason code the per-record path
   might read differently (``0``, ``false``); ``l4`` other than one protocol
   object (ports and flags in Hubble's field order); lists holding nulls.
 
-The rows stream out in batches of at most :data:`BATCH_ROWS`; the line mapping
-and the part-way stop (malformed JSON, duplicate keys, wrong JSON type of a
-structured field, a line over :data:`MAX_OBJECT_BYTES`, a damaged gzip stream)
-work as in :mod:`kubeforensics.sources.audit_fast`, whose line scan and DuckDB
-connection are reused: a batch is yielded only when its first and last rows
-carry the identifying fields (times, node, uuid) of the lines they are mapped
-to, and the lines after the last yielded batch go record by record.
+The rows stream out in batches of at most :data:`BATCH_ROWS`, which DuckDB
+computes in a thread two batches ahead of the consumer (:class:`_Prefetch`).  The
+line mapping and the part-way stop (malformed JSON, duplicate keys, wrong JSON
+type of a structured field, a line over :data:`MAX_OBJECT_BYTES`, a damaged gzip
+stream) work as in :mod:`kubeforensics.sources.audit_fast`, whose line scan
+(gzip files), ``_Lines`` and DuckDB connection are reused: a batch is yielded
+only when its first and last rows carry the identifying fields (times, node,
+uuid) of the lines they are mapped to, and the lines after the last yielded
+batch go record by record.  For uncompressed files :func:`scan_plain` finds the
+lines with numpy and keeps their offsets, so the check reads only the lines it
+compares (:class:`_SeekCursor`); gzip files are checked by reading forwards
+(:class:`_FlowCursor`, like ``audit_fast._LineCursor`` but skipping a chunk at a time).
 
 Differences from the per-record path, by design (as for the audit path): JSON
 that orjson refuses but DuckDB's parser accepts (``NaN``, ``Infinity``, a
