@@ -54,6 +54,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -318,7 +319,7 @@ def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None
         gz = fh.read(2) == GZIP_MAGIC
     try:
         envelopes = _form(path)
-    except (OSError, EOFError, ValueError) as exc:  # a damaged stream: the per-record path explains
+    except (OSError, EOFError, ValueError, zlib.error) as exc:  # a damaged stream: the per-record path explains
         log.debug("bulk path of %s declined: %s", path, exc)
         return None
     if envelopes is None:
