@@ -11,6 +11,10 @@ timeline needs.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +58,10 @@ FILTER_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
     "k8s_events": {"namespace": ("namespace",), "pod": ("name",), "node": ("host",)},
     "objects": {"namespace": ("namespace",), "pod": ("name",), "node": ("node",), "ip": ("pod_ip", "host_ip")},
 }
+
+#: DuckDB's memory for one case's queries (window functions and sorts spill beyond it);
+#: ``KUBEFORENSICS_DUCKDB_MEMORY`` overrides (e.g. ``4GB``).
+MEMORY_LIMIT = os.environ.get("KUBEFORENSICS_DUCKDB_MEMORY", "2GB")
 
 STAGE_RANK = "CASE stage WHEN 'ResponseComplete' THEN 4 WHEN 'Panic' THEN 3 WHEN 'ResponseStarted' THEN 2 WHEN 'RequestReceived' THEN 1 ELSE 0 END"
 
@@ -110,19 +118,32 @@ class CaseQuery:
     def __init__(self, tables_dir: Path) -> None:
         self.tables_dir = tables_dir
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._spill: str | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
+        """The connection: UTC, no progress bar, memory capped at :data:`MEMORY_LIMIT` with spilling
+        to a private temporary folder (an in-memory database would spill into ``./.tmp``)."""
         if self._con is None:
+            self._spill = tempfile.mkdtemp(prefix="kf-duckdb-")
             self._con = duckdb.connect(":memory:")
             self._con.execute("SET TimeZone = 'UTC'")
             self._con.execute("SET enable_progress_bar = false")
+            self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+            self._con.execute("SET temp_directory = ?", [self._spill])
         return self._con
 
     def close(self) -> None:
         if self._con is not None:
             self._con.close()
             self._con = None
+        if self._spill is not None:
+            shutil.rmtree(self._spill, ignore_errors=True)
+            self._spill = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at interpreter shutdown there is nothing left to clean up with
+            self.close()
 
     def has(self, table: str) -> bool:
         d = self.tables_dir / table
