@@ -13,8 +13,11 @@ redaction), so those columns are identical by construction.
 
 The rows stream out in batches of at most :data:`BATCH_ROWS` (the case store
 writes each one to Parquet and drops it), so memory does not grow with the file.
-The whole file goes through the per-record path (``bulk`` returns None) when it
-is small or not JSON lines (a whole-file array or a pretty-printed document).
+DuckDB computes them in a worker thread two batches ahead of the consumer, while
+the line scan, the checks below, the conversion and the case store run.  The
+whole file goes through the per-record path (``bulk`` returns None) when it is
+small or starts like a whole-file document (an array, a pretty-printed object);
+so does a file the line scan finds is not JSON lines of objects (``next_line`` 1).
 The bulk path stops part-way, and every line after the last one its yielded
 batches cover goes through the per-record path (which quarantines precisely), when
 
@@ -25,7 +28,8 @@ batches cover goes through the per-record path (which quarantines precisely), wh
   non-blank line in file order (with ``ignore_errors=false`` it refuses a line
   holding two objects or a bare CR between records rather than splitting it),
   and row ``i`` is mapped to the ``i``-th non-blank line counted by
-  :func:`scan_lines`.  Before a batch is yielded, its first and last rows are
+  :func:`scan_plain` (which also keeps where every line starts, so a check reads
+  just the line it compares) or, for gzip files, :func:`scan_lines`.  Before a batch is yielded, its first and last rows are
   compared with the raw lines they are mapped to (auditID, stage, verb,
   requestURI and the three timestamps): a line skipped or split anywhere before
   a batch's last row shifts that row and is caught, so no wrongly numbered row
@@ -59,6 +63,7 @@ import pyarrow.compute as pc
 
 from kubeforensics.redact import MAYBE_SECRET_PATTERN
 from kubeforensics.schema import AUDIT
+from kubeforensics.sources import bulk_lines
 from kubeforensics.sources.records import BOM, GZIP_MAGIC, _is_multiline_document, _readline, open_evidence
 
 if TYPE_CHECKING:
@@ -322,33 +327,60 @@ def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None
         return None
     with open(path, "rb") as f:
         gz = f.read(2) == GZIP_MAGIC
-    lines = scan_lines(path)
-    if lines is None or lines.count == 0:
+    if not _json_lines_head(path):
         return None
     result = BulkResult(iter(()))
-    result.batches = _stream(path, gz, lines, evidence, evidence_id, result)
+    result.batches = _stream(path, gz, evidence, evidence_id, result)
     return result
 
 
-def _stream(
-    path: Path, gz: bool, lines: _Lines, evidence: str, evidence_id: str, result: BulkResult
-) -> Iterator[pa.Table]:
+def _json_lines_head(path: Path) -> bool:
+    """False when the file starts like a whole-file document (an array, a pretty-printed object) or is empty."""
+    try:
+        with open_evidence(path) as f:
+            first = f.read(4096)
+    except (OSError, EOFError, ValueError, zlib.error) as exc:  # the per-record path explains
+        log.debug("bulk path of %s declined: %s", path, exc)
+        return False
+    head = first[3:] if first.startswith(BOM) else first
+    return bool(head.strip()) and head.lstrip()[:1] != b"[" and not _is_multiline_document(head)
+
+
+def scan_plain(path: Path) -> tuple[_Lines, np.ndarray] | None:
+    """:func:`scan_lines` for an uncompressed file, also giving where each line starts (see ``bulk_lines``)."""
+    return bulk_lines.scan_plain(path, _Lines, chunk=_CHUNK, max_line=MAX_OBJECT_BYTES)
+
+
+def _stream(path: Path, gz: bool, evidence: str, evidence_id: str, result: BulkResult) -> Iterator[pa.Table]:
     """The batches of :func:`bulk`; keeps ``result`` up to date before each one is yielded.
 
-    Before a batch is yielded, the line mapping of its first and last row is
-    checked against the raw line (``_LineCursor``): DuckDB must have returned
+    DuckDB computes the batches in a worker thread two ahead (``bulk_lines.Prefetch``)
+    while this one scans the lines (:func:`scan_plain`, which keeps where each line
+    starts, or :func:`scan_lines` for gzip files) and converts.  Before a batch is
+    yielded, the line mapping of its first and last row is checked against the raw
+    line (``bulk_lines.SeekCursor``, or ``SkipCursor`` reading a gzip file forwards
+    a chunk at a time): DuckDB must have returned
     exactly one row per non-blank line, in file order.  When a check fails, or
     DuckDB raises part-way, the batch is dropped and the stream ends with
     ``result.complete`` False: the lines from ``result.next_line`` on go record
     by record.
     """
-    con = cursor = None
+    cursor: bulk_lines.SeekCursor | bulk_lines.SkipCursor | None = None
+    prefetch: bulk_lines.Prefetch | None = None
     offset = 0
     try:
-        cursor = _LineCursor(path)
-        con = _connect()
-        reader = con.sql(_sql(str(path), gz)).to_arrow_reader(BATCH_ROWS)
-        for rb in reader:
+        prefetch = bulk_lines.Prefetch(_sql(str(path), gz), _connect, BATCH_ROWS, name="audit-bulk")
+        if gz:
+            lines = scan_lines(path)
+            cursor = bulk_lines.SkipCursor(path, _KEYS, chunk=_CHUNK, max_line=MAX_OBJECT_BYTES)
+        else:
+            scanned = scan_plain(path)
+            lines = None if scanned is None else scanned[0]
+            cursor = None if scanned is None else bulk_lines.SeekCursor(path, scanned[1], _KEYS, MAX_OBJECT_BYTES)
+        if lines is None or lines.count == 0 or cursor is None:
+            log.debug("bulk path: %s is not JSON lines of objects; it goes record by record", path)
+            return
+        for rb in prefetch:
             if not rb.num_rows:
                 continue
             end = offset + rb.num_rows
@@ -374,8 +406,8 @@ def _stream(
     finally:
         if cursor is not None:
             cursor.close()
-        if con is not None:
-            con.close()
+        if prefetch is not None:
+            prefetch.close()
 
 
 #: Fields that identify a line: (JSON key, DuckDB column), compared by :meth:`_LineCursor.matches`.
@@ -383,10 +415,14 @@ _KEY_FIELDS = (
     ("auditID", "audit_id"), ("stage", "stage"), ("verb", "verb"), ("requestURI", "request_uri"),
     ("requestReceivedTimestamp", "k_rr"), ("stageTimestamp", "k_st"), ("timestamp", "k_ts"),
 )
+_KEYS: bulk_lines.Keys = tuple(((key,), col) for key, col in _KEY_FIELDS)
 
 
 class _LineCursor:
-    """Reads the raw lines of a file forwards, to check that a DuckDB row came from the line it is mapped to."""
+    """Reads the raw lines of a file forwards, to check that a DuckDB row came from the line it is mapped to.
+
+    Line by line (the Tetragon path uses it); this path uses ``bulk_lines``' cursors.
+    """
 
     def __init__(self, path: Path) -> None:
         self._f = open_evidence(path)

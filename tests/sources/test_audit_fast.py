@@ -333,21 +333,29 @@ def test_malformed_line_after_batches_were_streamed(tmp_path: Path, monkeypatch:
     assert fast.tables["audit"].column("line").to_pylist() == [n for n in range(1, 24_001) if n != at + 1]
 
 
+@pytest.mark.parametrize("name", ["a.log", "a.log.gz"])
 @pytest.mark.parametrize("shift", ["skipped-line", "short-count", "long-count"])
 def test_rows_that_do_not_map_to_their_lines_stop_the_bulk_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: str, name: str
 ) -> None:
     """A wrong row -> line mapping is caught before the batch is yielded; the lines from there go record by record."""
     monkeypatch.setattr(audit_fast, "BATCH_ROWS", 100)
-    path = tmp_path / "a.log"
-    generate(path, 3000, seed=9)
+    path = tmp_path / name
+    generate(tmp_path / "plain.log", 3000, seed=9)
+    data = (tmp_path / "plain.log").read_bytes()
+    (tmp_path / "plain.log").unlink()
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
     wrong = {
         # DuckDB row 1050 mapped to line 1052 (as if a line had been skipped): batch 1000-1099 is refused
         "skipped-line": lambda p: audit_fast._Lines(3000, np.r_[np.arange(1, 1051), np.arange(1052, 3002)]),
         "short-count": lambda p: audit_fast._Lines(2950, None),  # batch 2900-2999 reaches past the count
         "long-count": lambda p: audit_fast._Lines(3010, None),  # DuckDB returns fewer rows than lines
     }[shift]
-    monkeypatch.setattr(audit_fast, "scan_lines", wrong)
+    monkeypatch.setattr(audit_fast, "scan_lines", wrong)  # gzip files
+    scanned = audit_fast.scan_plain(path)
+    assert (scanned is None) == name.endswith(".gz")
+    if scanned is not None:  # plain files: the offsets stay right, the mapping is wrong
+        monkeypatch.setattr(audit_fast, "scan_plain", lambda p: (wrong(p), scanned[1]))
     res = audit_fast.bulk(path, "a.log", "x")
     assert res is not None
     lines = pa.concat_tables(list(res.batches)).column("line").to_pylist()
@@ -384,3 +392,67 @@ def test_ingest_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
         peaks[n] = peak
         path.unlink()
     assert peaks[192_000] - peaks[48_000] < 150, peaks
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a":1}\n{"b":2}\n',
+        b'{"a":1}\n\n{"b":2}',  # a blank line, no final newline
+        b'\n\n{"a":1}\r\n\r\n  {"b":2}\n\n',  # CRLF blank lines, an indented record
+        BOM + b'{"a":1}\n{"b":2}\n',
+        BOM + b'\n{"a":1}\n',
+        b'{"a":1}\n[1]\n',  # not JSON lines of objects
+        b'{"a":1}\n' + b' ' * 5000 + b'{"b":2}\n' + b'{"c":3}' * 1000 + b'\n\n',  # lines across chunks
+    ],
+)
+def test_scan_plain_agrees_with_scan_lines(tmp_path: Path, text: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numpy line scan finds the same rows -> lines as the streaming scan, and where each line starts."""
+    monkeypatch.setattr(audit_fast, "_CHUNK", 4096)
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(text)
+    got, want = audit_fast.scan_plain(path), audit_fast.scan_lines(path)
+    if want is None:
+        assert got is None
+        return
+    assert got is not None
+    lines, offsets = got
+    assert lines.count == want.count
+    rows = np.arange(want.count)
+    assert lines.of(rows).tolist() == want.of(rows).tolist()
+    raw = text.split(b"\n")
+    assert len(offsets) == len(raw) - (raw[-1] == b"")
+    for n, at in enumerate(offsets.tolist(), start=1):
+        assert text[at:].split(b"\n", 1)[0] == raw[n - 1]
+
+
+def test_skip_cursor_reads_the_lines_asked_for(tmp_path: Path) -> None:
+    """The gzip cursor skips a chunk at a time and returns exactly line n (increasing n; None past the end)."""
+    from kubeforensics.sources import bulk_lines
+
+    raw = [b'{"n":%d,"pad":"%s"}' % (n, b"x" * (n % 97)) for n in range(1, 5001)]
+    raw[2999] = b""  # a blank line
+    path = tmp_path / "f.jsonl.gz"
+    path.write_bytes(gzip.compress(BOM + b"\n".join(raw)))  # no final newline
+    cursor = bulk_lines.SkipCursor(path, (), chunk=1000, max_line=1 << 20)
+    try:
+        for n in (1, 2, 2, 3, 57, 58, 2999, 3000, 3001, 4321, 5000):
+            assert cursor.get(n) == raw[n - 1] + (b"\n" if n < 5000 else b"")
+        assert cursor.get(4000) is None  # lines are read forwards only
+        assert cursor.get(5001) is None
+    finally:
+        cursor.close()
+
+
+def test_file_that_is_not_json_lines_of_objects_goes_record_by_record(tmp_path: Path) -> None:
+    """The line scan (run while DuckDB starts) finds a line that is no object: the whole file goes record by record."""
+    path = tmp_path / "mixed.log"
+    lines = [json.dumps(ev(auditID=f"id-{n}")).encode() for n in range(300)]
+    lines[150] = b'"just a string"'
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    res = audit_fast.bulk(path, "mixed.log", "x")
+    assert res is not None
+    assert list(res.batches) == [] and not res.complete and res.next_line == 1
+    fast = assert_same(path, min_vectorised=0)
+    assert fast.account.records == 300 and fast.account.quarantined == 1
+    assert [q.line for q in fast.quarantine] == [151]

@@ -1,0 +1,263 @@
+"""Shared pieces of the DuckDB bulk paths: where lines start, reading the lines a row is mapped to, prefetching.
+
+* :func:`scan_plain`: one numpy pass over an uncompressed JSON-lines file finds
+  where every line starts and which lines are blank (the row -> line mapping).
+* :class:`SeekCursor` (uncompressed files) and :class:`SkipCursor` (gzip files,
+  forwards only, skipping a chunk at a time) read the raw line a DuckDB row is
+  mapped to; :func:`matches` compares its identifying fields with the row.
+* :class:`Prefetch`: DuckDB's batches computed in a worker thread, a few ahead.
+
+Used by :mod:`kubeforensics.sources.audit_fast`; the Hubble path
+(:mod:`kubeforensics.sources.hubble_fast`) has its own copies of the same ideas.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from kubeforensics.sources.records import BOM, open_evidence
+
+log = logging.getLogger(__name__)
+
+#: Identifying fields of a line: (path of JSON keys, DuckDB column).
+Keys = tuple[tuple[tuple[str, ...], str], ...]
+
+
+def scan_plain(path: Path, line_type: Callable[[int, np.ndarray | None], Any], *, chunk: int,
+               max_line: int) -> tuple[Any, np.ndarray] | None:
+    """Where the lines of an uncompressed JSON-lines file start, and which of them are blank.
+
+    One pass with numpy (the newlines of each chunk at once).  Returns
+    ``(line_type(count, numbers), offsets)``: ``count`` non-blank lines,
+    ``numbers[i]`` the line of row ``i`` (None when no line is blank), and
+    ``offsets[n - 1]`` the byte where line ``n`` starts.  None when a non-blank
+    line does not start with ``{`` (after white space) or the file cannot be read.
+    """
+    starts: list[np.ndarray] = []
+    firsts: list[np.ndarray] = []
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            f.seek(0)
+            pending = np.zeros(1, dtype=np.int64)  # line starts whose first byte is in a later chunk
+            base = 0
+            while data := f.read(chunk):
+                arr = np.frombuffer(data, dtype=np.uint8)
+                at = np.concatenate([pending, np.flatnonzero(arr == 10).astype(np.int64) + (base + 1)])
+                inside = at < base + len(data)
+                starts.append(at[inside])
+                firsts.append(arr[at[inside] - base])
+                pending = at[~inside]
+                base += len(data)
+            offsets = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
+            first = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.uint8)
+            if head.startswith(BOM) and len(first):
+                first[0] = head[3] if len(head) > 3 else 0
+            odd = np.flatnonzero(first != ord("{"))
+            if not len(odd):
+                return line_type(len(offsets), None), offsets
+            blank = np.zeros(len(offsets), dtype=bool)
+            for i in odd.tolist():  # blank lines, CRLF blank lines, indented records
+                f.seek(int(offsets[i]) + (3 if i == 0 and head.startswith(BOM) else 0))
+                text = f.readline(max_line + 2).strip()
+                if not text:
+                    blank[i] = True
+                elif text[:1] != b"{":
+                    return None
+            numbers = np.flatnonzero(~blank).astype(np.int64) + 1
+            return line_type(len(numbers), numbers), offsets
+    except OSError as exc:  # the per-record path explains
+        log.debug("bulk scan of %s failed: %s", path, exc)
+        return None
+
+
+def _dig(obj: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for k in path[:-1]:
+        obj = obj.get(k)  # type: ignore[assignment]
+        if not isinstance(obj, dict):
+            return None
+    return obj.get(path[-1])
+
+
+def matches(raw: bytes | None, keys: Keys, rb: pa.RecordBatch, row: int) -> bool:
+    """True when row ``row`` of ``rb`` holds the identifying fields of the raw line ``raw``."""
+    if raw is None:
+        return False
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(obj, dict):
+        return False
+    for path, col in keys:
+        want, got = _dig(obj, path), rb.column(col)[row].as_py()
+        if want is None:
+            same = got is None
+        elif isinstance(want, str):
+            same = got == want
+        else:  # a number, boolean, object: DuckDB renders it as text; present is enough
+            same = got is not None
+        if not same:
+            return False
+    return True
+
+
+class SeekCursor:
+    """Reads the line a DuckDB row is mapped to by its offset (uncompressed files), to compare their fields."""
+
+    def __init__(self, path: Path, offsets: np.ndarray, keys: Keys, max_line: int) -> None:
+        self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._offsets = offsets
+        self._keys = keys
+        self._max = max_line
+
+    def close(self) -> None:
+        self._f.close()
+
+    def get(self, n: int) -> bytes | None:
+        """The text of line ``n``; None past the end or when longer than ``max_line``."""
+        if not 0 < n <= len(self._offsets):
+            return None
+        self._f.seek(int(self._offsets[n - 1]))
+        data = self._f.readline(self._max + 2)
+        if len(data) > self._max + 1:
+            return None
+        return data[3:] if n == 1 and data.startswith(BOM) else data
+
+    def matches(self, rb: pa.RecordBatch, row: int, line: int) -> bool:
+        return matches(self.get(line), self._keys, rb, row)
+
+
+class SkipCursor:
+    """Reads the raw lines of a (gzip) file forwards, skipping the lines between two checks a chunk at a time."""
+
+    def __init__(self, path: Path, keys: Keys, *, chunk: int, max_line: int) -> None:
+        self._f = open_evidence(path)
+        self._keys = keys
+        self._chunk = chunk
+        self._max = max_line
+        self._buf = b""
+        self._pos = 0  # where the next line starts in self._buf
+        self._line = 0  # lines consumed
+        self._last: bytes | None = None  # the text of line self._line
+
+    def close(self) -> None:
+        self._f.close()
+
+    def _more(self) -> bool:
+        data = self._f.read(self._chunk)
+        self._buf, self._pos = (self._buf[self._pos:] + data if self._pos < len(self._buf) else data), 0
+        return bool(data)
+
+    def get(self, n: int) -> bytes | None:
+        """The text of line ``n`` (asked for in increasing order); None past the end or too long."""
+        if n == self._line:
+            return self._last
+        if n < self._line:
+            return None
+        todo = n - 1 - self._line  # lines to skip
+        while todo:
+            have = self._buf.count(b"\n", self._pos)
+            if have < todo:  # the whole buffer
+                todo -= have
+                self._line += have
+                self._buf, self._pos = b"", 0
+                if not self._more():
+                    return None
+                continue
+            for _ in range(todo):
+                self._pos = self._buf.index(b"\n", self._pos) + 1
+            self._line += todo
+            todo = 0
+        while (end := self._buf.find(b"\n", self._pos)) < 0:
+            if len(self._buf) - self._pos > self._max or not self._more():
+                break
+        stop = len(self._buf) if end < 0 else end + 1
+        data = self._buf[self._pos:stop]
+        self._pos = stop
+        self._line += 1
+        too_long = len(data) > self._max + 2
+        self._last = None if not data or too_long else data[3:] if n == 1 and data.startswith(BOM) else data
+        return self._last
+
+    def matches(self, rb: pa.RecordBatch, row: int, line: int) -> bool:
+        return matches(self.get(line), self._keys, rb, row)
+
+
+_END = object()
+
+
+class Prefetch:
+    """DuckDB's batches, computed in a worker thread up to ``depth`` ahead of the consumer.
+
+    DuckDB works without the GIL, so the query runs while the consumer scans
+    the lines, checks and converts batches and the case store writes them.  At
+    most ``depth`` batches wait in the queue: memory stays flat.
+    """
+
+    def __init__(self, sql: str, connect: Callable[[], Any], batch_rows: int, *, depth: int = 2,
+                 name: str = "bulk-query") -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._con: Any = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(sql, connect, batch_rows), name=name, daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, sql: str, connect: Callable[[], Any], batch_rows: int) -> None:
+        try:
+            self._con = connect()
+            self._ready.set()
+            for rb in self._con.sql(sql).to_arrow_reader(batch_rows):
+                if not self._put(rb):
+                    return
+            self._put(_END)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer
+            self._put(exc)
+        finally:
+            self._ready.set()
+            if self._con is not None:
+                self._con.close()
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        """Stop the query (when still running) and wait for the thread."""
+        self._stop.set()
+        self._ready.wait()
+        if self._thread.is_alive() and self._con is not None:
+            try:
+                self._con.interrupt()
+            except Exception as exc:  # noqa: BLE001 - closed meanwhile
+                log.debug("bulk path: interrupting DuckDB: %s", exc)
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self._thread.join()
