@@ -367,6 +367,7 @@ def _stream(path: Path, gz: bool, evidence: str, evidence_id: str, result: BulkR
     """
     cursor: bulk_lines.SeekCursor | bulk_lines.SkipCursor | None = None
     prefetch: bulk_lines.Prefetch | None = None
+    memo = _Memo()
     offset = 0
     try:
         prefetch = bulk_lines.Prefetch(_sql(str(path), gz), _connect, BATCH_ROWS, name="audit-bulk")
@@ -389,7 +390,7 @@ def _stream(path: Path, gz: bool, evidence: str, evidence_id: str, result: BulkR
                 log.debug("bulk path: rows %d-%d of %s do not map to their lines; the rest goes record by record",
                           offset, end, path)
                 return
-            table, rejected = _convert(rb, offset, lines, evidence, evidence_id)
+            table, rejected = _convert(rb, offset, lines, evidence, evidence_id, memo)
             del rb
             offset = end
             result.records += table.num_rows
@@ -491,9 +492,60 @@ _OBJECT_COLUMNS = (
 )
 
 
-def _object_cells(t: pa.Table, raw_uri: pa.Array, cols: dict[str, Any]) -> None:
+class _Memo:
+    """Results of the reference code that depend only on a request URI's query, per distinct query.
+
+    ``audit._safe_uri`` changes only the query (``uri[:q + 1]`` stays), and the
+    exec/attach columns of an event without request or response object come
+    from the query alone (``audit.exec_from_uri``): both are computed once per
+    distinct query (the same ``kubectl exec`` command recurs), exactly as the
+    reference computes them.  Bounded: cleared when :data:`MEMO_ENTRIES` is reached.
+    """
+
+    def __init__(self) -> None:
+        self.queries: dict[str, str] = {}
+        self.execs: dict[str | None, tuple[Any, ...]] = {}
+
+    def safe_uri(self, uri: str) -> str:
+        from kubeforensics.sources import audit
+
+        q = uri.find("?")
+        if q < 0:
+            return audit._safe_uri(uri)
+        query = uri[q + 1:]
+        safe = self.queries.get(query)
+        if safe is None:
+            if len(self.queries) >= MEMO_ENTRIES:
+                self.queries.clear()
+            safe = self.queries[query] = audit._safe_uri("?" + query)[1:]
+        return uri[: q + 1] + safe
+
+    def exec_cells(self, uri: str | None, name: str | None, resource: str | None, subresource: str,
+                   verb: str | None) -> tuple[Any, ...]:
+        """``(exec_command, exec_container, exec_stdin, exec_tty)`` of an exec/attach event without objects."""
+        from kubeforensics.sources import audit
+
+        key = uri.partition("?")[2] if uri else None
+        got = self.execs.get(key)
+        if got is None:
+            if len(self.execs) >= MEMO_ENTRIES:
+                self.execs.clear()
+            row: dict[str, Any] = {"name": name}
+            audit.object_columns(row, None, None, uri, resource, subresource, verb)
+            got = self.execs[key] = tuple(row.get(c) for c in _EXEC_COLUMNS)
+        return got
+
+
+#: Distinct queries remembered by :class:`_Memo` before it starts afresh.
+MEMO_ENTRIES = 65_536
+_EXEC_COLUMNS = ("exec_command", "exec_container", "exec_stdin", "exec_tty")
+
+
+def _object_cells(t: pa.Table, raw_uri: pa.Array, cols: dict[str, Any], memo: _Memo | None = None) -> None:
     """exec/attach and request-object columns through the reference code (``audit.object_columns``)."""
     from kubeforensics.sources import audit
+
+    memo = memo or _Memo()
 
     todo = np.flatnonzero(t.column("objects").to_numpy())
     if not len(todo):
@@ -505,7 +557,17 @@ def _object_cells(t: pa.Table, raw_uri: pa.Array, cols: dict[str, Any]) -> None:
     fields = {c: t.column(c).take(take).to_pylist() for c in ("resource", "subresource", "verb")}
     uris = raw_uri.take(take).to_pylist()
     values: dict[str, list[Any]] = {c: [] for c in _OBJECT_COLUMNS}
+    stream = audit._STREAM_SUBRESOURCES
     for k in range(len(todo)):
+        sub = fields["subresource"][k]
+        if sub in stream and ro_txt[k] is None and resp_txt[k] is None:  # name stays: not a create of an object
+            for c, v in zip(_EXEC_COLUMNS, memo.exec_cells(uris[k], names[k], fields["resource"][k], sub,
+                                                           fields["verb"][k])):
+                values[c].append(v)
+            for c in _OBJECT_COLUMNS:
+                if c not in _EXEC_COLUMNS:
+                    values[c].append(names[k] if c == "name" else None)
+            continue
         row: dict[str, Any] = {"name": names[k]}
         ro = orjson.loads(ro_txt[k]) if ro_txt[k] is not None else None
         resp = orjson.loads(resp_txt[k]) if resp_txt[k] is not None else None
@@ -523,12 +585,11 @@ def _object_cells(t: pa.Table, raw_uri: pa.Array, cols: dict[str, Any]) -> None:
 
 
 def _convert(
-    rb: pa.RecordBatch, offset: int, lines: _Lines, evidence: str, evidence_id: str
+    rb: pa.RecordBatch, offset: int, lines: _Lines, evidence: str, evidence_id: str, memo: _Memo | None = None
 ) -> tuple[pa.Table, np.ndarray]:
     """One DuckDB batch -> (audit rows of its ordinary events, line numbers of the declined ones)."""
     from kubeforensics import redact
-    from kubeforensics.sources import audit
-
+    memo = memo or _Memo()
     ok = rb.column("ok").to_numpy(zero_copy_only=False)
     rows = np.arange(offset, offset + rb.num_rows, dtype=np.int64)
     rejected = lines.of(rows[~ok])
@@ -545,14 +606,14 @@ def _convert(
     raw_uri = t.column("request_uri").combine_chunks()
     flagged = np.flatnonzero(t.column("uri_flag").to_numpy())
     if len(flagged):
-        cols["request_uri"] = _replace(raw_uri, flagged, [audit._safe_uri(raw_uri[int(i)].as_py()) for i in flagged],
+        cols["request_uri"] = _replace(raw_uri, flagged, [memo.safe_uri(u) for u in raw_uri.take(pa.array(flagged)).to_pylist()],
                                        pa.string())
     msg = t.column("status_message").combine_chunks()
     present = np.flatnonzero(msg.is_valid().to_numpy(zero_copy_only=False))
     if len(present):
         cols["status_message"] = _replace(msg, present, [redact.text(msg[int(i)].as_py()) for i in present],
                                           pa.string())
-    _object_cells(t, raw_uri, cols)
+    _object_cells(t, raw_uri, cols, memo)
     arrays = []
     for field in AUDIT.arrow_schema:
         c = cols.get(field.name)

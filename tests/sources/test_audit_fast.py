@@ -456,3 +456,28 @@ def test_file_that_is_not_json_lines_of_objects_goes_record_by_record(tmp_path: 
     fast = assert_same(path, min_vectorised=0)
     assert fast.account.records == 300 and fast.account.quarantined == 1
     assert [q.line for q in fast.quarantine] == [151]
+
+
+@pytest.mark.parametrize("entries", [2, 65_536])
+def test_repeated_exec_queries_are_computed_once_and_stay_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: int
+) -> None:
+    """exec/attach columns and redacted URIs per distinct query (also when the memo starts afresh) = the reference."""
+    monkeypatch.setattr(audit_fast, "MEMO_ENTRIES", entries)
+    queries = ["command=sh&command=-c&command=id%3B+cat+%2Fetc%2Fpasswd&container=web&stdin=true&tty=true",
+               "command=mysql&command=--password%3Dhunter2&container=db",
+               "command=ls&tty=false", "container=a&stdin=true", ""]
+    objs = []
+    for n in range(400):
+        q = queries[n % len(queries)]
+        e = exec_ev(q, verb=["create", "get"][n % 2], sub=["exec", "attach"][n % 3 == 0])
+        e["objectRef"]["name"] = f"web-{n}"
+        e["requestURI"] = e["requestURI"].replace("/web-1/", f"/web-{n}/").rstrip("?")
+        e["auditID"] = f"id-{n}"
+        objs.append(e)
+    path = write_lines(tmp_path / "exec.log", objs)
+    fast = assert_same(path, min_vectorised=400)
+    rows = fast.tables["audit"].to_pylist()
+    assert {r["exec_command"] for r in rows} >= {"sh -c 'id; cat /etc/passwd'", "ls"}
+    assert all("hunter2" not in (r["request_uri"] or "") + (r["exec_command"] or "") for r in rows)
+    assert rows[7]["request_uri"].startswith("/api/v1/namespaces/default/pods/web-7/")
