@@ -153,6 +153,52 @@ def _readline(f: IO[bytes]) -> tuple[bytes, bool]:
     return head, True
 
 
+#: Read size of the line skipper of restricted reads (:func:`iter_records` with ``only_lines``/``from_line``).
+SKIP_CHUNK = 4 * 1024 * 1024
+
+
+class _LineSkipper:
+    """An uncompressed file read a chunk at a time: skips lines without looking at them, reads one like ``readline``."""
+
+    def __init__(self, f: IO[bytes], chunk: int) -> None:
+        self._f = f
+        self._chunk = chunk
+        self._buf = b""
+        self._pos = 0
+
+    def skip(self, k: int) -> int:
+        """Skip ``k`` lines; returns how many were skipped (fewer at the end of the file)."""
+        done = 0
+        while done < k:
+            have = self._buf.count(b"\n", self._pos)
+            if have >= k - done:
+                for _ in range(k - done):
+                    self._pos = self._buf.index(b"\n", self._pos) + 1
+                return k
+            done += have  # the whole buffer: a partial line at its end goes on in the next chunk
+            self._buf, self._pos = self._f.read(self._chunk), 0
+            if not self._buf:
+                return done
+        return done
+
+    def readline(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes, up to and including the next newline."""
+        while True:
+            end = self._buf.find(b"\n", self._pos, self._pos + limit)
+            if end >= 0:
+                out, self._pos = self._buf[self._pos:end + 1], end + 1
+                return out
+            if len(self._buf) - self._pos >= limit:
+                out = self._buf[self._pos:self._pos + limit]
+                self._pos += limit
+                return out
+            more = self._f.read(self._chunk)
+            if not more:
+                out, self._buf, self._pos = self._buf[self._pos:], b"", 0
+                return out
+            self._buf, self._pos = self._buf[self._pos:] + more, 0
+
+
 def iter_records(
     path: str | Path,
     evidence: str | None = None,
@@ -166,7 +212,10 @@ def iter_records(
     ``only_lines`` and ``from_line`` restrict a JSON-lines file to the line
     numbers in ``only_lines`` plus every line from ``from_line`` on (either may be
     None; with both None every line is read).  Other lines are not even parsed,
-    nor checked for length.  Both are ignored for whole-file JSON documents.
+    nor checked for length: in an uncompressed file they are skipped a chunk at
+    a time (when ``only_lines`` can be iterated), in a gzip file line by line (so
+    that a damaged stream is reported after the same line as in a full read).
+    Both are ignored for whole-file JSON documents.
     """
     restricted = only_lines is not None or from_line is not None
     first_all = from_line if from_line is not None else float("inf")
@@ -182,9 +231,26 @@ def iter_records(
         if head.lstrip()[:1] == b"[" or _is_multiline_document(head):
             yield from _whole_document(f, evidence)
             return
+        reader: Any = f
+        targets: list[int] | None = None  # the wanted lines before first_all, in order, when skipping
+        if restricted and not isinstance(f, gzip.GzipFile) and (only_lines is None or hasattr(only_lines, "__iter__")):
+            reader = _LineSkipper(f, SKIP_CHUNK)
+            targets = sorted(n for n in only_lines if n < first_all) if only_lines is not None else []  # type: ignore[attr-defined]
+        ti = 0
         while True:
             try:
-                data, too_long = _readline(f)
+                if targets is not None and line_no + 1 < first_all:
+                    while ti < len(targets) and targets[ti] <= line_no:
+                        ti += 1
+                    nxt = targets[ti] if ti < len(targets) else first_all
+                    if nxt == float("inf"):
+                        return
+                    todo = int(nxt) - 1 - line_no
+                    if todo > 0:
+                        line_no += reader.skip(todo)
+                        if line_no < nxt - 1:
+                            return
+                data, too_long = _readline(reader)
             except (OSError, EOFError, zlib.error) as exc:
                 yield Quarantined(
                     evidence, line_no + 1,

@@ -304,3 +304,59 @@ def test_iter_records_only_lines_and_from_line(tmp_path: Path, monkeypatch: pyte
     assert got(only_lines={1, 2}) == [(1, "1"), (2, "Q")]
     assert got(only_lines={4}) == [(4, "4")]  # the too-long line 2 is not read, so not reported
     assert len(got()) == 10
+
+
+class _Only:
+    """A Container that cannot be iterated: restricted reads then check every line."""
+
+    def __init__(self, lines: set[int]) -> None:
+        self._lines = lines
+
+    def __contains__(self, n: object) -> bool:
+        return n in self._lines
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_restricted_reads_skip_chunks_and_give_the_lines_a_full_read_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Skipping a chunk at a time (plain files) = filtering a full read, across chunk boundaries and odd lines."""
+    from kubeforensics.sources import records
+    from kubeforensics.sources.records import Quarantined, iter_records
+
+    rnd = random.Random(seed)
+    monkeypatch.setattr(records, "MAX_LINE_BYTES", 300)
+    monkeypatch.setattr(records, "SKIP_CHUNK", rnd.choice([7, 64, 1000, 1 << 20]))
+    lines = []
+    for n in range(1, 400):
+        kind = rnd.random()
+        if kind < 0.05:
+            lines.append(b"")
+        elif kind < 0.08:
+            lines.append(b"  \r")
+        elif kind < 0.11:
+            lines.append(b'{"n":%d,"pad":"%s"}' % (n, b"x" * 400))  # too long
+        elif kind < 0.14:
+            lines.append(b'{"broken": %d' % n)
+        else:
+            lines.append(b'{"n":%d,"pad":"%s"}\r' % (n, b"y" * rnd.randrange(200)))
+    data = (records.BOM if seed % 2 else b"") + b"\n".join(lines) + (b"\n" if seed % 3 else b"")
+    plain, gz = tmp_path / "r.jsonl", tmp_path / "r.jsonl.gz"
+    plain.write_bytes(data)
+    gz.write_bytes(gzip.compress(data))
+
+    def key(r: object) -> tuple:
+        if isinstance(r, Quarantined):
+            return (r.line, "Q", r.reason, r.raw)
+        return (r.line, r.obj, r.index)  # type: ignore[attr-defined]
+
+    everything = [key(r) for r in iter_records(plain)]
+    assert everything == [key(r) for r in iter_records(gz)]
+    for _ in range(8):
+        only = set(rnd.sample(range(1, 420), rnd.randrange(0, 40)))
+        start = rnd.choice([None, 1, 2, rnd.randrange(1, 450), 500])
+        want = [k for k in everything if k[0] in only or (start is not None and k[0] >= start)]
+        for path in (plain, gz):
+            assert [key(r) for r in iter_records(path, only_lines=only, from_line=start)] == want
+        assert [key(r) for r in iter_records(plain, only_lines=_Only(only), from_line=start)] == want
+        assert [key(r) for r in iter_records(plain, only_lines=sorted(only), from_line=start)] == want
