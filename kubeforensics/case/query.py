@@ -189,6 +189,18 @@ class CaseQuery:
             sql += f" LIMIT {int(limit)}"
         return self.to_frame(sql, params, TABLES[table])
 
+    def rows(self, table: str, event_ids: Sequence[str]) -> pd.DataFrame:
+        """The rows of ``table`` with these event ids (audit stages merged), ordered by time."""
+        ids = pa.table({"event_id": pa.array(sorted({str(e) for e in event_ids}), pa.string())})
+        self.con.register("_kf_wanted", ids)
+        try:
+            params: list[Any] = []
+            sql = (f"SELECT * FROM ({self.relation_sql(table, Filters(), params)}) "
+                   "WHERE event_id IN (SELECT event_id FROM _kf_wanted) ORDER BY time, event_id")
+            return self.to_frame(sql, params, TABLES[table])
+        finally:
+            self.con.unregister("_kf_wanted")
+
     def arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         return self.con.sql(sql, params=list(params or [])).to_arrow_table()
 

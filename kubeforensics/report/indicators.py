@@ -36,6 +36,11 @@ def _names(v: Any) -> list[str]:
     return [str(x) for x in v]
 
 
+def _utc_naive(s: pd.Series) -> Any:
+    """Times as naive UTC datetime64 values (what ``.values`` gave, without its deprecation)."""
+    return s.dt.tz_convert(None).to_numpy() if isinstance(s.dtype, pd.DatetimeTZDtype) else s.to_numpy()
+
+
 def indicators(tables: Mapping[str, pd.DataFrame], findings: pd.DataFrame, *, min_severity: str = "medium"
                ) -> pd.DataFrame:
     """The indicators behind the findings of at least ``min_severity``.
@@ -66,7 +71,7 @@ def indicators(tables: Mapping[str, pd.DataFrame], findings: pd.DataFrame, *, mi
         if df.empty:
             return
         hits.append(pd.DataFrame({"kind": kind, "value": values.values, "event_id": df["event_id"].values,
-                                  "time": df["time"].values}))
+                                  "time": _utc_naive(df["time"])}))
 
     ids = set(ex["event_id"])
     a = tables["audit"][tables["audit"]["event_id"].isin(ids)]
@@ -100,7 +105,7 @@ def indicators(tables: Mapping[str, pd.DataFrame], findings: pd.DataFrame, *, mi
     if not acts.empty:
         hits.append(pd.DataFrame({"kind": "binary", "value": acts["actor"].values,
                                   "event_id": acts["event_ids"].map(lambda v: v[0] if len(v) else "").values,
-                                  "time": acts["first_seen"].values}))
+                                  "time": _utc_naive(acts["first_seen"])}))
     if not hits:
         return pd.DataFrame(columns=COLUMNS)
     h = pd.concat(hits, ignore_index=True)

@@ -97,9 +97,12 @@ class Sections:
         p = run_dir(self.case, self.run_id) / "indicators.json" if self.run_id else None
         if p is not None and p.is_file():
             return pd.read_json(p, orient="records")
+        from kubeforensics.case.store import SOURCE_TABLES
         from kubeforensics.report.indicators import indicators
 
-        return indicators(self.case.frames(), self.findings())
+        f = self.findings()
+        ids = sorted({str(e) for lst in f["event_ids"] for e in lst})
+        return indicators({t: self.case.query.rows(t, ids) for t in SOURCE_TABLES}, f)
 
     def bookmarks(self) -> pd.DataFrame:
         b = self.case.bookmarks()

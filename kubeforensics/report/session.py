@@ -55,6 +55,32 @@ class Investigation:
             self._tables = self.case.frames(**filters)
         return self._tables
 
+    def evidence_tables(self, event_ids: Any) -> dict[str, pd.DataFrame]:
+        """The source tables restricted to these event ids: read by id from storage for the whole
+        case, taken from :attr:`tables` in a window (or when they are loaded already)."""
+        from kubeforensics.case.store import SOURCE_TABLES
+
+        ids = {str(e) for e in event_ids}
+        if self.windowed or self._tables is not None or not hasattr(self.case, "query"):
+            return {t: df[df["event_id"].isin(ids)] for t, df in self.tables.items()}
+        return {t: self.case.query.rows(t, sorted(ids)) for t in SOURCE_TABLES}
+
+    def pod_tables(self, pods: Any, names: Any = ("flows", "processes")) -> dict[str, pd.DataFrame]:
+        """Tables ``names`` restricted to the events of these pods (``ns/name``; the pod filter of
+        :meth:`Case.table`, pushed down), in the window."""
+        if self._tables is not None or not hasattr(self.case, "table"):
+            return {t: self.tables[t] for t in names}
+        window = {k: v for k, v in (("since", self.since), ("until", self.until)) if v is not None}
+        out = {}
+        for t in names:
+            parts = []
+            for pod in dict.fromkeys(pods):
+                ns, _, name = str(pod).rpartition("/")
+                parts.append(self.case.table(t, pod=name, namespace=ns or None, **window))
+            out[t] = (pd.concat(parts, ignore_index=True).drop_duplicates("event_id").sort_values(["time", "event_id"])
+                      .reset_index(drop=True) if parts else self.case.table(t, limit=0))
+        return out
+
     @property
     def findings(self) -> pd.DataFrame:
         """Findings of the built-in rules (the case's cache when the whole case is in the window)."""
@@ -71,9 +97,12 @@ class Investigation:
     def story(self) -> Any:
         """The attack story (from the seed when one is set)."""
         if self._story is None:
-            from kubeforensics.correlate import build_story
+            if not self.windowed and hasattr(self.case, "story"):
+                self._story = self.case.story(self.seed, findings=self.findings)  # reads the baseline trimmed
+            else:
+                from kubeforensics.correlate import build_story
 
-            self._story = build_story(self.tables, self.findings, seed=self.seed)
+                self._story = build_story(self.tables, self.findings, seed=self.seed)
         return self._story
 
     # ------------------------------------------------------------------ answers
@@ -97,7 +126,8 @@ class Investigation:
         from kubeforensics.report.indicators import indicators
         from kubeforensics.report.sections import save_run
 
-        save_run(self.case, self.run_id, self.story, indicators(self.tables, self.findings))
+        ids = [e for lst in self.findings["event_ids"] for e in lst]
+        save_run(self.case, self.run_id, self.story, indicators(self.evidence_tables(ids), self.findings))
         self.case.note(f"playbook {self.playbook} concluded with {len(self.answers)} answers", run_id=self.run_id,
                        playbook=self.playbook)
         return df

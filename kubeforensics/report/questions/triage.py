@@ -74,7 +74,7 @@ def where_next(inv, top: int = 5) -> Answer:
     pods = [p for p in pod_weights(f).index if not p.endswith("/") and not p.startswith("/")][:top]
     actors = [a for a in actor_weights(f).index if a and not a.startswith("/") and "." not in a.split("@")[0][:0]
               and not is_system(a) and not a[0].isdigit()][:top]
-    dst = top_public_destinations(inv.tables, pods=pods)
+    dst = top_public_destinations(inv.pod_tables(pods) if pods else inv.tables, pods=pods)
     facts = {"pods": pods, "actors": actors, "external_ips": list(dst["ip"].head(top))}
     text = (f"pods: {', '.join(pods) or '-'}; identities: {', '.join(actors) or '-'}; external addresses: "
             f"{', '.join(facts['external_ips']) or '-'} (run the pod-deep-dive playbook with seed=<pod>)")
