@@ -487,3 +487,31 @@ def test_repeated_exec_queries_are_computed_once_and_stay_exact(
     assert {r["exec_command"] for r in rows} >= {"sh -c 'id; cat /etc/passwd'", "ls"}
     assert all("hunter2" not in (r["request_uri"] or "") + (r["exec_command"] or "") for r in rows)
     assert rows[7]["request_uri"].startswith("/api/v1/namespaces/default/pods/web-7/")
+
+
+def test_timestamp_sql_agrees_with_fields_ts() -> None:
+    """``_ts_ns`` (regex + one TIMESTAMP_NS cast) gives ``fields.ts``'s nanoseconds, or NULL where the bulk path
+    declines (invalid dates, odd forms): random API-server timestamps, 0-9 fraction digits, 1900-2199."""
+    import random
+
+    import duckdb
+
+    from kubeforensics.errors import RecordError
+    from kubeforensics.sources.fields import ts
+
+    rnd = random.Random(11)
+    vals = ["2024-02-29T23:59:59.999999999Z", "2023-02-29T00:00:00Z", "2026-11-01T10:00:00.Z", "1969-12-31T23:59:59.5Z"]
+    for _ in range(20_000):
+        frac = rnd.choice(["", "." + "".join(rnd.choice("0123456789") for _ in range(rnd.randrange(1, 10)))])
+        vals.append(f"{rnd.randrange(1900, 2200):04d}-{rnd.randrange(1, 13):02d}-{rnd.choice([1, 28, 29, 30, 31]):02d}"
+                    f"T{rnd.randrange(24):02d}:{rnd.randrange(60):02d}:{rnd.randrange(60):02d}{frac}Z")
+    got = duckdb.execute(f"SELECT {audit_fast._ts_ns('e')} FROM (SELECT unnest(?) AS e)", [vals]).fetchall()
+    for v, (ns,) in zip(vals, got):
+        if ns is None:  # declined: the per-record path decides
+            continue
+        try:
+            want = ts(v, "t")
+        except RecordError:
+            want = None
+        assert ns == want, v
+    assert sum(ns is not None for (ns,) in got) > 15_000
