@@ -158,14 +158,15 @@ class CaseQuery:
         cols = ", ".join(f"NULL::{_duck_type(spec, c.name)} AS {c.name}" for c in spec.columns)
         return f"(SELECT {cols} WHERE FALSE)"
 
-    def relation_sql(self, table: str, filters: Filters, params: list[Any], columns: Sequence[str] | None = None) -> str:
+    def relation_sql(self, table: str, filters: Filters, params: list[Any], columns: Sequence[str] | None = None,
+                     *, source: str | None = None) -> str:
         """SQL for a filtered table; audit stages of one request are merged (most complete stage wins)."""
         cols = ", ".join(columns) if columns else "*"
         where = filters.where(table, params)
         if table == "audit":
             return (
                 f"SELECT {cols} FROM (SELECT * REPLACE (min(time) OVER w AS time), "
-                f"count(*) OVER w AS stages FROM {self.source(table)} WHERE {where} "
+                f"count(*) OVER w AS stages FROM {source or self.source(table)} WHERE {where} "
                 f"WINDOW w AS (PARTITION BY coalesce(audit_id, event_id)) "
                 f"QUALIFY row_number() OVER (PARTITION BY coalesce(audit_id, event_id) "
                 f"ORDER BY {STAGE_RANK} DESC, line) = 1)"
@@ -189,13 +190,28 @@ class CaseQuery:
             sql += f" LIMIT {int(limit)}"
         return self.to_frame(sql, params, TABLES[table])
 
+    def whole_sql(self, table: str, params: list[Any]) -> str:
+        """The whole table as :meth:`relation_sql` gives it, for scans of every row: audit stages are
+        merged by a window over only the requests logged at several stages (kept in the temporary
+        table ``_kf_repeated``), not over every row and column."""
+        if table != "audit" or not self.has("audit"):
+            return f"({self.relation_sql(table, Filters(), params)})"
+        src = self.source("audit")
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _kf_repeated AS SELECT audit_id FROM {src} "
+                         "WHERE audit_id IS NOT NULL GROUP BY audit_id HAVING count(*) > 1")
+        single = (f"SELECT *, 1::BIGINT AS stages FROM {src} "
+                  "WHERE audit_id IS NULL OR audit_id NOT IN (SELECT audit_id FROM _kf_repeated)")
+        merged = self.relation_sql("audit", Filters(), params, source=(
+            f"(SELECT * FROM {src} WHERE audit_id IN (SELECT audit_id FROM _kf_repeated))"))
+        return f"({single} UNION ALL BY NAME ({merged}))"
+
     def rows(self, table: str, event_ids: Sequence[str]) -> pd.DataFrame:
         """The rows of ``table`` with these event ids (audit stages merged), ordered by time."""
         ids = pa.table({"event_id": pa.array(sorted({str(e) for e in event_ids}), pa.string())})
         self.con.register("_kf_wanted", ids)
         try:
             params: list[Any] = []
-            sql = (f"SELECT * FROM ({self.relation_sql(table, Filters(), params)}) "
+            sql = (f"SELECT * FROM {self.whole_sql(table, params)} "
                    "WHERE event_id IN (SELECT event_id FROM _kf_wanted) ORDER BY time, event_id")
             return self.to_frame(sql, params, TABLES[table])
         finally:

@@ -95,31 +95,20 @@ def _interest(table: str, pods: Interest) -> str:
 
 
 def _kept_sql(table: str, source: str, column: str, pods: Interest) -> str:
-    """SQL for the ``column`` values (event_id, exec_id) of the rows kept: the head and tail of each
-    shape, and the rows of pods of interest.  Only the shape, time and pod columns are scanned."""
+    """SQL for the ``column`` values (event_id, exec_id) of the rows kept: the first and last
+    :data:`KEEP` of each shape by (time, event_id), and the rows of pods of interest.
+
+    One hash aggregate (``min_by``/``max_by`` with a count) instead of two window sorts: the
+    same rows, an order of magnitude faster on millions of rows."""
     names = TABLES[table].names
     key = ", ".join(_q(c) for c in SHAPES[table] if c in names or " " in c)
-    pod_cols = sorted({_q(c) for pair in POD_COLUMNS[table] for c in pair} - {_q(column), '"time"'})
-    return (
-        f"SELECT {column} FROM (SELECT {column}, time, {', '.join(pod_cols)}, "
-        f"row_number() OVER (PARTITION BY {key} ORDER BY time, event_id) AS _head, "
-        f"row_number() OVER (PARTITION BY {key} ORDER BY time DESC, event_id DESC) AS _tail "
-        f"FROM {source}) WHERE _head <= {KEEP} OR _tail <= {KEEP} OR {_interest(table, pods)}"
-    )
-
-
-def _base(query: CaseQuery, table: str) -> tuple[str, list[Any]]:
-    """The table as the case's queries see it; audit stages are merged only when a request has several."""
-    from kubeforensics.case.query import Filters
-
-    params: list[Any] = []
-    if table == "audit":
-        src = query.source("audit")
-        repeated = query.con.execute(
-            f"SELECT 1 FROM {src} WHERE audit_id IS NOT NULL GROUP BY audit_id HAVING count(*) > 1 LIMIT 1").fetchall()
-        if not repeated:  # what relation_sql gives when every request has one stage, without its window
-            return f"(SELECT *, 1::BIGINT AS stages FROM {src})", params
-    return f"({query.relation_sql(table, Filters(), params)})", params
+    order = "struct_pack(t := time, e := event_id)"
+    ends = (f"SELECT unnest(list_concat(min_by({column}, {order}, {KEEP}), max_by({column}, {order}, {KEEP}))) "
+            f"AS {column} FROM {source} GROUP BY {key}")
+    out = f"SELECT DISTINCT {column} FROM ({ends})"
+    if pods:
+        out += f" UNION SELECT {column} FROM {source} WHERE {_interest(table, pods)}"
+    return out
 
 
 def slim_frames(query: CaseQuery, pods: Interest | None = None,
@@ -145,7 +134,8 @@ def slim_frames(query: CaseQuery, pods: Interest | None = None,
             frames[table] = df
             counts[table] = {"rows": len(df), "read": len(df)}
             continue
-        base, params = _base(query, table)
+        params: list[Any] = []
+        base = query.whole_sql(table, params)
         total = int(con.execute(f"SELECT count(*) FROM {base}", params).fetchall()[0][0])
         con.execute("CREATE OR REPLACE TEMP TABLE _kf_ids (event_id VARCHAR)")
         con.execute("CREATE OR REPLACE TEMP TABLE _kf_keep (exec_id VARCHAR)")

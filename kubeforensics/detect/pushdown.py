@@ -11,9 +11,9 @@ holding one narrow slice at a time:
   on that slice, so the translation only has to be wide enough, never exact;
 * every Python rule declares what it reads (:class:`~kubeforensics.detect.pyrule.Load`:
   columns and a condition, possibly an aggregate sub-query) and gets exactly that;
-* the audit table is de-duplicated by stage once (a temporary Parquet file of
-  the columns the rules read) when it holds repeated ``audit_id`` values, as the
-  case's queries do; otherwise it is read in place.
+* the audit table's stages are merged as the case's queries merge them, by a
+  window over only the requests logged at several stages
+  (:meth:`~kubeforensics.case.query.CaseQuery.whole_sql`).
 
 Each condition is translated twice, into a ``pos`` condition (at least the rows
 that match) and a ``neg`` one (at least the rows that do not: what ``not`` takes).
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -271,26 +270,13 @@ def _name(col: str) -> str:
 class _Reader:
     """Reads slices of one case's tables (audit de-duplicated by stage, as the case's queries do)."""
 
-    def __init__(self, query: CaseQuery, audit_columns: set[str], tmp: Path) -> None:
-        from kubeforensics.case.query import Filters
-
+    def __init__(self, query: CaseQuery) -> None:
         self.q = query
         self.full_rows = {t: query.count(t) for t in TABLES}
         self.sources = {t: query.source(t) for t in TABLES}
-        if self.full_rows.get("audit") and self._repeated_ids():
-            # Merge the stages of each request once, into a narrow temporary file.
-            need = sorted(audit_columns | {"time", "event_id"})
-            params: list[Any] = []
-            sql = query.relation_sql("audit", Filters(), params, [_ident(c) for c in need])
-            out = (tmp / "audit.parquet").as_posix()
-            query.con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet)", params)
-            self.sources["audit"] = f"read_parquet('{out}')"
-
-    def _repeated_ids(self) -> bool:
-        src = self.sources["audit"]
-        row = self.q.con.execute(
-            f"SELECT 1 FROM {src} WHERE audit_id IS NOT NULL GROUP BY audit_id HAVING count(*) > 1 LIMIT 1").fetchall()
-        return bool(row)
+        if self.full_rows.get("audit"):
+            # Stages merged by a window over only the requests logged at several stages.
+            self.sources["audit"] = query.whole_sql("audit", [])
 
     def read(self, table: str, load: Load | None) -> pd.DataFrame:
         from kubeforensics.case.query import arrow_to_frame
@@ -336,24 +322,20 @@ def case_findings(
     cfg = config or TuningConfig.defaults()
     selected = selected_rules(rules, sigma, cfg)
     groups = plan(selected, cfg)
-    audit_cols = set().union(*(set(map(_name, ld["audit"].columns)) for _, ld in groups if ld and "audit" in ld))
-    if any(ld is None for _, ld in groups):
-        audit_cols = set(TABLES["audit"].names)
     errors: dict[str, str] = {}
     parts: list[pd.DataFrame] = []
-    with tempfile.TemporaryDirectory(prefix="kf-detect-") as tmp:
-        reader = _Reader(query, audit_cols, Path(tmp))
-        for rs, loads in groups:
-            frames = reader.frames(loads)
-            for rule in rs:
-                errs: dict[str, str] = {}
-                found = evaluate_rule(rule, frames, cfg, errs)
-                if errs and loads is not None:
-                    log.warning("rule %s failed on its slice (%s); running it on the whole tables",
-                                rule.meta.id, errs[rule.meta.id])
-                    errs = {}
-                    found = evaluate_rule(rule, reader.frames(None), cfg, errs)
-                errors.update(errs)
-                parts.append(found)
-            del frames
+    reader = _Reader(query)
+    for rs, loads in groups:
+        frames = reader.frames(loads)
+        for rule in rs:
+            errs: dict[str, str] = {}
+            found = evaluate_rule(rule, frames, cfg, errs)
+            if errs and loads is not None:
+                log.warning("rule %s failed on its slice (%s); running it on the whole tables",
+                            rule.meta.id, errs[rule.meta.id])
+                errs = {}
+                found = evaluate_rule(rule, reader.frames(None), cfg, errs)
+            errors.update(errs)
+            parts.append(found)
+        del frames
     return finish(parts, errors)

@@ -117,3 +117,21 @@ def test_ancestors_of_kept_processes_are_read(tmp_path):
     assert {f"cat{i}" for i in range(30)} <= got
     assert {f"sh{i}" for i in range(30)} <= got and "shim" in got
     assert counts["processes"] == {"rows": 61, "read": 61}
+
+
+def test_whole_audit_merges_stages_like_the_case_queries(cases):
+    """``whole_sql`` windows only the requests logged at several stages: the same rows as ``relation_sql``."""
+    from kubeforensics.case.query import Filters
+    from kubeforensics.schema import TABLES
+
+    case = cases["container-escape"]
+    q = case.query
+    repeated = q.con.execute(f"SELECT count(*) FROM (SELECT audit_id FROM {q.source('audit')} "
+                             "WHERE audit_id IS NOT NULL GROUP BY audit_id HAVING count(*) > 1)").fetchall()[0][0]
+    assert repeated > 0  # the sample logs some requests at two stages
+    p1: list = []
+    p2: list = []
+    a = q.to_frame(f"SELECT * FROM {q.whole_sql('audit', p1)} ORDER BY time, event_id", p1, TABLES["audit"])
+    b = q.to_frame(f"SELECT * FROM ({q.relation_sql('audit', Filters(), p2)}) ORDER BY time, event_id", p2,
+                   TABLES["audit"])
+    pd.testing.assert_frame_equal(a[list(b.columns)], b)
