@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from kubeforensics.case import Case
+from tests.conftest import run_measured
 from tests.hardening.corpus import (
     FORMATS,
     KEY_FIELDS,
@@ -308,25 +309,6 @@ def _huge_record(fmt: str, size: int) -> bytes:
     return line(setpath(RECORDS[fmt](1), TEXT_FIELD[fmt], "A" * size))
 
 
-def _run_measured(args: list[str]) -> tuple[subprocess.CompletedProcess[str], int]:
-    """Run a command; return its result and its own peak RSS in bytes (os.wait4)."""
-    with open(os.devnull, "rb") as stdin:
-        p = subprocess.Popen(args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        import threading
-
-        out: dict[str, bytes] = {}
-        readers = [threading.Thread(target=lambda k, s: out.__setitem__(k, s.read()), args=(k, s))
-                   for k, s in (("out", p.stdout), ("err", p.stderr))]
-        for t in readers:
-            t.start()
-        _, status, usage = os.wait4(p.pid, 0)
-        for t in readers:
-            t.join()
-        p.returncode = os.waitstatus_to_exitcode(status)
-    rss = usage.ru_maxrss * 1024  # kilobytes on Linux
-    return subprocess.CompletedProcess(args, p.returncode, out["out"].decode(), out["err"].decode()), rss
-
-
 @pytest.mark.skipif(sys.platform != "linux", reason="peak RSS via wait4 is measured on Linux")
 def test_fifty_megabyte_lines_bounded_memory(tmp_path: Path) -> None:
     """50 MB lines (valid records, junk) and a 70 MB line, through the CLI; peak RSS stays under 1 GB.
@@ -346,7 +328,7 @@ def test_fifty_megabyte_lines_bounded_memory(tmp_path: Path) -> None:
                                                       + lines([RECORDS["falco"](2)]), 1))
     write(folder / "overlong-line.json.gz", gzip.compress(lines([RECORDS["falco"](0)]) + b'{"a":"' + b"y" * (70 * MB)
                                                           + b'"}\n' + lines([RECORDS["falco"](2)]), 1))
-    proc, rss = _run_measured([PY, "-m", "kubeforensics", "ingest", str(folder), "--case", str(tmp_path / "c"),
+    proc, rss = run_measured([PY, "-m", "kubeforensics", "ingest", str(folder), "--case", str(tmp_path / "c"),
                                "--json"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
