@@ -49,7 +49,9 @@ _TEXT_PATTERNS = [
     (re.compile(r"(?i)(\b(?:set-)?cookie\"?\s*[:=]\s*\"?)([^\"'\r\n}]+)"), lambda m: f"{m.group(1)}{MARK}"),
     # --token=xxx, --password xxx, token=xxx in URLs and command lines, "password": "x" and password: x
     (
-        re.compile(r"(?i)((?:--?|[?&;\s\"'{,]|^)" + _KEYS + r"\"?(?:\s*[:=]\s*\"?|\s+))([^\s&\"',}]+)"),
+        # also after "=" and in URL-encoded text: exec URIs carry ``command=DB_PASSWORD%3Dhunter2``
+        re.compile(r"(?i)((?:--?|[?&;\s\"'{,=]|%20|%3[dD]|^)" + _KEYS
+                   + r"\"?(?:\s*[:=]\s*\"?|%3[dD]|\s+))([^\s&\"',}]+)"),
         lambda m: f"{m.group(1)}{MARK}",
     ),
     # kubeconfig client-key-data: xxx

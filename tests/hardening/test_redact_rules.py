@@ -47,6 +47,11 @@ def test_precheck_is_a_superset_of_the_patterns(parts: list[str], long: bool) ->
     ("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\nrest", f"{MARK}\nrest"),
     ("git clone https://deploy:s3cr3t@git.example.com/x.git", f"git clone https://deploy:{MARK}@git.example.com/x.git"),
     ("mysql --password hunter2 -u root", f"mysql --password {MARK} -u root"),
+    ("command=DB_PASSWORD=hunter2", f"command=DB_PASSWORD={MARK}"),
+    ("/api/v1/namespaces/x/pods/p/exec?command=env&command=DB_PASSWORD%3Dhunter2&container=c",
+     f"/api/v1/namespaces/x/pods/p/exec?command=env&command=DB_PASSWORD%3D{MARK}&container=c"),
+    ("sh%20-c%20export%20API_TOKEN%3Dabc123", f"sh%20-c%20export%20API_TOKEN%3D{MARK}"),
+    ("/x?token=abc%2Fdef&y=1", f"/x?token={MARK}&y=1"),
     ("secrets \"db\" is forbidden: User cannot get resource", "secrets \"db\" is forbidden: User cannot get resource"),
     ("GET /api/v1/namespaces/shop/pods?limit=500", "GET /api/v1/namespaces/shop/pods?limit=500"),
 ])
