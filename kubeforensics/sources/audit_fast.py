@@ -64,7 +64,7 @@ import pyarrow.compute as pc
 from kubeforensics.redact import MAYBE_SECRET_PATTERN
 from kubeforensics.schema import AUDIT
 from kubeforensics.sources import bulk_lines
-from kubeforensics.sources.records import BOM, GZIP_MAGIC, _is_multiline_document, _readline, open_evidence
+from kubeforensics.sources.records import BOM, GZIP_MAGIC, _is_multiline_document, open_evidence
 
 if TYPE_CHECKING:
     from kubeforensics.sources.base import BulkResult
@@ -233,19 +233,8 @@ FROM checked
 """
 
 
-class _Lines:
-    """Where the non-blank lines of a JSON-lines file are: ``numbers[i]`` is the line of row ``i``."""
-
-    def __init__(self, count: int, numbers: np.ndarray | None) -> None:
-        self.count = count
-        self.numbers = numbers  # None: no blank lines, row i is line i + 1
-
-    def of(self, rows: np.ndarray) -> np.ndarray:
-        return rows + 1 if self.numbers is None else self.numbers[rows]
-
-    def line(self, row: int) -> int:
-        """The line of row ``row``."""
-        return row + 1 if self.numbers is None else int(self.numbers[row])
+#: The row -> line mapping (``bulk_lines.Lines``).
+_Lines = bulk_lines.Lines
 
 
 def scan_lines(path: Path) -> _Lines | None:
@@ -348,128 +337,39 @@ def _json_lines_head(path: Path) -> bool:
 
 def scan_plain(path: Path) -> tuple[_Lines, np.ndarray] | None:
     """:func:`scan_lines` for an uncompressed file, also giving where each line starts (see ``bulk_lines``)."""
-    return bulk_lines.scan_plain(path, _Lines, chunk=_CHUNK, max_line=MAX_OBJECT_BYTES)
+    return bulk_lines.scan_plain(path, chunk=_CHUNK, max_line=MAX_OBJECT_BYTES)
 
 
 def _stream(path: Path, gz: bool, evidence: str, evidence_id: str, result: BulkResult) -> Iterator[pa.Table]:
-    """The batches of :func:`bulk`; keeps ``result`` up to date before each one is yielded.
+    """The batches of :func:`bulk` (``bulk_lines.stream``); keeps ``result`` up to date before each one is yielded.
 
-    DuckDB computes the batches in a worker thread two ahead (``bulk_lines.Prefetch``)
-    while this one scans the lines (:func:`scan_plain`, which keeps where each line
-    starts, or :func:`scan_lines` for gzip files) and converts.  Before a batch is
-    yielded, the line mapping of its first and last row is checked against the raw
-    line (``bulk_lines.SeekCursor``, or ``SkipCursor`` reading a gzip file forwards
-    a chunk at a time): DuckDB must have returned
-    exactly one row per non-blank line, in file order.  When a check fails, or
-    DuckDB raises part-way, the batch is dropped and the stream ends with
-    ``result.complete`` False: the lines from ``result.next_line`` on go record
-    by record.
+    DuckDB computes the batches in a worker thread two ahead while this one scans
+    the lines (:func:`scan_plain`, which keeps where each line starts, or
+    :func:`scan_lines` for gzip files) and converts.  The first and last row of
+    each batch are checked against the raw lines they are mapped to
+    (``bulk_lines.SeekCursor``, or ``SkipCursor`` reading a gzip file forwards a
+    chunk at a time); a failed check or a DuckDB error ends the stream with
+    ``result.complete`` False.
     """
-    cursor: bulk_lines.SeekCursor | bulk_lines.SkipCursor | None = None
-    prefetch: bulk_lines.Prefetch | None = None
     memo = _Memo()
-    offset = 0
-    try:
-        prefetch = bulk_lines.Prefetch(_sql(str(path), gz), _connect, BATCH_ROWS, name="audit-bulk")
-        if gz:
-            lines = scan_lines(path)
-            cursor = bulk_lines.SkipCursor(path, _KEYS, chunk=_CHUNK, max_line=MAX_OBJECT_BYTES)
-        else:
-            scanned = scan_plain(path)
-            lines = None if scanned is None else scanned[0]
-            cursor = None if scanned is None else bulk_lines.SeekCursor(path, scanned[1], _KEYS, MAX_OBJECT_BYTES)
-        if lines is None or lines.count == 0 or cursor is None:
-            log.debug("bulk path: %s is not JSON lines of objects; it goes record by record", path)
-            return
-        for rb in prefetch:
-            if not rb.num_rows:
-                continue
-            end = offset + rb.num_rows
-            if end > lines.count or not (cursor.matches(rb, 0, lines.line(offset))
-                                         and cursor.matches(rb, rb.num_rows - 1, lines.line(end - 1))):
-                log.debug("bulk path: rows %d-%d of %s do not map to their lines; the rest goes record by record",
-                          offset, end, path)
-                return
-            table, rejected = _convert(rb, offset, lines, evidence, evidence_id, memo)
-            del rb
-            offset = end
-            result.records += table.num_rows
-            result.python_lines.update(int(n) for n in rejected)
-            result.next_line = lines.line(end - 1) + 1
-            yield table
-            del table
-        if offset == lines.count:
-            result.complete = True
-        else:  # the rows returned were checked: the lines after the last one go record by record
-            log.debug("bulk path: %s has %d JSON lines but DuckDB read %d rows", path, lines.count, offset)
-    except Exception as exc:  # noqa: BLE001 - malformed JSON, damaged stream...: the per-record path explains
-        log.debug("bulk path of %s stopped before line %d: %s", path, result.next_line, exc)
-    finally:
-        if cursor is not None:
-            cursor.close()
-        if prefetch is not None:
-            prefetch.close()
+
+    def open_lines() -> tuple[_Lines | None, bulk_lines.Cursor | None]:
+        return bulk_lines.open_lines(path, gz, _KEYS, scan_gz=scan_lines, scan=scan_plain, chunk=_CHUNK,
+                                     max_line=MAX_OBJECT_BYTES)
+
+    def convert(rb: pa.RecordBatch, offset: int, lines: _Lines) -> tuple[pa.Table, np.ndarray]:
+        return _convert(rb, offset, lines, evidence, evidence_id, memo)
+
+    yield from bulk_lines.stream(result, path, _sql(str(path), gz), open_lines, convert, connect=_connect,
+                                 batch_rows=BATCH_ROWS, name="audit-bulk")
 
 
-#: Fields that identify a line: (JSON key, DuckDB column), compared by :meth:`_LineCursor.matches`.
+#: Fields that identify a line: (JSON key, DuckDB column), compared by ``bulk_lines.matches``.
 _KEY_FIELDS = (
     ("auditID", "audit_id"), ("stage", "stage"), ("verb", "verb"), ("requestURI", "request_uri"),
     ("requestReceivedTimestamp", "k_rr"), ("stageTimestamp", "k_st"), ("timestamp", "k_ts"),
 )
 _KEYS: bulk_lines.Keys = tuple(((key,), col) for key, col in _KEY_FIELDS)
-
-
-class _LineCursor:
-    """Reads the raw lines of a file forwards, to check that a DuckDB row came from the line it is mapped to.
-
-    Line by line (the Tetragon path uses it); this path uses ``bulk_lines``' cursors.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._f = open_evidence(path)
-        self._line = 0  # lines consumed
-        self._last: bytes | None = None  # the text of line self._line
-
-    def close(self) -> None:
-        self._f.close()
-
-    def _get(self, n: int) -> bytes | None:
-        if n == self._line:
-            return self._last
-        if n < self._line:  # lines are asked for in increasing order; never re-read
-            return None
-        while self._line < n - 1:
-            data, _ = _readline(self._f)
-            if not data:
-                return None
-            self._line += 1
-        data, too_long = _readline(self._f)
-        self._line += 1
-        self._last = None if not data or too_long else data[3:] if n == 1 and data.startswith(BOM) else data
-        return self._last
-
-    def matches(self, rb: pa.RecordBatch, row: int, line: int) -> bool:
-        """True when row ``row`` of ``rb`` holds the identifying fields of line ``line``."""
-        raw = self._get(line)
-        if raw is None:
-            return False
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return False
-        if not isinstance(obj, dict):
-            return False
-        for key, col in _KEY_FIELDS:
-            want, got = obj.get(key), rb.column(col)[row].as_py()
-            if want is None:
-                same = got is None
-            elif isinstance(want, str):
-                same = got == want
-            else:  # a number, boolean, object: DuckDB renders it as text; present is enough
-                same = got is not None
-            if not same:
-                return False
-        return True
 
 
 def _replace(col: pa.Array, idx: np.ndarray, values: list[Any], typ: pa.DataType) -> pa.Array:

@@ -1,14 +1,20 @@
 """Shared pieces of the DuckDB bulk paths: where lines start, reading the lines a row is mapped to, prefetching.
 
+* :class:`Lines`: the row -> line mapping (row ``i`` of DuckDB's result is the
+  ``i``-th non-blank line).
 * :func:`scan_plain`: one numpy pass over an uncompressed JSON-lines file finds
-  where every line starts and which lines are blank (the row -> line mapping).
+  where every line starts and which lines are blank.
 * :class:`SeekCursor` (uncompressed files) and :class:`SkipCursor` (gzip files,
   forwards only, skipping a chunk at a time) read the raw line a DuckDB row is
   mapped to; :func:`matches` compares its identifying fields with the row.
 * :class:`Prefetch`: DuckDB's batches computed in a worker thread, a few ahead.
+* :func:`stream`: the loop the bulk paths share: batches from :class:`Prefetch`,
+  each checked against its lines before it is converted and yielded.
 
-Used by :mod:`kubeforensics.sources.audit_fast`; the Hubble path
-(:mod:`kubeforensics.sources.hubble_fast`) has its own copies of the same ideas.
+Used by :mod:`~kubeforensics.sources.audit_fast`,
+:mod:`~kubeforensics.sources.hubble_fast` and
+:mod:`~kubeforensics.sources.tetragon_fast`.  The sizes (chunk, longest line,
+batch rows) are parameters: each module keeps its own settings.
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import orjson
@@ -26,21 +32,39 @@ import pyarrow as pa
 
 from kubeforensics.sources.records import BOM, open_evidence
 
+if TYPE_CHECKING:
+    from kubeforensics.sources.base import BulkResult
+
 log = logging.getLogger(__name__)
 
-#: Identifying fields of a line: (path of JSON keys, DuckDB column).
+#: Identifying fields of a line: (path of JSON keys, DuckDB column) ...
 Keys = tuple[tuple[tuple[str, ...], str], ...]
+#: ... or a function giving (value in the parsed line, DuckDB column) pairs, for fields no fixed path reaches.
+Fields = Callable[[dict[str, Any]], Iterable[tuple[Any, str]]]
 
 
-def scan_plain(path: Path, line_type: Callable[[int, np.ndarray | None], Any], *, chunk: int,
-               max_line: int) -> tuple[Any, np.ndarray] | None:
+class Lines:
+    """Where the non-blank lines of a JSON-lines file are: ``numbers[i]`` is the line of row ``i``."""
+
+    def __init__(self, count: int, numbers: np.ndarray | None) -> None:
+        self.count = count
+        self.numbers = numbers  # None: no blank lines, row i is line i + 1
+
+    def of(self, rows: np.ndarray) -> np.ndarray:
+        return rows + 1 if self.numbers is None else self.numbers[rows]
+
+    def line(self, row: int) -> int:
+        """The line of row ``row``."""
+        return row + 1 if self.numbers is None else int(self.numbers[row])
+
+
+def scan_plain(path: Path, *, chunk: int, max_line: int) -> tuple[Lines, np.ndarray] | None:
     """Where the lines of an uncompressed JSON-lines file start, and which of them are blank.
 
     One pass with numpy (the newlines of each chunk at once).  Returns
-    ``(line_type(count, numbers), offsets)``: ``count`` non-blank lines,
-    ``numbers[i]`` the line of row ``i`` (None when no line is blank), and
-    ``offsets[n - 1]`` the byte where line ``n`` starts.  None when a non-blank
-    line does not start with ``{`` (after white space) or the file cannot be read.
+    ``(lines, offsets)``: ``lines`` the row -> line mapping and ``offsets[n - 1]``
+    the byte where line ``n`` starts.  None when a non-blank line does not start
+    with ``{`` (after white space) or the file cannot be read.
     """
     starts: list[np.ndarray] = []
     firsts: list[np.ndarray] = []
@@ -64,7 +88,7 @@ def scan_plain(path: Path, line_type: Callable[[int, np.ndarray | None], Any], *
                 first[0] = head[3] if len(head) > 3 else 0
             odd = np.flatnonzero(first != ord("{"))
             if not len(odd):
-                return line_type(len(offsets), None), offsets
+                return Lines(len(offsets), None), offsets
             blank = np.zeros(len(offsets), dtype=bool)
             for i in odd.tolist():  # blank lines, CRLF blank lines, indented records
                 f.seek(int(offsets[i]) + (3 if i == 0 and head.startswith(BOM) else 0))
@@ -74,7 +98,7 @@ def scan_plain(path: Path, line_type: Callable[[int, np.ndarray | None], Any], *
                 elif text[:1] != b"{":
                     return None
             numbers = np.flatnonzero(~blank).astype(np.int64) + 1
-            return line_type(len(numbers), numbers), offsets
+            return Lines(len(numbers), numbers), offsets
     except OSError as exc:  # the per-record path explains
         log.debug("bulk scan of %s failed: %s", path, exc)
         return None
@@ -88,8 +112,12 @@ def _dig(obj: dict[str, Any], path: tuple[str, ...]) -> Any:
     return obj.get(path[-1])
 
 
-def matches(raw: bytes | None, keys: Keys, rb: pa.RecordBatch, row: int) -> bool:
-    """True when row ``row`` of ``rb`` holds the identifying fields of the raw line ``raw``."""
+def matches(raw: bytes | None, keys: Keys | Fields, rb: pa.RecordBatch, row: int) -> bool:
+    """True when row ``row`` of ``rb`` holds the identifying fields of the raw line ``raw``.
+
+    A text value must equal the row's; a number, boolean or object only be
+    present there (DuckDB renders it as text); an absent one absent.
+    """
     if raw is None:
         return False
     try:
@@ -98,8 +126,9 @@ def matches(raw: bytes | None, keys: Keys, rb: pa.RecordBatch, row: int) -> bool
         return False
     if not isinstance(obj, dict):
         return False
-    for path, col in keys:
-        want, got = _dig(obj, path), rb.column(col)[row].as_py()
+    pairs = keys(obj) if callable(keys) else ((_dig(obj, path), col) for path, col in keys)
+    for want, col in pairs:
+        got = rb.column(col)[row].as_py()
         if want is None:
             same = got is None
         elif isinstance(want, str):
@@ -114,7 +143,7 @@ def matches(raw: bytes | None, keys: Keys, rb: pa.RecordBatch, row: int) -> bool
 class SeekCursor:
     """Reads the line a DuckDB row is mapped to by its offset (uncompressed files), to compare their fields."""
 
-    def __init__(self, path: Path, offsets: np.ndarray, keys: Keys, max_line: int) -> None:
+    def __init__(self, path: Path, offsets: np.ndarray, keys: Keys | Fields, max_line: int) -> None:
         self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._offsets = offsets
         self._keys = keys
@@ -140,7 +169,7 @@ class SeekCursor:
 class SkipCursor:
     """Reads the raw lines of a (gzip) file forwards, skipping the lines between two checks a chunk at a time."""
 
-    def __init__(self, path: Path, keys: Keys, *, chunk: int, max_line: int) -> None:
+    def __init__(self, path: Path, keys: Keys | Fields, *, chunk: int, max_line: int) -> None:
         self._f = open_evidence(path)
         self._keys = keys
         self._chunk = chunk
@@ -261,3 +290,88 @@ class Prefetch:
             except queue.Empty:
                 pass
         self._thread.join()
+
+
+class Cursor(Protocol):
+    """:class:`SeekCursor` or :class:`SkipCursor`."""
+
+    def matches(self, rb: pa.RecordBatch, row: int, line: int) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def open_lines(path: Path, gz: bool, keys: Keys | Fields, *, scan_gz: Callable[[Path], Lines | None],
+               scan: Callable[[Path], tuple[Lines, np.ndarray] | None], chunk: int,
+               max_line: int) -> tuple[Lines | None, Cursor | None]:
+    """The line mapping of a file and a cursor on its lines: ``scan`` (offsets kept, :class:`SeekCursor`)
+    for an uncompressed file, ``scan_gz`` and a :class:`SkipCursor` for a gzip one; None when not JSON lines."""
+    if gz:
+        return scan_gz(path), SkipCursor(path, keys, chunk=chunk, max_line=max_line)
+    scanned = scan(path)
+    if scanned is None:
+        return None, None
+    return scanned[0], SeekCursor(path, scanned[1], keys, max_line)
+
+
+def stream(
+    result: BulkResult,
+    path: Path,
+    sql: str,
+    open_lines: Callable[[], tuple[Lines | None, Cursor | None]],
+    convert: Callable[[pa.RecordBatch, int, Lines], tuple[pa.Table, np.ndarray]],
+    *,
+    connect: Callable[[], Any],
+    batch_rows: int,
+    name: str,
+) -> Iterator[pa.Table]:
+    """The batches of a bulk path; keeps ``result`` up to date before each one is yielded.
+
+    DuckDB runs ``sql`` in a worker thread two batches ahead (:class:`Prefetch`)
+    while this one calls ``open_lines`` (the line mapping and a cursor on the raw
+    lines) and converts.  Before a batch is yielded, the line mapping of its
+    first and last row is checked against the raw line: DuckDB must have
+    returned exactly one row per non-blank line, in file order.  A batch that
+    passes goes through ``convert(batch, offset, lines)`` (offset: its first
+    row), which gives the table and the declined line numbers.  When a check
+    fails, or DuckDB raises part-way, the batch is dropped and the stream ends
+    with ``result.complete`` False: the lines from ``result.next_line`` on go
+    record by record.  So do the lines after the last row when DuckDB returns
+    fewer rows than there are lines (the rows it returned were checked).
+    """
+    cursor: Cursor | None = None
+    prefetch: Prefetch | None = None
+    offset = 0
+    try:
+        prefetch = Prefetch(sql, connect, batch_rows, name=name)
+        lines, cursor = open_lines()
+        if lines is None or lines.count == 0 or cursor is None:
+            log.debug("bulk path: %s is not JSON lines of objects; it goes record by record", path)
+            return
+        for rb in prefetch:
+            if not rb.num_rows:
+                continue
+            end = offset + rb.num_rows
+            if end > lines.count or not (cursor.matches(rb, 0, lines.line(offset))
+                                         and cursor.matches(rb, rb.num_rows - 1, lines.line(end - 1))):
+                log.debug("bulk path: rows %d-%d of %s do not map to their lines; the rest goes record by record",
+                          offset, end, path)
+                return
+            table, rejected = convert(rb, offset, lines)
+            del rb
+            offset = end
+            result.records += table.num_rows
+            result.python_lines.update(int(n) for n in rejected)
+            result.next_line = lines.line(end - 1) + 1
+            yield table
+            del table
+        if offset == lines.count:
+            result.complete = True
+        else:  # the rows returned were checked: the lines after the last one go record by record
+            log.debug("bulk path: %s has %d JSON lines but DuckDB read %d rows", path, lines.count, offset)
+    except Exception as exc:  # noqa: BLE001 - malformed JSON, damaged stream...: the per-record path explains
+        log.debug("bulk path of %s stopped before line %d: %s", path, result.next_line, exc)
+    finally:
+        if cursor is not None:
+            cursor.close()
+        if prefetch is not None:
+            prefetch.close()

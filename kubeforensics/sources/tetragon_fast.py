@@ -29,8 +29,9 @@ A *structural* surprise (a struct field that is a scalar, a list that is a strin
 malformed JSON, invalid UTF-8, duplicate keys, a line longer than
 :data:`MAX_OBJECT_BYTES`, a truncated gzip stream) makes DuckDB raise: the batches
 already streamed stand and every line from ``BulkResult.next_line`` on goes
-record by record, as in :mod:`~kubeforensics.sources.audit_fast`, whose line
-scanner, connection settings and line cursor this module reuses.
+record by record, as in :mod:`~kubeforensics.sources.audit_fast`, whose
+connection settings this module reuses (and, with it, the line cursor and batch
+loop of :mod:`~kubeforensics.sources.bulk_lines`).
 
 Difference from the per-record path, by design (as for audit): JSON that orjson
 refuses but DuckDB accepts (``NaN``, ``Infinity``, integers beyond 64 bits) *in a
@@ -53,13 +54,13 @@ import pyarrow.compute as pc
 
 from kubeforensics.redact import MAYBE_SECRET_PATTERN
 from kubeforensics.schema import PROCESSES
+from kubeforensics.sources import bulk_lines
 from kubeforensics.sources.audit_fast import (
     _CHUNK,
     BATCH_ROWS,
     MAX_OBJECT_BYTES,
     MIN_BULK_BYTES,
     _connect,
-    _LineCursor,
     _Lines,
     _ts_ns,
 )
@@ -330,130 +331,36 @@ def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None
     return result
 
 
-class _EventCursor(_LineCursor):
-    """:class:`audit_fast._LineCursor` comparing the fields that identify a Tetragon line.
-
-    Lines are skipped by counting newlines in big blocks rather than read one by
-    one (the audit cursor's ``readline`` per line cost more than the checks).
-    """
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self._buf = b""
-        self._pos = 0  # where line self._line + 1 starts in self._buf
-
-    def _more(self) -> bool:
-        data = self._f.read(_CHUNK)
-        if not data:
-            return False
-        self._buf = self._buf[self._pos:] + data
-        self._pos = 0
-        return True
-
-    def _get(self, n: int) -> bytes | None:
-        if n == self._line:
-            return self._last
-        if n < self._line:  # lines are asked for in increasing order; never re-read
-            return None
-        need = n - 1 - self._line  # newlines to pass before line n starts
-        while need:
-            have = self._buf.count(b"\n", self._pos)
-            if have < need:
-                need -= have
-                self._line += have
-                self._buf, self._pos = b"", 0
-                if not self._more():
-                    return None
-                continue
-            find, pos = self._buf.find, self._pos
-            for _ in range(need):
-                pos = find(b"\n", pos) + 1
-            self._line += need
-            self._pos, need = pos, 0
-        end = self._buf.find(b"\n", self._pos)
-        while end < 0:
-            if not self._more():
-                end = len(self._buf)
-                break
-            end = self._buf.find(b"\n", self._pos)
-        data = self._buf[self._pos:end]
-        self._pos = end + 1
-        self._line += 1
-        self._last = data[3:] if n == 1 and data.startswith(BOM) else data
-        return self._last if self._last else None
-
-    def matches(self, rb: pa.RecordBatch, row: int, line: int) -> bool:
-        raw = self._get(line)
-        if raw is None:
-            return False
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return False
-        if not isinstance(obj, dict):
-            return False
-        ev = next((obj[k] for k in _EVENTS if k in obj), None)
-        proc = ev.get("process") if isinstance(ev, dict) else None
-        exec_id = proc.get("exec_id") if isinstance(proc, dict) else None
-        pid = proc.get("pid") if isinstance(proc, dict) else None
-        pid = str(pid) if pid.__class__ is int else pid
-        for want, col in ((obj.get("time"), "k_time"), (obj.get("node_name"), "node"), (exec_id, "exec_id"),
-                          (pid, "k_pid")):
-            got = rb.column(col)[row].as_py()
-            if want is None:
-                same = got is None
-            elif isinstance(want, str):
-                same = got == want
-            else:  # a number, boolean, object: DuckDB renders it as text; present is enough
-                same = got is not None
-            if not same:
-                return False
-        return True
+def _key_fields(obj: dict[str, Any]) -> tuple[tuple[Any, str], ...]:
+    """The fields that identify a Tetragon line (``bulk_lines.Fields``): envelope time and node, the event's
+    ``process.exec_id`` and ``process.pid`` (an integer as DuckDB renders it, so that it is compared too)."""
+    ev = next((obj[k] for k in _EVENTS if k in obj), None)
+    proc = ev.get("process") if isinstance(ev, dict) else None
+    exec_id = proc.get("exec_id") if isinstance(proc, dict) else None
+    pid = proc.get("pid") if isinstance(proc, dict) else None
+    pid = str(pid) if pid.__class__ is int else pid
+    return (obj.get("time"), "k_time"), (obj.get("node_name"), "node"), (exec_id, "exec_id"), (pid, "k_pid")
 
 
 def _stream(
     path: Path, gz: bool, lines: _Lines, odd: np.ndarray, evidence: str, evidence_id: str, result: BulkResult
 ) -> Iterator[pa.Table]:
-    """The batches of :func:`bulk`; keeps ``result`` up to date before each one is yielded.
+    """The batches of :func:`bulk` (``bulk_lines.stream``); keeps ``result`` up to date before each one is yielded.
 
     As in :func:`audit_fast._stream`: the first and last row of each batch are
-    checked against the raw lines they are mapped to; a failed check or a DuckDB
-    error ends the stream with ``result.complete`` False.
+    checked against the raw lines they are mapped to (read forwards by a
+    ``bulk_lines.SkipCursor``, plain or gzip: :func:`scan` keeps no offsets); a
+    failed check or a DuckDB error ends the stream with ``result.complete`` False.
     """
-    con = cursor = None
-    offset = 0
-    try:
-        cursor = _EventCursor(path)
-        con = _connect()
-        reader = con.sql(_sql(str(path), gz)).to_arrow_reader(BATCH_ROWS)
-        for rb in reader:
-            if not rb.num_rows:
-                continue
-            end = offset + rb.num_rows
-            if end > lines.count or not (cursor.matches(rb, 0, lines.line(offset))
-                                         and cursor.matches(rb, rb.num_rows - 1, lines.line(end - 1))):
-                log.debug("bulk path: rows %d-%d of %s do not map to their lines; the rest goes record by record",
-                          offset, end, path)
-                return
-            table, rejected = _convert(rb, offset, lines, odd, evidence, evidence_id)
-            del rb
-            offset = end
-            result.records += table.num_rows
-            result.python_lines.update(int(n) for n in rejected)
-            result.next_line = lines.line(end - 1) + 1
-            yield table
-            del table
-        if offset == lines.count:
-            result.complete = True
-        else:
-            log.debug("bulk path: %s has %d JSON lines but DuckDB read %d rows", path, lines.count, offset)
-    except Exception as exc:  # noqa: BLE001 - malformed JSON, damaged stream...: the per-record path explains
-        log.debug("bulk path of %s stopped before line %d: %s", path, result.next_line, exc)
-    finally:
-        if cursor is not None:
-            cursor.close()
-        if con is not None:
-            con.close()
+
+    def open_lines() -> tuple[_Lines, bulk_lines.Cursor]:
+        return lines, bulk_lines.SkipCursor(path, _key_fields, chunk=_CHUNK, max_line=MAX_OBJECT_BYTES)
+
+    def convert(rb: pa.RecordBatch, offset: int, lines: _Lines) -> tuple[pa.Table, np.ndarray]:
+        return _convert(rb, offset, lines, odd, evidence, evidence_id)
+
+    yield from bulk_lines.stream(result, path, _sql(str(path), gz), open_lines, convert, connect=_connect,
+                                 batch_rows=BATCH_ROWS, name="tetragon-bulk")
 
 
 # ------------------------------------------------------------------------------- cells through Python
