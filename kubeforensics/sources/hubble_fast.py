@@ -30,17 +30,17 @@ implementation.  Declined are
   object (ports and flags in Hubble's field order); lists holding nulls.
 
 The rows stream out in batches of at most :data:`BATCH_ROWS`, which DuckDB
-computes in a thread two batches ahead of the consumer (:class:`_Prefetch`).  The
-line mapping and the part-way stop (malformed JSON, duplicate keys, wrong JSON
-type of a structured field, a line over :data:`MAX_OBJECT_BYTES`, a damaged gzip
-stream) work as in :mod:`kubeforensics.sources.audit_fast`, whose line scan
-(gzip files), ``_Lines`` and DuckDB connection are reused: a batch is yielded
-only when its first and last rows carry the identifying fields (times, node,
-uuid) of the lines they are mapped to, and the lines after the last yielded
-batch go record by record.  For uncompressed files :func:`scan_plain` finds the
-lines with numpy and keeps their offsets, so the check reads only the lines it
-compares (:class:`_SeekCursor`); gzip files are checked by reading forwards
-(:class:`_FlowCursor`, like ``audit_fast._LineCursor`` but skipping a chunk at a time).
+computes in a thread two batches ahead of the consumer.  The line mapping and
+the part-way stop (malformed JSON, duplicate keys, wrong JSON type of a
+structured field, a line over :data:`MAX_OBJECT_BYTES`, a damaged gzip stream)
+work as in :mod:`kubeforensics.sources.audit_fast`, with the same machinery
+(:mod:`kubeforensics.sources.bulk_lines`) and the audit path's line scan of gzip
+files and DuckDB connection: a batch is yielded only when its first and last
+rows carry the identifying fields (times, node, uuid) of the lines they are
+mapped to, and the lines after the last yielded batch go record by record.  For
+uncompressed files :func:`scan_plain` finds the lines with numpy and keeps their
+offsets, so the check reads only the lines it compares; gzip files are checked
+by reading forwards, skipping a chunk at a time.
 
 Differences from the per-record path, by design (as for the audit path): JSON
 that orjson refuses but DuckDB's parser accepts (``NaN``, ``Infinity``, a
@@ -52,8 +52,6 @@ invalid JSON.  Hubble never writes such JSON.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,7 +64,7 @@ import pyarrow.compute as pc
 
 from kubeforensics.redact import MAYBE_SECRET_PATTERN
 from kubeforensics.schema import FLOWS
-from kubeforensics.sources import audit_fast
+from kubeforensics.sources import audit_fast, bulk_lines
 from kubeforensics.sources.audit_fast import _CHUNK, _TS_RE2, _connect, _Lines, scan_lines
 from kubeforensics.sources.hubble import TCP_FLAGS
 from kubeforensics.sources.records import BOM, GZIP_MAGIC, _readline, open_evidence
@@ -330,289 +328,43 @@ def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None
 
 
 def scan_plain(path: Path) -> tuple[_Lines, np.ndarray] | None:
-    """:func:`audit_fast.scan_lines` for an uncompressed file, also giving where each line starts.
-
-    One pass with numpy (the newlines of each chunk at once): returns the line
-    mapping and the byte offset of every line (``offsets[n - 1]`` is where line
-    ``n`` starts), which lets :class:`_SeekCursor` read a line without reading the
-    ones before it.  None when a non-blank line does not start with ``{`` (after
-    white space) or the file cannot be read.
-    """
-    starts: list[np.ndarray] = []
-    firsts: list[np.ndarray] = []
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-            f.seek(0)
-            pending = np.zeros(1, dtype=np.int64)  # line starts whose first byte is in a later chunk
-            base = 0
-            while chunk := f.read(_CHUNK):
-                arr = np.frombuffer(chunk, dtype=np.uint8)
-                at = np.concatenate([pending, np.flatnonzero(arr == 10).astype(np.int64) + (base + 1)])
-                inside = at < base + len(chunk)
-                starts.append(at[inside])
-                firsts.append(arr[at[inside] - base])
-                pending = at[~inside]
-                base += len(chunk)
-            offsets = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
-            first = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.uint8)
-            if head.startswith(BOM) and len(first):
-                first[0] = head[3] if len(head) > 3 else 0
-            odd = np.flatnonzero(first != ord("{"))
-            if not len(odd):
-                return _Lines(len(offsets), None), offsets
-            blank = np.zeros(len(offsets), dtype=bool)
-            for i in odd.tolist():  # blank lines, CRLF blank lines, indented records
-                f.seek(int(offsets[i]) + (3 if i == 0 and head.startswith(BOM) else 0))
-                text = f.readline(MAX_OBJECT_BYTES + 2).strip()
-                if not text:
-                    blank[i] = True
-                elif text[:1] != b"{":
-                    return None
-            numbers = np.flatnonzero(~blank).astype(np.int64) + 1
-            return _Lines(len(numbers), numbers), offsets
-    except OSError as exc:  # the per-record path explains
-        log.debug("bulk scan of %s failed: %s", path, exc)
-        return None
+    """:func:`audit_fast.scan_lines` for an uncompressed file, also giving where each line starts
+    (``bulk_lines.scan_plain``, with this module's chunk and longest line)."""
+    return bulk_lines.scan_plain(path, chunk=_CHUNK, max_line=MAX_OBJECT_BYTES)
 
 
-class _SeekCursor:
-    """Reads the line a DuckDB row is mapped to, by its offset (uncompressed files), to compare their fields."""
-
-    def __init__(self, path: Path, offsets: np.ndarray, keys: tuple[tuple[tuple[str, ...], str], ...]) -> None:
-        self._f = open_evidence(path)
-        self._offsets = offsets
-        self._keys = keys
-
-    def close(self) -> None:
-        self._f.close()
-
-    def _get(self, n: int) -> bytes | None:
-        if not 0 < n <= len(self._offsets):
-            return None
-        self._f.seek(int(self._offsets[n - 1]))
-        data = self._f.readline(MAX_OBJECT_BYTES + 2)
-        if len(data) > MAX_OBJECT_BYTES + 1:
-            return None
-        return data[3:] if n == 1 and data.startswith(BOM) else data
-
-    def matches(self, rb: pa.RecordBatch, row: int, line: int) -> bool:
-        return _matches(self._get(line), self._keys, rb, row)
-
-
-def _dig(obj: dict[str, Any], *keys: str) -> Any:
-    for k in keys[:-1]:
-        obj = obj.get(k)  # type: ignore[assignment]
-        if not isinstance(obj, dict):
-            return None
-    return obj.get(keys[-1])
-
-
-#: Fields that identify a line: (path of JSON keys, DuckDB column), compared by :meth:`_FlowCursor.matches`.
-_KEYS_ENVELOPE = ((("time",), "k_time"), (("node_name",), "k_node"), (("flow", "time"), "k_ftime"),
-                  (("flow", "uuid"), "k_uuid"))
-_KEYS_BARE = ((("time",), "k_time"), (("node_name",), "k_node"), (("uuid",), "k_uuid"), (("verdict",), "verdict"))
-
-
-class _FlowCursor:
-    """Reads the raw lines of a file forwards, to check that a DuckDB row came from the line it is mapped to.
-
-    Like ``audit_fast._LineCursor`` (whose line-by-line ``readline`` costs ~2 us a line), but it skips
-    the lines between two checks a chunk at a time, and compares Hubble's identifying fields.
-    """
-
-    def __init__(self, path: Path, keys: tuple[tuple[tuple[str, ...], str], ...]) -> None:
-        self._f = open_evidence(path)
-        self._keys = keys
-        self._buf = b""
-        self._pos = 0  # where the next line starts in self._buf
-        self._line = 0  # lines consumed
-        self._last: bytes | None = None  # the text of line self._line
-
-    def close(self) -> None:
-        self._f.close()
-
-    def _more(self) -> bool:
-        data = self._f.read(_CHUNK)
-        self._buf, self._pos = (self._buf[self._pos:] + data if self._pos < len(self._buf) else data), 0
-        return bool(data)
-
-    def _get(self, n: int) -> bytes | None:
-        """The text of line ``n`` (lines are asked for in increasing order), None past the end or too long."""
-        if n == self._line:
-            return self._last
-        if n < self._line:
-            return None
-        for _ in range(n - 1 - self._line):  # skip to line n
-            while (end := self._buf.find(b"\n", self._pos)) < 0:
-                self._buf, self._pos = b"", 0
-                if not self._more():
-                    return None
-            self._pos = end + 1
-            self._line += 1
-        while (end := self._buf.find(b"\n", self._pos)) < 0:
-            if len(self._buf) - self._pos > MAX_OBJECT_BYTES or not self._more():
-                break
-        stop = len(self._buf) if end < 0 else end + 1
-        data = self._buf[self._pos:stop]
-        self._pos = stop
-        self._line += 1
-        too_long = len(data) > MAX_OBJECT_BYTES + 2
-        self._last = None if not data or too_long else data[3:] if n == 1 and data.startswith(BOM) else data
-        return self._last
-
-    def matches(self, rb: pa.RecordBatch, row: int, line: int) -> bool:
-        return _matches(self._get(line), self._keys, rb, row)
-
-
-def _matches(raw: bytes | None, keys: tuple[tuple[tuple[str, ...], str], ...], rb: pa.RecordBatch, row: int) -> bool:
-    """True when row ``row`` of ``rb`` holds the identifying fields of the raw line ``raw``."""
-    if raw is None:
-        return False
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return False
-    if not isinstance(obj, dict):
-        return False
-    for path, col in keys:
-        want, got = _dig(obj, *path), rb.column(col)[row].as_py()
-        if want is None:
-            same = got is None
-        elif isinstance(want, str):
-            same = got == want
-        else:  # a number, boolean, object: DuckDB renders it as text; present is enough
-            same = got is not None
-        if not same:
-            return False
-    return True
-
-
-_END = object()
-
-
-class _Prefetch:
-    """DuckDB's batches, computed in a thread one or two ahead of the consumer.
-
-    DuckDB works without the GIL, so the query runs while this thread's consumer
-    scans the lines, checks and converts batches and the case store writes them.
-    At most ``depth`` batches wait in the queue: memory stays flat.
-    """
-
-    def __init__(self, sql: str, depth: int = 2) -> None:
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._con: Any = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(sql,), name="hubble-bulk", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self, sql: str) -> None:
-        try:
-            self._con = _connect()
-            self._ready.set()
-            for rb in self._con.sql(sql).to_arrow_reader(BATCH_ROWS):
-                if not self._put(rb):
-                    return
-            self._put(_END)
-        except Exception as exc:  # noqa: BLE001 - handed to the consumer
-            self._put(exc)
-        finally:
-            self._ready.set()
-            if self._con is not None:
-                self._con.close()
-
-    def __iter__(self) -> Iterator[pa.RecordBatch]:
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        """Stop the query (when still running) and wait for the thread."""
-        self._stop.set()
-        self._ready.wait()
-        if self._thread.is_alive() and self._con is not None:
-            try:
-                self._con.interrupt()
-            except Exception as exc:  # noqa: BLE001 - closed meanwhile
-                log.debug("bulk path: interrupting DuckDB: %s", exc)
-        while self._thread.is_alive():
-            try:
-                self._queue.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        self._thread.join()
+#: Fields that identify a line: (path of JSON keys, DuckDB column), compared by ``bulk_lines.matches``.
+_KEYS_ENVELOPE: bulk_lines.Keys = (
+    (("time",), "k_time"), (("node_name",), "k_node"), (("flow", "time"), "k_ftime"), (("flow", "uuid"), "k_uuid"),
+)
+_KEYS_BARE: bulk_lines.Keys = (
+    (("time",), "k_time"), (("node_name",), "k_node"), (("uuid",), "k_uuid"), (("verdict",), "verdict"),
+)
 
 
 def _stream(
     path: Path, gz: bool, envelopes: bool, evidence: str, evidence_id: str, result: BulkResult
 ) -> Iterator[pa.Table]:
-    """The batches of :func:`bulk`; keeps ``result`` up to date before each one is yielded.
+    """The batches of :func:`bulk` (``bulk_lines.stream``); keeps ``result`` up to date before each one is yielded.
 
-    The line scan (:func:`audit_fast.scan_lines`) runs while DuckDB computes the
-    first batches.  As ``audit_fast._stream``: a batch whose first or last row does
-    not carry the identifying fields of the line it is mapped to is dropped and
-    the stream ends with ``result.complete`` False (so does a DuckDB error, or a
-    file that is not JSON lines of objects); the lines from ``result.next_line``
-    on then go record by record.
+    The line scan (:func:`scan_plain`, or :func:`audit_fast.scan_lines` for gzip
+    files) runs while DuckDB computes the first batches.  As ``audit_fast._stream``:
+    a batch whose first or last row does not carry the identifying fields of the
+    line it is mapped to is dropped and the stream ends with ``result.complete``
+    False (so does a DuckDB error, or a file that is not JSON lines of objects);
+    the lines from ``result.next_line`` on then go record by record.
     """
-    cursor: _FlowCursor | _SeekCursor | None = None
-    prefetch: _Prefetch | None = None
-    offset = 0
-    try:
-        prefetch = _Prefetch(_sql(str(path), gz, envelopes))
-        keys = _KEYS_ENVELOPE if envelopes else _KEYS_BARE
-        if gz:
-            lines = scan_lines(path)
-            cursor = _FlowCursor(path, keys)
-        else:
-            scanned = scan_plain(path)
-            lines = None if scanned is None else scanned[0]
-            cursor = None if scanned is None else _SeekCursor(path, scanned[1], keys)
-        if lines is None or lines.count == 0:
-            return
-        assert cursor is not None
-        for rb in prefetch:
-            if not rb.num_rows:
-                continue
-            end = offset + rb.num_rows
-            if end > lines.count or not (cursor.matches(rb, 0, lines.line(offset))
-                                         and cursor.matches(rb, rb.num_rows - 1, lines.line(end - 1))):
-                log.debug("bulk path: rows %d-%d of %s do not map to their lines; the rest goes record by record",
-                          offset, end, path)
-                return
-            table, rejected = _convert(rb, offset, lines, evidence, evidence_id)
-            del rb
-            offset = end
-            result.records += table.num_rows
-            result.python_lines.update(int(n) for n in rejected)
-            result.next_line = lines.line(end - 1) + 1
-            yield table
-            del table
-        if offset == lines.count:
-            result.complete = True
-        else:  # the rows returned were checked: the lines after the last one go record by record
-            log.debug("bulk path: %s has %d JSON lines but DuckDB read %d rows", path, lines.count, offset)
-    except Exception as exc:  # noqa: BLE001 - malformed JSON, damaged stream...: the per-record path explains
-        log.debug("bulk path of %s stopped before line %d: %s", path, result.next_line, exc)
-    finally:
-        if cursor is not None:
-            cursor.close()
-        if prefetch is not None:
-            prefetch.close()
+    keys = _KEYS_ENVELOPE if envelopes else _KEYS_BARE
+
+    def open_lines() -> tuple[_Lines | None, bulk_lines.Cursor | None]:
+        return bulk_lines.open_lines(path, gz, keys, scan_gz=scan_lines, scan=scan_plain, chunk=_CHUNK,
+                                     max_line=MAX_OBJECT_BYTES)
+
+    def convert(rb: pa.RecordBatch, offset: int, lines: _Lines) -> tuple[pa.Table, np.ndarray]:
+        return _convert(rb, offset, lines, evidence, evidence_id)
+
+    yield from bulk_lines.stream(result, path, _sql(str(path), gz, envelopes), open_lines, convert,
+                                 connect=_connect, batch_rows=BATCH_ROWS, name="hubble-bulk")
 
 
 #: Output columns holding text read by ``fields.text`` / ``fields.strings`` (checked by :func:`_odd_rows`).
