@@ -27,6 +27,15 @@ from kubeforensics.sources.audit import AuditReader
 from kubeforensics.sources.base import ReadResult, read_file
 from kubeforensics.sources.records import BOM
 from tests.conftest import ROOT, conformance_files
+from tests.sources.bulk_helpers import (
+    SCAN_TEXTS,
+    assert_numbered,
+    assert_same_accounts,
+    assert_same_rows,
+    assert_scan_plain_agrees,
+    write_lines,
+    write_numbered,
+)
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from ingest import generate
@@ -64,23 +73,11 @@ def rows_by_id(res: ReadResult) -> dict[str, dict[str, Any]]:
 def assert_same(path: Path, *, min_vectorised: int = 0) -> ReadResult:
     """Bulk + per-record equals per-record alone: accounting, quarantine, every value."""
     fast, ref = read_both(path)
-    for key in ("records", "ingested", "quarantined"):
-        assert getattr(fast.account, key) == getattr(ref.account, key), key
-    assert [(q.line, q.reason) for q in fast.quarantine] == [(q.line, q.reason) for q in ref.quarantine]
-    a, b = rows_by_id(fast), rows_by_id(ref)
-    assert a.keys() == b.keys()
-    diffs = [(eid, c, a[eid][c], b[eid][c]) for eid in b for c in b[eid] if a[eid][c] != b[eid][c]]
-    assert not diffs, diffs[:5]
+    assert_same_accounts(fast, ref)
+    assert_same_rows(rows_by_id(fast), rows_by_id(ref))
     assert fast.tables["audit"].schema == ref.tables["audit"].schema
     assert fast.account.notes["vectorised"] >= min_vectorised
     return fast
-
-
-def write_lines(path: Path, objs: list[Any], *, newline: str = "\n", bom: bool = False) -> Path:
-    text = "".join(json.dumps(o) + newline for o in objs)
-    data = (BOM if bom else b"") + text.encode()
-    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
-    return path
 
 
 BASE: dict[str, Any] = {
@@ -224,18 +221,9 @@ def test_line_numbers_with_crlf_bom_blank_lines_and_gzip(
     tmp_path: Path, name: str, newline: str, bom: bool, blanks: bool
 ) -> None:
     objs = [ev(auditID=f"id-{n}") for n in range(30)] + [exec_ev("command=id")]
-    lines = [json.dumps(o) for o in objs]
-    if blanks:  # a blank first line, a line of spaces and an empty line after line 5
-        lines = ["", *lines[:5], "   ", "", *lines[5:]]
-    data = (BOM if bom else b"") + "".join(line + newline for line in lines).encode()
-    path = tmp_path / name
-    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    path = write_numbered(tmp_path / name, [json.dumps(o) for o in objs], newline=newline, bom=bom, blanks=blanks)
     res = assert_same(path, min_vectorised=31)
-    table = res.tables["audit"].to_pylist()
-    by_id = {r["audit_id"]: r["line"] for r in table}
-    assert by_id["id-0"] == (2 if blanks else 1)
-    assert by_id["id-29"] == (30 + 3 if blanks else 30)
-    assert all(r["event_id"].endswith(f":{r['line']}") for r in table)
+    assert_numbered(res.tables["audit"].to_pylist(), "audit_id", blanks)
 
 
 def test_generated_benchmark_data(tmp_path: Path) -> None:
@@ -399,36 +387,10 @@ def test_ingest_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
     assert peaks[192_000] - peaks[48_000] < 150, peaks
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        b'{"a":1}\n{"b":2}\n',
-        b'{"a":1}\n\n{"b":2}',  # a blank line, no final newline
-        b'\n\n{"a":1}\r\n\r\n  {"b":2}\n\n',  # CRLF blank lines, an indented record
-        BOM + b'{"a":1}\n{"b":2}\n',
-        BOM + b'\n{"a":1}\n',
-        b'{"a":1}\n[1]\n',  # not JSON lines of objects
-        b'{"a":1}\n' + b' ' * 5000 + b'{"b":2}\n' + b'{"c":3}' * 1000 + b'\n\n',  # lines across chunks
-    ],
-)
+@pytest.mark.parametrize("text", SCAN_TEXTS)
 def test_scan_plain_agrees_with_scan_lines(tmp_path: Path, text: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     """The numpy line scan finds the same rows -> lines as the streaming scan, and where each line starts."""
-    monkeypatch.setattr(audit_fast, "_CHUNK", 4096)
-    path = tmp_path / "f.jsonl"
-    path.write_bytes(text)
-    got, want = audit_fast.scan_plain(path), audit_fast.scan_lines(path)
-    if want is None:
-        assert got is None
-        return
-    assert got is not None
-    lines, offsets = got
-    assert lines.count == want.count
-    rows = np.arange(want.count)
-    assert lines.of(rows).tolist() == want.of(rows).tolist()
-    raw = text.split(b"\n")
-    assert len(offsets) == len(raw) - (raw[-1] == b"")
-    for n, at in enumerate(offsets.tolist(), start=1):
-        assert text[at:].split(b"\n", 1)[0] == raw[n - 1]
+    assert_scan_plain_agrees(audit_fast, tmp_path / "f.jsonl", text, monkeypatch)
 
 
 def test_skip_cursor_reads_the_lines_asked_for(tmp_path: Path) -> None:

@@ -25,8 +25,16 @@ from kubeforensics.simulate import simulate
 from kubeforensics.sources import READERS, hubble_fast
 from kubeforensics.sources.base import ReadResult, read_file
 from kubeforensics.sources.hubble import HubbleReader
-from kubeforensics.sources.records import BOM
 from tests.conftest import conformance_files
+from tests.sources.bulk_helpers import (
+    SCAN_TEXTS,
+    assert_numbered,
+    assert_same_accounts,
+    assert_same_rows,
+    assert_scan_plain_agrees,
+    write_lines,
+    write_numbered,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -60,28 +68,15 @@ def read_both(path: Path, fmt: str | None = "hubble") -> tuple[ReadResult, ReadR
 def assert_same(path: Path, *, min_vectorised: int = 0, fmt: str | None = "hubble") -> ReadResult:
     """Bulk + per-record equals per-record alone: accounting, quarantine, every value of every table."""
     fast, ref = read_both(path, fmt)
-    for key in ("records", "ingested", "quarantined"):
-        assert getattr(fast.account, key) == getattr(ref.account, key), key
+    assert_same_accounts(fast, ref)
     assert fast.account.rows == ref.account.rows
-    assert [(q.line, q.index, q.reason) for q in fast.quarantine] == [(q.line, q.index, q.reason)
-                                                                       for q in ref.quarantine]
     assert fast.tables.keys() == ref.tables.keys()
     for name in ref.tables:
         assert fast.tables[name].schema == ref.tables[name].schema, name
-        a = {r["event_id"]: r for r in fast.tables[name].to_pylist()}
-        b = {r["event_id"]: r for r in ref.tables[name].to_pylist()}
-        assert a.keys() == b.keys(), name
-        diffs = [(eid, c, a[eid][c], b[eid][c]) for eid in b for c in b[eid] if a[eid][c] != b[eid][c]]
-        assert not diffs, diffs[:5]
+        assert_same_rows({r["event_id"]: r for r in fast.tables[name].to_pylist()},
+                         {r["event_id"]: r for r in ref.tables[name].to_pylist()})
     assert fast.account.notes["vectorised"] >= min_vectorised
     return fast
-
-
-def write_lines(path: Path, objs: list[Any], *, newline: str = "\n", bom: bool = False) -> Path:
-    text = "".join((o if isinstance(o, str) else json.dumps(o)) + newline for o in objs)
-    data = (BOM if bom else b"") + text.encode()
-    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
-    return path
 
 
 NODE = "retail-live-worker-79m6p"
@@ -305,17 +300,9 @@ def test_line_numbers_with_crlf_bom_blank_lines_and_gzip(
     tmp_path: Path, name: str, newline: str, bom: bool, blanks: bool
 ) -> None:
     lines = [json.dumps(fl(uuid=f"id-{n}")) for n in range(30)]
-    if blanks:  # a blank first line, a line of spaces and an empty line after line 5
-        lines = ["", *lines[:5], "   ", "", *lines[5:]]
-    data = (BOM if bom else b"") + "".join(line + newline for line in lines).encode()
-    path = tmp_path / name
-    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    path = write_numbered(tmp_path / name, lines, newline=newline, bom=bom, blanks=blanks)
     res = assert_same(path, min_vectorised=30)
-    table = res.tables["flows"].to_pylist()
-    by_id = {r["uuid"]: r["line"] for r in table}
-    assert by_id["id-0"] == (2 if blanks else 1)
-    assert by_id["id-29"] == (30 + 3 if blanks else 30)
-    assert all(r["event_id"].endswith(f":{r['line']}") for r in table)
+    assert_numbered(res.tables["flows"].to_pylist(), "uuid", blanks)
 
 
 def _hostile(simulated: Path, tmp_path: Path, name: str, *, huge: int) -> Path:
@@ -532,22 +519,6 @@ def test_abandoned_stream_stops_its_query_thread(simulated: Path, monkeypatch: p
     assert not res.complete
 
 
-@pytest.mark.parametrize("text", [
-    b'{"a":1}\n{"b":2}\n', b'{"a":1}\n{"b":2}', b'\n\n{"a":1}\n   \n\t{"b":2}\r\n\r\n{"c":3}', BOM + b'{"a":1}\n',
-    BOM + b'\n{"a":1}\n', b'{"a":1}\n[1]\n', b'{"a":1}\nx\n', b"", b"\n\n", b'{"a":1}\n' * 5000,
-])
+@pytest.mark.parametrize("text", SCAN_TEXTS)
 def test_scan_plain_agrees_with_scan_lines(tmp_path: Path, text: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hubble_fast, "_CHUNK", 4096)  # lines across chunk boundaries
-    path = tmp_path / "s.json"
-    path.write_bytes(text)
-    got, want = hubble_fast.scan_plain(path), hubble_fast.scan_lines(path)
-    if want is None:
-        assert got is None
-        return
-    assert got is not None
-    lines, offsets = got
-    assert lines.count == want.count
-    assert [lines.line(i) for i in range(lines.count)] == [want.line(i) for i in range(want.count)]
-    physical = text.split(b"\n")
-    starts = np.cumsum([0] + [len(x) + 1 for x in physical])[: len(offsets)]
-    assert offsets.tolist() == starts.tolist()
+    assert_scan_plain_agrees(hubble_fast, tmp_path / "s.json", text, monkeypatch)

@@ -23,6 +23,7 @@ from kubeforensics.sources.base import ReadResult, read_file
 from kubeforensics.sources.records import BOM
 from kubeforensics.sources.tetragon import TetragonReader
 from tests.conftest import conformance_files
+from tests.sources.bulk_helpers import assert_same_accounts, assert_same_rows, write_lines
 from tests.sources.test_tetragon import ANCESTORS, PARENT, event, process
 
 
@@ -56,24 +57,12 @@ def rows_by_id(res: ReadResult) -> dict[str, dict[str, Any]]:
 def assert_same(path: Path, *, min_vectorised: int = 0) -> ReadResult:
     """Bulk + per-record equals per-record alone: accounting, quarantine, every value."""
     fast, ref = read_both(path)
-    for key in ("records", "ingested", "quarantined"):
-        assert getattr(fast.account, key) == getattr(ref.account, key), key
-    assert [(q.line, q.reason) for q in fast.quarantine] == [(q.line, q.reason) for q in ref.quarantine]
-    a, b = rows_by_id(fast), rows_by_id(ref)
-    assert a.keys() == b.keys()
-    diffs = [(eid, c, a[eid][c], b[eid][c]) for eid in b for c in b[eid] if a[eid][c] != b[eid][c]]
-    assert not diffs, diffs[:5]
+    assert_same_accounts(fast, ref)
+    assert_same_rows(rows_by_id(fast), rows_by_id(ref))
     assert fast.tables["processes"].schema == ref.tables["processes"].schema
     assert fast.tables["processes"].equals(ref.tables["processes"])
     assert fast.account.notes["vectorised"] >= min_vectorised, fast.account.notes
     return fast
-
-
-def write_lines(path: Path, objs: list[Any], *, newline: str = "\n", bom: bool = False) -> Path:
-    text = "".join((o if isinstance(o, str) else json.dumps(o)) + newline for o in objs)
-    data = (BOM if bom else b"") + text.encode()
-    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
-    return path
 
 
 # --- simulated and real data ---------------------------------------------------------------------

@@ -1,0 +1,103 @@
+"""Helpers shared by the differential tests of the DuckDB bulk paths (``test_*_fast.py``).
+
+Each test reads a file twice, through the reader (bulk path first) and through
+the same reader without ``bulk`` (the reference), and compares what they give.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from kubeforensics.sources.base import ReadResult
+from kubeforensics.sources.records import BOM
+
+
+def write_lines(path: Path, objs: list[Any], *, newline: str = "\n", bom: bool = False) -> Path:
+    """One JSON line per object (a ``str`` is written as it is), gzip-compressed when ``path`` ends in ``.gz``."""
+    text = "".join((o if isinstance(o, str) else json.dumps(o)) + newline for o in objs)
+    data = (BOM if bom else b"") + text.encode()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+def assert_same_accounts(fast: ReadResult, ref: ReadResult) -> None:
+    """The same record counts, and the same quarantined lines (line, index in the line, reason)."""
+    for key in ("records", "ingested", "quarantined"):
+        assert getattr(fast.account, key) == getattr(ref.account, key), key
+    assert [(q.line, q.index, q.reason) for q in fast.quarantine] == [(q.line, q.index, q.reason)
+                                                                       for q in ref.quarantine]
+
+
+def assert_same_rows(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> None:
+    """Rows by ``event_id``: the same ids, and every value of the reference's rows equal."""
+    assert a.keys() == b.keys()
+    diffs = [(eid, c, a[eid][c], b[eid][c]) for eid in b for c in b[eid] if a[eid][c] != b[eid][c]]
+    assert not diffs, diffs[:5]
+
+
+def write_numbered(path: Path, lines: list[str], *, newline: str, bom: bool, blanks: bool) -> Path:
+    """JSON lines with CRLF/BOM as asked and, with ``blanks``, a blank first line and a line of spaces and
+    an empty line after line 5 (so the 1st record is on line 2 and the 30th on line 33)."""
+    if blanks:
+        lines = ["", *lines[:5], "   ", "", *lines[5:]]
+    data = (BOM if bom else b"") + "".join(line + newline for line in lines).encode()
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+def assert_numbered(rows: list[dict[str, Any]], key: str, blanks: bool) -> None:
+    """Records ``id-0`` .. ``id-29`` (in column ``key``) are on the lines :func:`write_numbered` put them."""
+    by_id = {r[key]: r["line"] for r in rows}
+    assert by_id["id-0"] == (2 if blanks else 1)
+    assert by_id["id-29"] == (30 + 3 if blanks else 30)
+    assert all(r["event_id"].endswith(f":{r['line']}") for r in rows)
+
+
+#: Texts for :func:`assert_scan_plain_agrees`: blank, CRLF and indented lines, BOMs, no final newline,
+#: lines that are not objects, empty files, lines across chunks.
+SCAN_TEXTS = [
+    b'{"a":1}\n{"b":2}\n',
+    b'{"a":1}\n{"b":2}',
+    b'{"a":1}\n\n{"b":2}',
+    b'\n\n{"a":1}\r\n\r\n  {"b":2}\n\n',
+    b'\n\n{"a":1}\n   \n\t{"b":2}\r\n\r\n{"c":3}',
+    BOM + b'{"a":1}\n{"b":2}\n',
+    BOM + b'\n{"a":1}\n',
+    b'{"a":1}\n[1]\n',
+    b'{"a":1}\nx\n',
+    b"",
+    b"\n\n",
+    b'{"a":1}\n' * 5000,
+    b'{"a":1}\n' + b" " * 5000 + b'{"b":2}\n' + b'{"c":3}' * 1000 + b"\n\n",
+]
+
+
+def assert_scan_plain_agrees(module: ModuleType, path: Path, text: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``module.scan_plain`` (with 4 kB chunks: lines across chunk boundaries) finds the same rows -> lines
+    as ``module.scan_lines``, and where each line starts."""
+    monkeypatch.setattr(module, "_CHUNK", 4096)
+    path.write_bytes(text)
+    scan_plain: Callable[[Path], Any] = module.scan_plain
+    got, want = scan_plain(path), module.scan_lines(path)
+    if want is None:
+        assert got is None
+        return
+    assert got is not None
+    lines, offsets = got
+    assert lines.count == want.count
+    rows = np.arange(want.count)
+    assert lines.of(rows).tolist() == want.of(rows).tolist()
+    assert [lines.line(i) for i in range(lines.count)] == [want.line(i) for i in range(want.count)]
+    raw = text.split(b"\n")
+    assert len(offsets) == len(raw) - (raw[-1] == b"")
+    assert offsets.tolist() == np.cumsum([0] + [len(x) + 1 for x in raw])[: len(offsets)].tolist()
+    for n, at in enumerate(offsets.tolist(), start=1):
+        assert text[at:].split(b"\n", 1)[0] == raw[n - 1]
