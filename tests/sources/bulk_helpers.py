@@ -14,9 +14,11 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from kubeforensics.sources.base import ReadResult
+from kubeforensics.sources.bulk_lines import Lines
 from kubeforensics.sources.records import BOM
 
 
@@ -101,3 +103,31 @@ def assert_scan_plain_agrees(module: ModuleType, path: Path, text: bytes, monkey
     assert offsets.tolist() == np.cumsum([0] + [len(x) + 1 for x in raw])[: len(offsets)].tolist()
     for n, at in enumerate(offsets.tolist(), start=1):
         assert text[at:].split(b"\n", 1)[0] == raw[n - 1]
+
+
+#: Wrong row -> line mappings of a 3,000-line file (batches of 100 rows), and the line the bulk path must stop at.
+WRONG_MAPPINGS: dict[str, tuple[Callable[[], Any], int]] = {
+    # DuckDB row 1050 mapped to line 1052 (as if a line had been skipped): batch 1000-1099 is refused
+    "skipped-line": (lambda: Lines(3000, np.r_[np.arange(1, 1051), np.arange(1052, 3002)]), 1001),
+    "short-count": (lambda: Lines(2950, None), 2901),  # batch 2900-2999 reaches past the count
+    "long-count": (lambda: Lines(3010, None), 3001),  # DuckDB returns fewer rows than lines
+}
+
+
+def bulk_with_wrong_mapping(module: ModuleType, path: Path, shift: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run ``module.bulk`` on a 3,000-line ``path`` whose row -> line mapping is :data:`WRONG_MAPPINGS` ``[shift]``
+    (the line offsets of a plain file stay right); check that it stops before the first wrong batch, having
+    yielded only rightly numbered rows.  Returns the line it stopped at."""
+    wrong, expected_next = WRONG_MAPPINGS[shift]
+    monkeypatch.setattr(module, "BATCH_ROWS", 100)
+    monkeypatch.setattr(module, "scan_lines", lambda p: wrong())  # gzip files
+    scanned = module.scan_plain(path)
+    assert (scanned is None) == path.name.endswith(".gz")
+    if scanned is not None:  # plain files: the offsets stay right, the mapping is wrong
+        monkeypatch.setattr(module, "scan_plain", lambda p: (wrong(), scanned[1]))
+    res = module.bulk(path, path.name, "x")
+    assert res is not None
+    lines = pa.concat_tables(list(res.batches)).column("line").to_pylist()
+    assert not res.complete and res.next_line == expected_next
+    assert lines == [n for n in range(1, expected_next) if n not in res.python_lines]
+    return expected_next - 1 - len(res.python_lines)

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
@@ -33,6 +32,7 @@ from tests.sources.bulk_helpers import (
     assert_same_accounts,
     assert_same_rows,
     assert_scan_plain_agrees,
+    bulk_with_wrong_mapping,
     write_lines,
     write_numbered,
 )
@@ -333,30 +333,13 @@ def test_rows_that_do_not_map_to_their_lines_stop_the_bulk_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: str, name: str
 ) -> None:
     """A wrong row -> line mapping is caught before the batch is yielded; the lines from there go record by record."""
-    monkeypatch.setattr(audit_fast, "BATCH_ROWS", 100)
     path = tmp_path / name
     generate(tmp_path / "plain.log", 3000, seed=9)
     data = (tmp_path / "plain.log").read_bytes()
     (tmp_path / "plain.log").unlink()
     path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
-    wrong = {
-        # DuckDB row 1050 mapped to line 1052 (as if a line had been skipped): batch 1000-1099 is refused
-        "skipped-line": lambda p: audit_fast._Lines(3000, np.r_[np.arange(1, 1051), np.arange(1052, 3002)]),
-        "short-count": lambda p: audit_fast._Lines(2950, None),  # batch 2900-2999 reaches past the count
-        "long-count": lambda p: audit_fast._Lines(3010, None),  # DuckDB returns fewer rows than lines
-    }[shift]
-    monkeypatch.setattr(audit_fast, "scan_lines", wrong)  # gzip files
-    scanned = audit_fast.scan_plain(path)
-    assert (scanned is None) == name.endswith(".gz")
-    if scanned is not None:  # plain files: the offsets stay right, the mapping is wrong
-        monkeypatch.setattr(audit_fast, "scan_plain", lambda p: (wrong(p), scanned[1]))
-    res = audit_fast.bulk(path, "a.log", "x")
-    assert res is not None
-    lines = pa.concat_tables(list(res.batches)).column("line").to_pylist()
-    expected_next = {"skipped-line": 1001, "short-count": 2901, "long-count": 3001}[shift]
-    assert not res.complete and res.next_line == expected_next
-    assert lines == [n for n in range(1, expected_next) if n not in res.python_lines]
-    fast = assert_same(path, min_vectorised=expected_next - 1 - len(res.python_lines))
+    vectorised = bulk_with_wrong_mapping(audit_fast, path, shift, monkeypatch)
+    fast = assert_same(path, min_vectorised=vectorised)
     assert fast.account.records == 3000 and fast.account.quarantined == 0
 
 

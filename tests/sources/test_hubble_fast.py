@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -32,6 +31,7 @@ from tests.sources.bulk_helpers import (
     assert_same_accounts,
     assert_same_rows,
     assert_scan_plain_agrees,
+    bulk_with_wrong_mapping,
     write_lines,
     write_numbered,
 )
@@ -391,26 +391,11 @@ def test_rows_that_do_not_map_to_their_lines_stop_the_bulk_path(
     simulated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: str, name: str
 ) -> None:
     """A wrong row -> line mapping is caught before the batch is yielded; the lines from there go record by record."""
-    monkeypatch.setattr(hubble_fast, "BATCH_ROWS", 100)
     path = tmp_path / name
     data = b"\n".join(simulated.read_bytes().splitlines()[:3000]) + b"\n"
     path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
-    wrong = {
-        "skipped-line": lambda p: hubble_fast._Lines(3000, np.r_[np.arange(1, 1051), np.arange(1052, 3002)]),
-        "short-count": lambda p: hubble_fast._Lines(2950, None),
-        "long-count": lambda p: hubble_fast._Lines(3010, None),
-    }[shift]
-    monkeypatch.setattr(hubble_fast, "scan_lines", wrong)  # gzip files
-    scanned = hubble_fast.scan_plain(path)
-    if scanned is not None:  # plain files: the offsets stay right, the mapping is wrong
-        monkeypatch.setattr(hubble_fast, "scan_plain", lambda p: (wrong(p), scanned[1]))
-    res = hubble_fast.bulk(path, "f.json", "x")
-    assert res is not None
-    lines = pa.concat_tables(list(res.batches)).column("line").to_pylist()
-    expected_next = {"skipped-line": 1001, "short-count": 2901, "long-count": 3001}[shift]
-    assert not res.complete and res.next_line == expected_next
-    assert lines == [n for n in range(1, expected_next) if n not in res.python_lines]
-    fast = assert_same(path, min_vectorised=expected_next - 1 - len(res.python_lines))
+    vectorised = bulk_with_wrong_mapping(hubble_fast, path, shift, monkeypatch)
+    fast = assert_same(path, min_vectorised=vectorised)
     assert fast.account.records == 3000 and fast.account.quarantined == 0
 
 
