@@ -6,17 +6,19 @@ probes.  Correlation needs to know that they happen, when they started and
 ended, and that they repeat; it does not need every one of them.  Here each
 table's rows are grouped by their *shape* (the columns that make two events
 "the same thing": who, what, where, to whom; not the time or the ids) and of
-each shape only the first and last :data:`KEEP` rows are read.  A shape
-with at most ``2 * KEEP`` rows is read whole, so small cases are read whole.
+each shape only the first and last :data:`KEEP` rows are read (a shape with at
+most ``2 * KEEP`` rows is read whole).  Every row of a pod the findings name,
+from :data:`MARGIN` before its first to :data:`MARGIN` after its last flagged
+event, is read whole too.
 
 Processes are trimmed by process, not by row: a kept process keeps all its
 events (exec, exit, probes), and the processes its kept events descend from
 (``parent_exec_id``, recursively) are kept too, so process trees stay whole.
 
 Findings are not computed from these tables (:mod:`kubeforensics.detect.pushdown`
-reads every row); the story's counts and event-id lists for correlation steps
-hold the rows read.  ``frames.attrs``-style bookkeeping: :func:`slim_frames`
-returns, beside the frames, how many rows each table had and how many were read.
+reads every row they need).  :func:`slim_frames` returns, beside the frames, how
+many rows each table had and how many were read.  The story built on them is
+checked against the full-table story in ``tests/case/test_slim.py``.
 """
 
 from __future__ import annotations
