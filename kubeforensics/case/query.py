@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -123,9 +124,11 @@ class CaseQuery:
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         """The connection: UTC, no progress bar, memory capped at :data:`MEMORY_LIMIT` with spilling
-        to a private temporary folder (an in-memory database would spill into ``./.tmp``)."""
+        to a private temporary folder (an in-memory database would spill into ``./.tmp``), made
+        only when needed."""
         if self._con is None:
-            self._spill = tempfile.mkdtemp(prefix="kf-duckdb-")
+            # DuckDB creates this folder when it first spills and removes it when the connection closes.
+            self._spill = os.path.join(tempfile.gettempdir(), f"kf-duckdb-{os.getpid()}-{uuid.uuid4().hex[:12]}")
             self._con = duckdb.connect(":memory:")
             self._con.execute("SET TimeZone = 'UTC'")
             self._con.execute("SET enable_progress_bar = false")
