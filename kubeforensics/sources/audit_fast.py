@@ -64,7 +64,7 @@ import pyarrow.compute as pc
 from kubeforensics.redact import MAYBE_SECRET_PATTERN
 from kubeforensics.schema import AUDIT
 from kubeforensics.sources import bulk_lines
-from kubeforensics.sources.records import BOM, GZIP_MAGIC, _is_multiline_document, open_evidence
+from kubeforensics.sources.records import BOM, _is_multiline_document, open_evidence
 
 if TYPE_CHECKING:
     from kubeforensics.sources.base import BulkResult
@@ -309,18 +309,11 @@ def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None
         are complete once ``batches`` is exhausted (see
         :class:`~kubeforensics.sources.base.BulkResult`).
     """
-    from kubeforensics.sources.base import BulkResult
-
     path = Path(path)
-    if path.stat().st_size < MIN_BULK_BYTES:
+    gz = bulk_lines.bulk_gzip(path, MIN_BULK_BYTES)
+    if gz is None or not _json_lines_head(path):
         return None
-    with open(path, "rb") as f:
-        gz = f.read(2) == GZIP_MAGIC
-    if not _json_lines_head(path):
-        return None
-    result = BulkResult(iter(()))
-    result.batches = _stream(path, gz, evidence, evidence_id, result)
-    return result
+    return bulk_lines.streamed(lambda result: _stream(path, gz, evidence, evidence_id, result))
 
 
 def _json_lines_head(path: Path) -> bool:

@@ -10,6 +10,7 @@
 * :class:`Prefetch`: DuckDB's batches computed in a worker thread, a few ahead.
 * :func:`stream`: the loop the bulk paths share: batches from :class:`Prefetch`,
   each checked against its lines before it is converted and yielded.
+* :func:`bulk_gzip` and :func:`streamed`: the first and last steps of each ``bulk()``.
 
 Used by :mod:`~kubeforensics.sources.audit_fast`,
 :mod:`~kubeforensics.sources.hubble_fast` and
@@ -30,7 +31,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from kubeforensics.sources.records import BOM, open_evidence
+from kubeforensics.sources.records import BOM, GZIP_MAGIC, open_evidence
 
 if TYPE_CHECKING:
     from kubeforensics.sources.base import BulkResult
@@ -375,3 +376,22 @@ def stream(
             cursor.close()
         if prefetch is not None:
             prefetch.close()
+
+
+def bulk_gzip(path: Path, min_bytes: int) -> bool | None:
+    """None when ``path`` is smaller than ``min_bytes`` (read record by record: the bulk path does
+    not pay off); otherwise whether it is gzip-compressed."""
+    if path.stat().st_size < min_bytes:
+        return None
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def streamed(batches: Callable[[BulkResult], Iterator[pa.Table]]) -> BulkResult:
+    """A :class:`~kubeforensics.sources.base.BulkResult` whose batches ``batches(result)`` produces
+    (the generator fills the result in as it goes)."""
+    from kubeforensics.sources.base import BulkResult
+
+    result = BulkResult(iter(()))
+    result.batches = batches(result)
+    return result

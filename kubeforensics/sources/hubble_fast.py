@@ -67,7 +67,7 @@ from kubeforensics.schema import FLOWS
 from kubeforensics.sources import audit_fast, bulk_lines
 from kubeforensics.sources.audit_fast import _CHUNK, _TS_RE2, _connect, _Lines, scan_lines
 from kubeforensics.sources.hubble import TCP_FLAGS
-from kubeforensics.sources.records import BOM, GZIP_MAGIC, _readline, open_evidence
+from kubeforensics.sources.records import BOM, _readline, open_evidence
 
 if TYPE_CHECKING:
     from kubeforensics.sources.base import BulkResult
@@ -308,13 +308,10 @@ def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None
         bulk path stopped are complete once ``batches`` is exhausted (see
         :class:`~kubeforensics.sources.base.BulkResult`).
     """
-    from kubeforensics.sources.base import BulkResult
-
     path = Path(path)
-    if path.stat().st_size < MIN_BULK_BYTES:
+    gz = bulk_lines.bulk_gzip(path, MIN_BULK_BYTES)
+    if gz is None:
         return None
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == GZIP_MAGIC
     try:
         envelopes = _form(path)
     except (OSError, EOFError, ValueError, zlib.error) as exc:  # a damaged stream: the per-record path explains
@@ -322,9 +319,7 @@ def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None
         return None
     if envelopes is None:
         return None
-    result = BulkResult(iter(()))
-    result.batches = _stream(path, gz, envelopes, evidence, evidence_id, result)
-    return result
+    return bulk_lines.streamed(lambda result: _stream(path, gz, envelopes, evidence, evidence_id, result))
 
 
 def scan_plain(path: Path) -> tuple[_Lines, np.ndarray] | None:

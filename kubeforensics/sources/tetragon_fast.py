@@ -64,7 +64,7 @@ from kubeforensics.sources.audit_fast import (
     _Lines,
     _ts_ns,
 )
-from kubeforensics.sources.records import BOM, GZIP_MAGIC, _is_multiline_document, open_evidence
+from kubeforensics.sources.records import BOM, _is_multiline_document, open_evidence
 
 if TYPE_CHECKING:
     from kubeforensics.sources.base import BulkResult
@@ -315,20 +315,13 @@ def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None
         complete once ``batches`` is exhausted (see
         :class:`~kubeforensics.sources.base.BulkResult`).
     """
-    from kubeforensics.sources.base import BulkResult
-
     path = Path(path)
-    if path.stat().st_size < MIN_BULK_BYTES:
-        return None
-    with open(path, "rb") as f:
-        gz = f.read(2) == GZIP_MAGIC
-    scanned = scan(path)
-    if scanned is None or scanned[0].count == 0:
+    gz = bulk_lines.bulk_gzip(path, MIN_BULK_BYTES)
+    scanned = scan(path) if gz is not None else None
+    if gz is None or scanned is None or scanned[0].count == 0:
         return None
     lines, odd = scanned
-    result = BulkResult(iter(()))
-    result.batches = _stream(path, gz, lines, odd, evidence, evidence_id, result)
-    return result
+    return bulk_lines.streamed(lambda result: _stream(path, gz, lines, odd, evidence, evidence_id, result))
 
 
 def _key_fields(obj: dict[str, Any]) -> tuple[tuple[Any, str], ...]:
