@@ -1,7 +1,8 @@
 """Render an executed playbook and its case as one self-contained HTML file, or as Markdown.
 
 The HTML opens offline: no CDN, no require.js, no widget state; plotly.js is
-inlined once (the first plotly output keeps it, later copies are dropped).
+inlined once, gzip-compressed (:func:`kubeforensics.widgets.static.plotlyjs_loader`); should a
+notebook output carry further copies, only the first is kept.
 Code cells are folded away (``<details>``) so the report reads as a narrative.
 After the notebook come the fixed sections every report has: the answers of
 the run, the bookmarks, the story, the findings with their ATT&CK ids, the

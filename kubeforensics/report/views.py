@@ -9,14 +9,13 @@ import pandas as pd
 
 
 def setup_plotly() -> None:
-    """Make plain ``fig.show()`` survive a headless run: outside a live kernel use the ``notebook``
-    renderer (plotly.js inlined once, no CDN) instead of the JSON-only default that reports drop."""
-    import plotly.io as pio
-
+    """Make plain ``fig.show()`` survive a headless run: outside a live kernel figures render as HTML
+    with plotly.js inlined once, compressed (no CDN), instead of the JSON-only default that reports drop."""
     from kubeforensics.widgets import in_live_kernel
+    from kubeforensics.widgets.static import use_static_renderer
 
     if not in_live_kernel():
-        pio.renderers.default = "notebook"
+        use_static_renderer()
 
 
 def _state(inv: Any, pod: str = "") -> Any:
