@@ -286,8 +286,13 @@ def query(case_dir: str, what: str, p: dict[str, Any]) -> dict[str, Any]:
         refresh = time.perf_counter() - t1
         t2 = time.perf_counter()
         size = len(view.figure().to_json())
+        fig_s = time.perf_counter() - t2
+        # what the view leaves in a notebook run headless (papermill): its static HTML, plotly.js included
+        from kubeforensics.widgets.static import bundle
+
+        output = len(bundle(view.static(), repr(view))["text/html"])
         return {"rows": view.data.total, "mode": view.data.mode, "seconds": refresh, "build_seconds": built,
-                "figure_seconds": time.perf_counter() - t2, "figure_mb": size / 1e6}
+                "figure_seconds": fig_s, "figure_mb": size / 1e6, "output_mb": output / 1e6}
     raise ValueError(what)
 
 
@@ -604,7 +609,8 @@ def render(res: dict[str, Any], pd: Any) -> str:
             note = []
             for k, fmt in (("build_seconds", "view built {:.1f} s"), ("figure_seconds", "figure {:.2f} s"),
                            ("figure_mb", "figure JSON {:.2f} MB"), ("frame_mb", "frame {:,.0f} MB"),
-                           ("mode", "{}"), ("html_mb", "HTML {:.1f} MB")):
+                           ("mode", "{}"), ("html_mb", "HTML {:.1f} MB"),
+                           ("output_mb", "notebook output {:.2f} MB")):
                 if k in r:
                     note.append(fmt.format(r[k]))
             secs = r.get("error") or f"{r.get('seconds', 0):.2f}"
