@@ -216,16 +216,24 @@ def _line_hits(line: bytes) -> int:
 class _Scan:
     """Line numbers of the non-blank lines and the lines that must go record by record."""
 
-    def __init__(self) -> None:
+    def __init__(self, offsets: bool = False) -> None:
         self.count = 0  # non-blank lines
         self.physical = 0  # lines read so far
+        self.base = 0  # bytes read so far
+        self.starts: list[np.ndarray] | None = [] if offsets else None  # where each physical line starts
         self.pieces: list[np.ndarray | range] = []  # non-blank line numbers, per block
         self.blank = False
         self.odd: list[int] = []  # non-blank lines whose key count is not exactly one
 
     def block(self, body: bytes, first: bool) -> bool:
         """Account for a block of whole lines; False when the file is not JSON lines of objects."""
-        n = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+        if self.starts is None:
+            n = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+        else:  # the newlines at once (numpy), for a SeekCursor; n from them
+            nl = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10).astype(np.int64)
+            n = len(nl) + (0 if body.endswith(b"\n") else 1)
+            self.starts.append(np.concatenate([np.zeros(1, dtype=np.int64), nl + 1])[:n] + self.base)
+        self.base += len(body)
         starts = body.count(b'\n{"process_') + body.startswith(b'{"process_')
         if starts == n and body.count(_KEY) == n and b"\\" not in body:
             # every line starts with an event key and holds no other "process_ and no escape: clean
@@ -252,6 +260,12 @@ class _Scan:
         self.physical += n
         return True
 
+    def offsets(self) -> np.ndarray | None:
+        """``offsets[n - 1]``: the byte where physical line ``n`` starts (None unless asked for)."""
+        if self.starts is None:
+            return None
+        return np.concatenate(self.starts) if self.starts else np.zeros(0, dtype=np.int64)
+
     def lines(self) -> _Lines:
         if not self.blank:
             return _Lines(self.count, None)
@@ -259,17 +273,19 @@ class _Scan:
         return _Lines(self.count, np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
 
 
-def scan(path: Path) -> tuple[_Lines, np.ndarray] | None:
+def scan(path: Path, *, offsets: bool = False) -> tuple[_Lines, np.ndarray, np.ndarray | None] | None:
     """One streaming pass: where the non-blank lines are, and which lines hold other than one event key.
 
     A block of lines where every line starts with ``{"process_``, ``"process_``
     occurs once per line and no backslash occurs is clean as a whole (counted
     with ``bytes.count``); any other block is checked line by line.  Returns
-    ``(lines, odd)``, ``odd`` the sorted line numbers whose text has no or
-    several top-level-key candidates (declined), or None when the file is not
-    JSON lines of objects or cannot be read to the end.
+    ``(lines, odd, starts)``, ``odd`` the sorted line numbers whose text has no or
+    several top-level-key candidates (declined), ``starts`` where each line
+    starts (with ``offsets``, for an uncompressed file: the batch checks then
+    seek to their two lines instead of reading the file again), or None when
+    the file is not JSON lines of objects or cannot be read to the end.
     """
-    st = _Scan()
+    st = _Scan(offsets)
     try:
         with open_evidence(path) as f:
             data = f.read(_CHUNK)
@@ -291,7 +307,7 @@ def scan(path: Path) -> tuple[_Lines, np.ndarray] | None:
     except (OSError, EOFError, ValueError, zlib.error) as exc:  # the per-record path explains
         log.debug("bulk scan of %s failed: %s", path, exc)
         return None
-    return st.lines(), np.asarray(sorted(st.odd), dtype=np.int64)
+    return st.lines(), np.asarray(sorted(st.odd), dtype=np.int64), st.offsets()
 
 
 # ----------------------------------------------------------------------------------------- the bulk path
@@ -317,11 +333,11 @@ def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None
     """
     path = Path(path)
     gz = bulk_lines.bulk_gzip(path, MIN_BULK_BYTES)
-    scanned = scan(path) if gz is not None else None
+    scanned = scan(path, offsets=gz is False) if gz is not None else None
     if gz is None or scanned is None or scanned[0].count == 0:
         return None
-    lines, odd = scanned
-    return bulk_lines.streamed(lambda result: _stream(path, gz, lines, odd, evidence, evidence_id, result))
+    lines, odd, starts = scanned
+    return bulk_lines.streamed(lambda result: _stream(path, gz, lines, odd, starts, evidence, evidence_id, result))
 
 
 def _key_fields(obj: dict[str, Any]) -> tuple[tuple[Any, str], ...]:
@@ -336,17 +352,20 @@ def _key_fields(obj: dict[str, Any]) -> tuple[tuple[Any, str], ...]:
 
 
 def _stream(
-    path: Path, gz: bool, lines: _Lines, odd: np.ndarray, evidence: str, evidence_id: str, result: BulkResult
+    path: Path, gz: bool, lines: _Lines, odd: np.ndarray, starts: np.ndarray | None, evidence: str,
+    evidence_id: str, result: BulkResult
 ) -> Iterator[pa.Table]:
     """The batches of :func:`bulk` (``bulk_lines.stream``); keeps ``result`` up to date before each one is yielded.
 
     As in :func:`audit_fast._stream`: the first and last row of each batch are
-    checked against the raw lines they are mapped to (read forwards by a
-    ``bulk_lines.SkipCursor``, plain or gzip: :func:`scan` keeps no offsets); a
+    checked against the raw lines they are mapped to (found by their offset from
+    :func:`scan` in a plain file, read forwards by a ``bulk_lines.SkipCursor`` in a gzip one); a
     failed check or a DuckDB error ends the stream with ``result.complete`` False.
     """
 
     def open_lines() -> tuple[_Lines, bulk_lines.Cursor]:
+        if starts is not None:
+            return lines, bulk_lines.SeekCursor(path, starts, _key_fields, max_line=MAX_OBJECT_BYTES)
         return lines, bulk_lines.SkipCursor(path, _key_fields, chunk=_CHUNK, max_line=MAX_OBJECT_BYTES)
 
     def convert(rb: pa.RecordBatch, offset: int, lines: _Lines) -> tuple[pa.Table, np.ndarray]:

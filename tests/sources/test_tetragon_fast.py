@@ -328,20 +328,23 @@ def test_huge_line_goes_record_by_record(tmp_path: Path, monkeypatch: pytest.Mon
     assert res.tables["processes"].column("args").to_pylist()[120] == "a" * 200_000
 
 
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain: seek", "gzip: skip"])
 def test_rows_that_do_not_map_to_their_lines_stop_the_bulk_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bulk_even_small_files: None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bulk_even_small_files: None, gzipped: bool
 ) -> None:
     monkeypatch.setattr(tetragon_fast, "BATCH_ROWS", 100)
     monkeypatch.setattr(tetragon_fast, "MAX_OBJECT_BYTES", 256 * 1024)
-    path = tmp_path / "t.jsonl"
-    path.write_text("\n".join(_ordinary(600)) + "\n")
+    text = "\n".join(_ordinary(600)) + "\n"
+    path = tmp_path / ("t.jsonl.gz" if gzipped else "t.jsonl")
+    path.write_bytes(gzip.compress(text.encode()) if gzipped else text.encode())
     real = tetragon_fast.scan
 
-    def skewed(p: Path) -> Any:
-        _lines, odd = real(p)
+    def skewed(p: Path, **kw: Any) -> Any:
+        _lines, odd, starts = real(p, **kw)
+        assert (starts is None) == gzipped  # plain files are checked by seeking to the line
         import numpy as np
 
-        return tetragon_fast._Lines(600, np.r_[np.arange(1, 251), np.arange(252, 602)]), odd
+        return tetragon_fast._Lines(600, np.r_[np.arange(1, 251), np.arange(252, 602)]), odd, starts
 
     monkeypatch.setattr(tetragon_fast, "scan", skewed)
     res = tetragon_fast.bulk(path, "t", "x")
