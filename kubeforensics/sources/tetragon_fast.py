@@ -61,6 +61,7 @@ from kubeforensics.sources.audit_fast import (
     MAX_OBJECT_BYTES,
     MIN_BULK_BYTES,
     _connect,
+    _json_lines_head,
     _Lines,
     _ts_ns,
 )
@@ -333,11 +334,9 @@ def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None
     """
     path = Path(path)
     gz = bulk_lines.bulk_gzip(path, MIN_BULK_BYTES)
-    scanned = scan(path, offsets=gz is False) if gz is not None else None
-    if gz is None or scanned is None or scanned[0].count == 0:
+    if gz is None or not _json_lines_head(path):
         return None
-    lines, odd, starts = scanned
-    return bulk_lines.streamed(lambda result: _stream(path, gz, lines, odd, starts, evidence, evidence_id, result))
+    return bulk_lines.streamed(lambda result: _stream(path, gz, evidence, evidence_id, result))
 
 
 def _key_fields(obj: dict[str, Any]) -> tuple[tuple[Any, str], ...]:
@@ -351,19 +350,25 @@ def _key_fields(obj: dict[str, Any]) -> tuple[tuple[Any, str], ...]:
     return (obj.get("time"), "k_time"), (obj.get("node_name"), "node"), (exec_id, "exec_id"), (pid, "k_pid")
 
 
-def _stream(
-    path: Path, gz: bool, lines: _Lines, odd: np.ndarray, starts: np.ndarray | None, evidence: str,
-    evidence_id: str, result: BulkResult
-) -> Iterator[pa.Table]:
+def _stream(path: Path, gz: bool, evidence: str, evidence_id: str, result: BulkResult) -> Iterator[pa.Table]:
     """The batches of :func:`bulk` (``bulk_lines.stream``); keeps ``result`` up to date before each one is yielded.
 
-    As in :func:`audit_fast._stream`: the first and last row of each batch are
-    checked against the raw lines they are mapped to (found by their offset from
-    :func:`scan` in a plain file, read forwards by a ``bulk_lines.SkipCursor`` in a gzip one); a
-    failed check or a DuckDB error ends the stream with ``result.complete`` False.
+    As in :func:`audit_fast._stream`: :func:`scan` runs while DuckDB parses (it
+    starts first), and the first and last row of each batch are checked against
+    the raw lines they are mapped to (found by their offset from :func:`scan` in
+    a plain file, read forwards by a ``bulk_lines.SkipCursor`` in a gzip one); a
+    failed check or a DuckDB error ends the stream with ``result.complete`` False,
+    and a file the scan finds is not JSON lines of objects yields nothing
+    (``next_line`` 1: all of it goes record by record).
     """
+    odd = np.zeros(0, dtype=np.int64)
 
-    def open_lines() -> tuple[_Lines, bulk_lines.Cursor]:
+    def open_lines() -> tuple[_Lines | None, bulk_lines.Cursor | None]:
+        nonlocal odd
+        scanned = scan(path, offsets=not gz)
+        if scanned is None:
+            return None, None
+        lines, odd, starts = scanned
         if starts is not None:
             return lines, bulk_lines.SeekCursor(path, starts, _key_fields, max_line=MAX_OBJECT_BYTES)
         return lines, bulk_lines.SkipCursor(path, _key_fields, chunk=_CHUNK, max_line=MAX_OBJECT_BYTES)
