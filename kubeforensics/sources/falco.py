@@ -19,12 +19,16 @@ taken from ``ka.target.namespace``/``ka.target.name`` too.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kubeforensics import redact
 from kubeforensics.errors import RecordError
 from kubeforensics.schema import ALERTS, TableSpec
 from kubeforensics.sources import fields as f
+
+if TYPE_CHECKING:
+    from kubeforensics.sources.base import BulkResult
 
 #: Falco priorities, most severe first; the index is ``priority_rank`` (syslog severity).
 PRIORITIES: tuple[str, ...] = (
@@ -93,6 +97,12 @@ class FalcoReader:
     def sniff(self, obj: Mapping[str, Any]) -> bool:
         """An alert has ``rule`` and ``priority`` and ``output`` or ``output_fields``."""
         return "rule" in obj and "priority" in obj and ("output" in obj or "output_fields" in obj)
+
+    def bulk(self, path: Path, evidence: str, evidence_id: str) -> BulkResult | None:
+        """Vectorised path for whole JSON-lines alert files (see :mod:`kubeforensics.sources.falco_fast`)."""
+        from kubeforensics.sources import falco_fast
+
+        return falco_fast.bulk(path, evidence, evidence_id)
 
     def extract(self, obj: Mapping[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
         """One ``alerts`` row per alert; raises RecordError for an unusable alert."""
