@@ -459,3 +459,332 @@ def test_timestamp_sql_agrees_with_fields_ts() -> None:
             want = None
         assert ns == want, v
     assert sum(ns is not None for (ns,) in got) > 15_000
+
+
+# -- request objects: the pod_* columns and the created name -------------------------------------------------------
+
+_KINDS = {  # kind -> (resource, where the pod spec goes)
+    "Pod": ("pods", ("spec",)),
+    "Deployment": ("deployments", ("spec", "template", "spec")),
+    "DaemonSet": ("daemonsets", ("spec", "template", "spec")),
+    "StatefulSet": ("statefulsets", ("spec", "template", "spec")),
+    "ReplicaSet": ("replicasets", ("spec", "template", "spec")),
+    "ReplicationController": ("replicationcontrollers", ("spec", "template", "spec")),
+    "Job": ("jobs", ("spec", "template", "spec")),
+    "CronJob": ("cronjobs", ("spec", "jobTemplate", "spec", "template", "spec")),
+    "PodTemplate": ("podtemplates", ("template", "spec")),
+}
+
+
+def _nest(path: tuple[str, ...], spec: Any) -> dict[str, Any]:
+    out: Any = spec
+    for key in reversed(path):
+        out = {key: out}
+    return out
+
+
+def pod_ev(n: int, spec: Any, *, kind: Any = "Pod", resource: str | None = None, verb: str = "create",
+           name: str | None = None, ro_extra: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
+    """A create (or patch: ``kind=None`` leaves kind out) whose request object holds ``spec`` where ``kind`` keeps it."""
+    if kind is None and resource is not None:  # a patch: where its resource keeps the pod spec
+        kind = next((k for k, (r, _) in _KINDS.items() if r == resource), None)
+        res, path = _KINDS.get(kind, ("pods", ("spec",))) if kind else (resource, ("spec",))
+        kind = None
+    else:
+        res, path = _KINDS.get(kind if isinstance(kind, str) else "Pod", ("pods", ("spec",)))
+    ro: dict[str, Any] = {"apiVersion": "v1", "metadata": {"name": f"obj-{n}", "namespace": "shop"}}
+    if kind is not None:
+        ro["kind"] = kind
+    ro.update(_nest(path, spec))
+    ro.update(ro_extra or {})
+    ref = {"resource": resource or res, "namespace": "shop", "apiVersion": "v1"}
+    if name is not None:
+        ref["name"] = name
+    e = ev(auditID=f"pod-{n}", verb=verb, requestURI=f"/api/v1/namespaces/shop/{ref['resource']}", objectRef=ref,
+           requestObject=ro, level="RequestResponse")
+    e.update(changes)
+    return e
+
+
+def _container(n: int, **sc: Any) -> dict[str, Any]:
+    c: dict[str, Any] = {"name": f"c{n}", "image": f"registry.example.com/app-{n}:1.{n}"}
+    if sc:
+        c["securityContext"] = sc
+    return c
+
+
+PLAIN_SPEC = {
+    "serviceAccountName": "web", "nodeName": "node-2", "hostNetwork": True,
+    "containers": [_container(1, privileged=False, capabilities={"add": ["NET_ADMIN"], "drop": ["ALL"]}),
+                   _container(2, allowPrivilegeEscalation=False)],
+    "initContainers": [_container(3, privileged=True)],
+    "volumes": [{"name": "root", "hostPath": {"path": "/", "type": "Directory"}}, {"name": "tmp", "emptyDir": {}}],
+}
+
+#: Odd shapes of a pod spec, each in a Pod create (and, below, in every kind).
+ODD_SPECS: list[Any] = [
+    {},
+    [],
+    "spec",
+    None,
+    {"containers": {"image": "not-a-list"}},
+    {"containers": "x", "initContainers": [_container(1)]},
+    {"containers": [None, "odd", 5, [_container(1)], _container(2)]},
+    {"containers": [{"image": 5}, {"image": None}, {"image": ["a"]}, {"image": ""}, {"image": "a"}, {"image": "a"}]},
+    {"containers": [_container(1), _container(1), _container(2)], "initContainers": [_container(2), _container(1)],
+     "ephemeralContainers": [_container(3), _container(1)]},
+    {"containers": [{"image": "a", "securityContext": "privileged"}, {"image": "b", "securityContext": [1]}]},
+    {"containers": [{"securityContext": {"privileged": v}} for v in ("true", "True", 1, None, "false")]},
+    {"containers": [{"securityContext": {"privileged": "True"}}, {"securityContext": {"privileged": 1}}]},
+    {"containers": [{"securityContext": {"privileged": "TRUE"}}], "hostPID": "True", "hostIPC": 1,
+     "hostNetwork": "true"},
+    {"containers": [{"securityContext": {"privileged": True}}], "hostPID": "true", "hostIPC": True, "hostNetwork": None},
+    {"hostPID": [True], "hostIPC": {"x": True}, "hostNetwork": False},
+    {"containers": [{"securityContext": {"capabilities": {"add": ["SYS_ADMIN", 5, None, ["X"], "SYS_ADMIN", "NET_RAW"]}}},
+                    {"securityContext": {"capabilities": {"add": "SYS_PTRACE"}}},
+                    {"securityContext": {"capabilities": ["add"]}},
+                    {"securityContext": {"capabilities": {"add": {"0": "BPF"}}}}],
+     "initContainers": [{"securityContext": {"capabilities": {"add": ["NET_RAW", "BPF"]}}}],
+     "ephemeralContainers": [{"securityContext": {"capabilities": {"add": ["SYS_PTRACE", "SYS_ADMIN"]}}}]},
+    {"volumes": [{"hostPath": {}}, {"hostPath": {"path": 5}}, {"hostPath": "/etc"}, {"hostPath": {"path": ""}},
+                 "odd", None, {"hostPath": {"path": "/var/run/docker.sock"}}, {"hostPath": {"path": "/"}},
+                 {"hostPath": {"path": "/"}}]},
+    {"volumes": {"hostPath": {"path": "/"}}},
+    {"serviceAccount": "legacy"},
+    {"serviceAccountName": "", "serviceAccount": "legacy"},
+    {"serviceAccountName": "", "serviceAccount": ""},
+    {"serviceAccountName": "new", "serviceAccount": "legacy"},
+    {"serviceAccountName": None, "serviceAccount": 5},
+    {"serviceAccountName": False, "serviceAccount": "legacy"},
+    {"serviceAccountName": True, "serviceAccount": "legacy"},
+    {"serviceAccountName": 0, "serviceAccount": "legacy"},
+    {"serviceAccountName": 7, "serviceAccount": "legacy"},
+    {"serviceAccountName": [], "serviceAccount": "legacy"},
+    {"serviceAccountName": ["x"], "serviceAccount": "legacy"},
+    {"serviceAccountName": {}, "serviceAccount": "legacy"},
+    {"nodeName": "node-1"},
+    {"nodeName": 5},
+    {"nodeName": ""},
+    {"nodeName": {"name": "node-1"}},
+    {"containers": [{"image": "a\"quoted\\back/slash\ttab", "securityContext": {"capabilities": {"add": ["A\"B"]}}}],
+     "volumes": [{"hostPath": {"path": "/a\\b\"c"}}], "serviceAccountName": "s\"a", "nodeName": "n\\1"},
+    PLAIN_SPEC,
+]
+
+#: Request objects whose text holds a key twice where the reference reads it (orjson keeps the last one):
+#: written as raw text, since a dict cannot hold a key twice.
+DUPLICATE_KEYS = [
+    '{"kind":"ConfigMap","kind":"Pod","spec":{"hostPID":true}}',
+    '{"kind":"Pod","spec":{"hostPID":false,"hostPID":true}}',
+    '{"kind":"Pod","spec":{"hostPID":true},"spec":{"hostIPC":true}}',
+    '{"kind":"Pod","spec":{"containers":[{"image":"a","image":"b"}]}}',
+    '{"kind":"Pod","spec":{"containers":[{"securityContext":{"privileged":false,"privileged":true}}]}}',
+    '{"kind":"Pod","spec":{"containers":[{"securityContext":{"capabilities":{"add":["A"],"add":["B"]}}}]}}',
+    '{"kind":"Pod","spec":{"volumes":[{"hostPath":{"path":"/tmp","path":"/"}}]}}',
+    '{"kind":"Pod","spec":{"volumes":[{"hostPath":{"path":"/tmp"},"hostPath":{"path":"/"}}]}}',
+    '{"kind":"Pod","metadata":{"name":"a","name":"b"},"spec":{}}',
+    '{"kind":"Deployment","spec":{"template":{"spec":{"hostPID":false,"hostPID":true}}}}',
+    '{"kind":"CronJob","spec":{"jobTemplate":{"spec":{"template":{"spec":{}},"template":{"spec":{"hostPID":true}}}}}}',
+    '{"kind":"Binding","target":{"name":"n1","name":"n2"}}',
+]
+
+
+def object_events() -> list[dict[str, Any] | str]:
+    """Creates and patches of every kind with plain and odd pod specs, Bindings, names from the response."""
+    objs: list[dict[str, Any] | str] = []
+    n = 0
+
+    def add(e: dict[str, Any] | str) -> None:
+        nonlocal n
+        objs.append(e)
+        n += 1
+
+    for kind, (resource, _) in _KINDS.items():
+        for spec in (PLAIN_SPEC, *ODD_SPECS[:8]):
+            add(pod_ev(n, spec, kind=kind))
+        add(pod_ev(n, PLAIN_SPEC, kind=None, resource=resource, verb="patch", name=f"p-{n}"))  # patch: no kind
+        add(pod_ev(n, {"hostPID": True}, kind=None, resource=resource, verb="patch", name=f"p-{n}",
+                   ro_extra={"kind": None}))  # kind null: by the resource too
+        add(pod_ev(n, PLAIN_SPEC, kind=kind, resource="configmaps"))  # kind, not the resource, decides
+        add(pod_ev(n, [], kind=kind, ro_extra=_nest(_KINDS[kind][1][:1], "not-an-object")))  # spec chain broken
+        if len(_KINDS[kind][1]) > 2:
+            add(pod_ev(n, None, kind=kind, ro_extra={"spec": {"template": ["x"]}}))
+    for spec in ODD_SPECS:
+        add(pod_ev(n, spec))
+    for kind in (5, ["Pod"], {"k": "Pod"}, True, "pod", "Pod ", "Secretless", "Binding"):
+        add(pod_ev(n, PLAIN_SPEC, kind=kind))
+    add(pod_ev(n, PLAIN_SPEC, kind=None, resource="configmaps", verb="patch", name="c"))  # patch of no pod resource
+    add(pod_ev(n, PLAIN_SPEC, kind=None, resource="pods", verb="patch", name="p", objectRef={
+        "resource": "pods", "subresource": "status", "namespace": "shop", "name": "p"}))
+    # Bindings: the scheduler placing a pod
+    for target in ({"kind": "Node", "name": "node-9"}, {"name": 5}, "node-9", None, {}, {"name": ""}):
+        add(ev(auditID=f"bind-{n}", verb="create", objectRef={"resource": "pods", "subresource": "binding",
+                                                              "namespace": "d", "name": "p"},
+               requestObject={"kind": "Binding", "metadata": {"name": "p"}, "target": target}))
+    add(ev(auditID=f"bind-{n}", verb="create", objectRef={"resource": "bindings", "namespace": "d"},
+           requestObject={"kind": "Binding", "metadata": {"name": "p"}, "target": {"name": "node-3"}}))
+    # the created name: objectRef.name, else the response's metadata.name, else the request's
+    names: list[tuple[Any, Any, dict[str, Any]]] = [
+        ({"metadata": {"name": "from-ro"}}, {"metadata": {"name": "from-resp"}}, {}),
+        ({"metadata": {"name": "from-ro"}}, {"metadata": {"name": ""}}, {}),
+        ({"metadata": {"name": "from-ro"}}, {"metadata": {"name": 5}}, {}),
+        ({"metadata": {"name": "from-ro"}}, {"metadata": "x"}, {}),
+        ({"metadata": {"name": "from-ro"}}, ["not", "an", "object"], {}),
+        ({"metadata": {"name": ""}}, {"kind": "Status"}, {}),
+        ({"metadata": {"generateName": "web-"}}, None, {}),
+        (None, {"kind": "Pod", "metadata": {"name": "resp-only"}, "spec": {"hostPID": True}}, {}),
+        (None, {"metadata": {"name": "resp-only"}}, {"verb": "update"}),
+        ({"metadata": {"name": "from-ro"}}, None, {"verb": "update"}),
+        ({"metadata": {"name": "from-ro"}}, None, {"name": ""}),
+        ({"metadata": {"name": "from-ro"}}, None, {"subresource": "status"}),
+        ([{"metadata": {"name": "x"}}], None, {}),
+        ("text", {"metadata": {"name": "y"}}, {}),
+    ]
+    for ro, resp, change in names:
+        ref = {"resource": "configmaps", "namespace": "d"}
+        if "name" in change:
+            ref["name"] = change["name"]
+        if "subresource" in change:
+            ref["subresource"] = change["subresource"]
+        e = ev(auditID=f"name-{n}", verb=change.get("verb", "create"), objectRef=ref)
+        if ro is not None:
+            e["requestObject"] = ro
+        if resp is not None:
+            e["responseObject"] = resp
+        add(e)
+    # duplicate keys (raw text), in the request and in the response object
+    for k, text in enumerate(DUPLICATE_KEYS):
+        e = json.dumps(pod_ev(n, {}, auditID=f"dup-{k}"))
+        add(e.replace('"requestObject": ' + json.dumps(pod_ev(n, {})["requestObject"]), '"requestObject": ' + text))
+    e = json.dumps(ev(auditID="dup-resp", verb="create", objectRef={"resource": "configmaps", "namespace": "d"},
+                      requestObject={"metadata": {"name": "ro"}}, responseObject={"metadata": {"name": "X"}}))
+    add(e.replace('{"metadata": {"name": "X"}}', '{"metadata": {"name": "a", "name": "b"}}'))
+    return objs
+
+
+def test_object_columns_equal_the_reference(tmp_path: Path) -> None:
+    """pod_* and created name of the bulk path = the per-record path on every kind, patch, odd shape, Binding, name,
+    and duplicated keys; a request object whose kind is a list or an object is declined (quarantined by the reference)."""
+    objs = object_events()
+    path = write_lines(tmp_path / "objects.jsonl", objs)
+    fast = assert_same(path, min_vectorised=len(objs) - 3)  # and kind "Secretless": a secret word
+    assert fast.account.quarantined == 2  # kind ["Pod"] and {"k": "Pod"}: unhashable in audit.pod_spec_of
+    rows = {r["audit_id"]: r for r in fast.tables["audit"].to_pylist()}
+    assert len([aid for aid in rows if aid.startswith("dup-")]) == len(DUPLICATE_KEYS) + 1
+    assert sum(r["pod_privileged"] is True for r in rows.values()) >= 15  # the cases are not vacuous
+    assert sum(bool(r["pod_capabilities"]) for r in rows.values()) >= 15
+    assert rows["dup-1"]["pod_host_pid"] is True and rows["dup-4"]["pod_privileged"] is True  # last key wins
+    assert rows["dup-resp"]["name"] == "b"
+
+
+def test_object_column_values(tmp_path: Path) -> None:
+    """Spot values (independent of the reference): order, dedup, flags, the service account rule, names."""
+    objs = [pod_ev(0, PLAIN_SPEC), pod_ev(1, ODD_SPECS[8]), pod_ev(2, ODD_SPECS[15]),
+            pod_ev(3, ODD_SPECS[16]), pod_ev(4, {"serviceAccountName": "", "serviceAccount": "legacy"}),
+            pod_ev(5, {"serviceAccountName": True, "serviceAccount": "legacy"}), pod_ev(6, ODD_SPECS[10]),
+            pod_ev(7, PLAIN_SPEC, kind="CronJob"), pod_ev(8, PLAIN_SPEC, kind="ConfigMap"),
+            ev(auditID="b", verb="create", objectRef={"resource": "pods", "subresource": "binding", "name": "p"},
+               requestObject={"kind": "Binding", "target": {"name": "node-9"}}),
+            ev(auditID="r", verb="create", objectRef={"resource": "pods"}, requestObject={"metadata": {"name": "q"}},
+               responseObject={"metadata": {"name": "q-x7k2"}})]
+    path = write_lines(tmp_path / "spot.jsonl", objs)
+    res = audit_fast.bulk(path, "spot", "x")
+    assert res is not None
+    rows = {r["audit_id"]: r for r in pa.concat_tables(list(res.batches)).to_pylist()}
+    assert res.python_lines == set()
+    p = rows["pod-0"]
+    assert (p["pod_privileged"], p["pod_host_network"], p["pod_host_pid"], p["pod_host_ipc"]) == (True, True, False, False)
+    assert p["pod_images"] == [f"registry.example.com/app-{n}:1.{n}" for n in (1, 2, 3)]
+    assert (p["pod_capabilities"], p["pod_host_paths"]) == (["NET_ADMIN"], ["/"])
+    assert (p["pod_service_account"], p["pod_node_name"], p["name"]) == ("web", "node-2", "obj-0")
+    assert rows["pod-1"]["pod_images"] == [f"registry.example.com/app-{n}:1.{n}" for n in (1, 2, 3)]
+    assert rows["pod-2"]["pod_capabilities"] == ["SYS_ADMIN", "NET_RAW", "BPF", "SYS_PTRACE"]
+    assert rows["pod-3"]["pod_host_paths"] == ["", "/var/run/docker.sock", "/", "/"]
+    assert rows["pod-4"]["pod_service_account"] == "legacy" and rows["pod-5"]["pod_service_account"] is None
+    assert rows["pod-6"]["pod_privileged"] is True  # "true" counts, "True" and 1 do not (ODD_SPECS[11])
+    assert rows["pod-7"]["pod_images"] == p["pod_images"] and rows["pod-7"]["pod_privileged"] is True
+    assert rows["pod-8"]["pod_images"] is None and rows["pod-8"]["pod_privileged"] is None
+    assert rows["b"]["pod_node_name"] == "node-9" and rows["b"]["pod_images"] is None
+    assert rows["r"]["name"] == "q-x7k2"
+
+
+def _random_value(rnd: Any, depth: int = 0) -> Any:
+    pick = rnd.randrange(9 if depth < 2 else 7)
+    if pick == 7:
+        return [_random_value(rnd, depth + 1) for _ in range(rnd.randrange(3))]
+    if pick == 8:
+        return {rnd.choice(["path", "add", "image", "x"]): _random_value(rnd, depth + 1)}
+    return [None, True, False, 0, 1, "true", rnd.choice(["", "x", "SYS_ADMIN", "/", "True"])][pick]
+
+
+def _maybe(rnd: Any, good: Any) -> Any:
+    """Mostly the plain value, sometimes a random one of any type."""
+    return good if rnd.random() < 0.75 else _random_value(rnd)
+
+
+def _random_spec(rnd: Any) -> Any:
+    if rnd.random() < 0.05:
+        return _random_value(rnd)
+    spec: dict[str, Any] = {}
+    for key in ("containers", "initContainers", "ephemeralContainers"):
+        if rnd.random() < 0.6:
+            cs = []
+            for _ in range(rnd.randrange(4)):
+                sc = {"privileged": _maybe(rnd, rnd.choice([True, False, "true"])),
+                      "capabilities": _maybe(rnd, {"add": _maybe(rnd, rnd.sample(["A", "B", "C", "D"], rnd.randrange(3)))})}
+                c = {"image": _maybe(rnd, rnd.choice(["a:1", "b:2", "c:3"])), "securityContext": _maybe(rnd, sc)}
+                cs.append(_maybe(rnd, {k: v for k, v in c.items() if rnd.random() < 0.8}))
+            spec[key] = _maybe(rnd, cs)
+    if rnd.random() < 0.5:
+        spec["volumes"] = _maybe(rnd, [_maybe(rnd, {"hostPath": _maybe(rnd, {"path": _maybe(rnd, rnd.choice(["/", "/etc"]))})})
+                                       for _ in range(rnd.randrange(3))])
+    for key in ("hostPID", "hostNetwork", "hostIPC", "serviceAccountName", "serviceAccount", "nodeName"):
+        if rnd.random() < 0.4:
+            spec[key] = _maybe(rnd, {"serviceAccountName": "sa", "serviceAccount": "old", "nodeName": "n"}.get(key, True))
+    return spec
+
+
+def test_object_columns_fuzz(tmp_path: Path) -> None:
+    """Random pod spec shapes in every kind, patches and names: bulk = per-record."""
+    import random
+
+    rnd = random.Random(2026)
+    kinds = [*_KINDS, None, "Binding", "ConfigMap"]
+    objs = []
+    for n in range(3000):
+        kind = rnd.choice(kinds)
+        resource = rnd.choice([r for r, _ in _KINDS.values()]) if kind is None else None
+        e = pod_ev(n, _random_spec(rnd), kind=kind, resource=resource, verb=rnd.choice(["create", "create", "patch"]),
+                   name=rnd.choice([None, None, "", "given"]))
+        if kind == "Binding":
+            e["requestObject"]["target"] = _maybe(rnd, {"name": _maybe(rnd, "node-1")})
+        if rnd.random() < 0.3:
+            e["responseObject"] = _maybe(rnd, {"metadata": _maybe(rnd, {"name": _maybe(rnd, f"made-{n}")})})
+        if rnd.random() < 0.05:
+            del e["requestObject"]
+        objs.append(e)
+    path = write_lines(tmp_path / "fuzz.jsonl", objs)
+    fast = assert_same(path, min_vectorised=3000)
+    rows = fast.tables["audit"].to_pylist()
+    assert 300 < sum(r["pod_privileged"] is True for r in rows) < 2500  # the fuzz reaches both outcomes
+    assert sum(bool(r["pod_capabilities"]) and len(r["pod_capabilities"]) > 1 for r in rows) > 100
+
+
+@pytest.mark.parametrize("kind", [["Pod"], {"k": "Pod"}, []])
+def test_request_object_kind_list_or_object_is_declined_alone(tmp_path: Path, kind: Any) -> None:
+    """Such a kind makes ``audit.pod_spec_of`` raise: that line alone goes record by record (quarantined there),
+    the bulk path goes on (it used to stop at that batch, sending the rest of the file record by record)."""
+    path = tmp_path / "kind.log"
+    generate(path, 3000, seed=4)
+    lines = path.read_bytes().split(b"\n")
+    e = json.loads(lines[1999])
+    e.update(verb="create", objectRef={"resource": "pods", "namespace": "d"},
+             requestObject={"kind": kind, "spec": {"hostPID": True}})
+    lines[1999] = json.dumps(e).encode()
+    path.write_bytes(b"\n".join(lines))
+    res = audit_fast.bulk(path, "kind.log", "x")
+    assert res is not None
+    assert sum(t.num_rows for t in res.batches) == 2999
+    assert res.complete and res.python_lines == {2000}
+    fast = assert_same(path, min_vectorised=2999)
+    assert [q.line for q in fast.quarantine] == [2000]
