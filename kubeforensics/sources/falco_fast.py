@@ -9,11 +9,13 @@ and an explicit schema, and computes the ``alerts`` columns in SQL for the
 implementation.  Cells that need Python run through the reference functions
 themselves: container ids (:func:`fields.container_hex`, once per distinct
 value), text that may hold a secret (:func:`redact.text`: ``output``,
-``proc_cmdline``, ``fd_name``, ``ka_uri``, only where the RE2 pre-check
-:data:`_REDACT_RE2` fires) and ``output_fields`` that the redaction might change
-(:func:`falco._fields_json`, only where :data:`_FIELDS_FLAG_RE2` fires, e.g.
-``k8s_audit`` alerts, whose ``ka.auth.decision`` key is a secret-like name), so
-those columns are identical by construction.
+``proc_cmdline``, ``fd_name``, ``ka_uri``, only where the RE2 pre-checks
+:data:`_REDACT_RE2` and :data:`_FIELDS_FLAG_RE2` fire) and ``output_fields``
+whose values the redaction might change (:func:`falco._fields_json`), so those
+columns are identical by construction.  Keys are judged once per distinct key
+list by the reference's own test (``redact._secret_key``): the string values of
+secret-like keys (``ka.auth.decision`` in every ``k8s_audit`` alert) become
+:data:`redact.MARK` in the JSON text, as ``redact.k8s_object`` makes them.
 
 ``output_fields`` is read as JSON: DuckDB gives its compact text, re-serialised
 the way orjson writes it (tested: the same escapes for every ASCII character
@@ -51,6 +53,7 @@ as invalid JSON.  Falco never writes such JSON.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,18 +118,17 @@ _FLAT_RE2 = r"^\{" + _STR + ":" + _SCALAR + r"(?:," + _STR + ":" + _SCALAR + r")
 #: integers beyond 64 bits that way too), ``-0``, NaN, Infinity.  Text starting with ``{`` with no bracket
 #: after its first character and none of these is a flat object without the (slower) :data:`_FLAT_RE2`.
 _NOT_INT_RE2 = r":(-?\d+[.eE]|-\d{19}|\d{20}|-0[,}]|-?(?i:nan|inf))"
-#: ``output_fields`` text that ``redact.k8s_object`` might change, or whose values ``redact.text`` might:
-#: a secret-like value (the shared pre-check, with ``authorization`` alone: an escaped quote or control
-#: character may stand between it and the ``:``), a secret-like key (``redact.SECRET_KEY`` words), the
-#: keys the walk treats specially (``name``/``value`` pairs, ``kind``, last-applied), any non-ASCII
-#: character.  Such cells go through the reference functions.
-_FIELDS_FLAG_RE2 = (
-    MAYBE_SECRET_PATTERN
-    + r"|authorization|pass|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|credential|auth|bearer"
-    r"|client-key-data|client-certificate-data|last-applied|\x22(name|value|kind)\x22:|[^\x00-\x7F]"
-)
+#: ``output_fields`` text holding a value ``redact.text`` might change: the shared pre-check, with
+#: ``authorization`` alone (an escaped quote or control character may stand between it and the ``:``),
+#: or any non-ASCII character.  Such cells (and the columns read from them) go through the reference
+#: functions.  Keys are checked exactly, per distinct key list (:func:`_key_lists`).
+_FIELDS_FLAG_RE2 = MAYBE_SECRET_PATTERN + r"|authorization|[^\x00-\x7F]"
 #: An escape DuckDB may write otherwise than orjson (it writes upper-case hex: ``\u000B``).
 _ESC_RE2 = r'\\[^"\\bfnrt]'
+#: Keys ``redact._walk`` treats otherwise than by their name alone (``name``/``value`` pairs, ``kind``).
+_WALK_KEYS = frozenset({"name", "value", "kind", "kubectl.kubernetes.io/last-applied-configuration"})
+#: Secret-like keys whose values are replaced in the JSON text (others send the cell to Python).
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_./-]+")
 _TAGS_RE2 = r'^\[("[^"\\]*"(,"[^"\\]*")*)?\]$'
 _PID_RE2 = r"^(0|-?[1-9]\d{0,17})$"
 #: Top-level fields read as text.
@@ -179,7 +181,7 @@ WITH raw AS (
 checked AS (SELECT *, coalesce({ok}, false) AS ok FROM cols)
 SELECT
   ok,
-  time AS k_time, rule, hostname AS k_host, uuid, output AS k_output,
+  time AS k_time, rule, uuid,
   t_ns AS time,
   [{names}][rank + 1] AS priority, rank::INTEGER AS priority_rank,
   source AS falco_source, hostname, output,
@@ -195,8 +197,8 @@ SELECT
   user_name, fd_name, ka_user, ka_verb, ka_resource, ka_namespace, ka_name, ka_uri, ka_response_code,
   CASE WHEN ok AND of_txt <> '{{}}' THEN of_txt END AS output_fields,
   CASE WHEN ok AND of_txt <> '{{}}' THEN array_to_string(json_keys(output_fields), chr(31)) END AS of_keys,
-  coalesce(ok AND of_txt <> '{{}}' AND regexp_matches(of_txt, {_lit(_FIELDS_FLAG_RE2 + "|" + _ESC_RE2)}), false)
-    AS fields_flag
+  coalesce(ok AND of_txt <> '{{}}' AND regexp_matches(of_txt, {_lit(_FIELDS_FLAG_RE2)}), false) AS fields_flag,
+  coalesce(ok AND of_txt <> '{{}}' AND regexp_matches(of_txt, {_lit(_ESC_RE2)}), false) AS esc_flag
 FROM checked
 """
 
@@ -235,8 +237,8 @@ def scan_plain(path: Path) -> tuple[_Lines, np.ndarray] | None:
 
 #: Fields that identify a line: (path of JSON keys, DuckDB column), compared by ``bulk_lines.matches``.
 _KEYS: bulk_lines.Keys = (
-    (("time",), "k_time"), (("rule",), "rule"), (("hostname",), "k_host"), (("uuid",), "uuid"),
-    (("output",), "k_output"),
+    (("time",), "k_time"), (("rule",), "rule"), (("hostname",), "hostname"), (("uuid",), "uuid"),
+    (("output",), "output"),
 )
 
 
@@ -308,25 +310,67 @@ def _fields_of(text: str) -> str | None:
     return falco._fields_json(orjson.loads(text))
 
 
-def _key_order(keys: pa.ChunkedArray, bad: np.ndarray) -> np.ndarray:
-    """Rows whose ``output_fields`` keys are not in orjson's sorted order (their cell goes through the
-    reference function); rows with a duplicate key are marked bad.  Checked once per distinct key list."""
+class _KeyList:
+    """What the keys of one ``output_fields`` key list mean for its cells."""
+
+    __slots__ = ("dup", "python", "secret")
+
+    def __init__(self, text: str) -> None:
+        from kubeforensics import redact
+
+        names = text.split("\x1f")
+        self.dup = len(set(names)) != len(names)  # the row is declined
+        # not in orjson's order, or a key the walk treats specially: the reference function
+        self.python = names != sorted(names) or not _WALK_KEYS.isdisjoint(names)
+        # keys whose string values redact.k8s_object replaces, as redact._walk tests them
+        self.secret = [k for k in names if k in ("client-certificate-data", "bearerToken") or redact._secret_key(k)]
+        if any(not _PLAIN_KEY.fullmatch(k) for k in self.secret):
+            self.python = True
+
+
+def _key_lists(keys: pa.ChunkedArray, bad: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per row: whether its ``output_fields`` cell needs the reference function, and the rows per
+    secret-like key whose string value is replaced; rows with a duplicate key are marked bad.
+    Decided once per distinct key list (``keys``: the keys joined by U+001F)."""
     col = keys.combine_chunks()
     enc = pc.dictionary_encode(col)  # nulls stay null: no output_fields
-    unsorted: list[int] = []
-    dup: list[int] = []
-    for k, text in enumerate(enc.dictionary.to_pylist()):
-        names = text.split("\x1f")
-        if len(set(names)) != len(names):
-            dup.append(k)
-        elif names != sorted(names):
-            unsorted.append(k)
     idx = enc.indices.to_numpy(zero_copy_only=False)
-    if dup:
-        bad |= np.isin(idx, np.asarray(dup)) & enc.indices.is_valid().to_numpy(zero_copy_only=False)
-    if not unsorted:
-        return np.zeros(len(col), dtype=bool)
-    return np.isin(idx, np.asarray(unsorted)) & enc.indices.is_valid().to_numpy(zero_copy_only=False)
+    valid = enc.indices.is_valid().to_numpy(zero_copy_only=False)
+    lists = [_KeyList(text) for text in enc.dictionary.to_pylist()]
+
+    def rows(which: list[int]) -> np.ndarray:
+        if not which:
+            return np.zeros(len(col), dtype=bool)
+        return np.isin(idx, np.asarray(which)) & valid
+
+    bad |= rows([k for k, kl in enumerate(lists) if kl.dup])
+    python = rows([k for k, kl in enumerate(lists) if kl.python])
+    secret: dict[str, list[int]] = {}
+    for k, kl in enumerate(lists):
+        for name in kl.secret:
+            secret.setdefault(name, []).append(k)
+    return python, {name: rows(which) & ~python for name, which in secret.items()}
+
+
+def _mark_secret_values(col: pa.Array, secret: dict[str, np.ndarray], skip: np.ndarray) -> pa.Array:
+    """The string value of each secret-like key replaced by ``redact.MARK`` in the JSON text of the rows
+    given (not in ``skip``).  In DuckDB's compact text of a flat object, ``"key":"`` after ``{`` or ``,``
+    can only be that key and the start of its string value (a quote inside a string is escaped, and a key
+    of these characters holds none); a value of another type stays, as ``redact._walk`` leaves it."""
+    from kubeforensics import redact
+
+    for name, where in secret.items():
+        rows = np.flatnonzero(where & ~skip)
+        if not len(rows):
+            continue
+        key = name.replace(".", "\\.")
+        take = pa.array(rows)
+        new = pc.replace_substring_regex(col.take(take), pattern=f'([{{,])"{key}":"(?:[^"\\\\]|\\\\.)*"',
+                                         replacement=f'\\1"{name}":"{redact.MARK}"', max_replacements=1)
+        mask = np.zeros(len(col), dtype=bool)
+        mask[rows] = True
+        col = pc.replace_with_mask(col, pa.array(mask), new)
+    return col
 
 
 def _convert(rb: pa.RecordBatch, offset: int, lines: _Lines, evidence: str, evidence_id: str
@@ -346,11 +390,15 @@ def _convert(rb: pa.RecordBatch, offset: int, lines: _Lines, evidence: str, evid
 
     cols["container_id"] = _per_value(t.column("k_cid"), container_hex, pa.string(), bad)
     cols["output"] = _flagged(t.column("output"), t.column("output_flag"), redact.text, bad)
-    secret = t.column("fields_flag")  # a superset of what redact.text could change in any value
+    values = t.column("fields_flag")  # a superset of what redact.text could change in any value
     for name in ("proc_cmdline", "fd_name", "ka_uri"):
-        cols[name] = _flagged(t.column(name), secret, redact.text, bad)
-    python = secret.to_numpy(zero_copy_only=False) | _key_order(t.column("of_keys"), bad)
-    cols["output_fields"] = _flagged(t.column("output_fields"), pa.array(python), _fields_of, bad)
+        cols[name] = _flagged(t.column(name), values, redact.text, bad)
+    by_keys, secret = _key_lists(t.column("of_keys"), bad)
+    python = values.to_numpy(zero_copy_only=False) | t.column("esc_flag").to_numpy(zero_copy_only=False) | by_keys
+    fields = t.column("output_fields").combine_chunks()
+    if secret:
+        fields = _mark_secret_values(fields, secret, python)
+    cols["output_fields"] = _flagged(fields, pa.array(python), _fields_of, bad)
 
     line = pa.array(kept, type=pa.int64())
     cols["line"] = line
