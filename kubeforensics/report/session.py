@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,68 @@ class Investigation:
             filters = {k: v for k, v in (("since", self.since), ("until", self.until)) if v is not None}
             self._tables = self.case.frames(**filters)
         return self._tables
+
+    @property
+    def lean(self) -> bool:
+        """True when questions read slices from storage (:meth:`slice`): the investigation covers the
+        whole case and its tables are not loaded."""
+        return not self.windowed and self._tables is None and hasattr(self.case, "query")
+
+    def slice(self, table: str, where: str = "TRUE", params: Sequence[Any] = (), *,
+              columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The rows of ``table`` a question may use: ``where`` (DuckDB SQL over the table as
+        :meth:`Case.table` gives it, audit stages merged; values as ``?`` with ``params``, never
+        formatted into the text) read from storage when :attr:`lean`, in time order, with the
+        dtypes of :meth:`Case.table`; otherwise the loaded table itself, whole.
+
+        The SQL need only let through a superset of the rows the question's pandas logic uses: the
+        question applies that logic to the slice, so both paths answer alike.  ``columns`` (with the
+        whole-case read only) limits the columns read."""
+        if not self.lean:
+            return self.tables[table]
+        from kubeforensics.schema import TABLES
+
+        spec = TABLES[table]
+        known = set(spec.names) | ({"stages"} if table == "audit" else set())
+        unknown = [c for c in (columns or ()) if c not in known]
+        if unknown:
+            raise ValueError(f"table {table!r} has no column(s) {', '.join(unknown)}")
+        q = self.case.query
+        sql_params: list[Any] = []
+        src = q.whole_sql(table, sql_params)
+        cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        sql = f"SELECT {cols} FROM {src} WHERE {where} ORDER BY time, event_id"
+        return q.to_frame(sql, [*sql_params, *params], spec)
+
+    def time_ends(self) -> list[pd.Timestamp]:
+        """The time of the last event of each non-empty source table (audit: of its merged
+        requests), by an aggregate in storage when :attr:`lean`."""
+        if not self.lean:
+            return [t["time"].max() for t in self.tables.values() if not t.empty]
+        from kubeforensics.case.store import SOURCE_TABLES
+
+        q = self.case.query
+        ends = []
+        for t in SOURCE_TABLES:
+            if not q.has(t):
+                continue
+            params: list[Any] = []
+            sql = f"SELECT count(*) AS n, max(time) AS end FROM {q.whole_sql(t, params)}"
+            row = q.arrow(sql, params).to_pandas().iloc[0]  # through Arrow: nanoseconds kept
+            if row["n"]:
+                ends.append(pd.Timestamp(row["end"]).tz_convert("UTC").as_unit("ns") if pd.notna(row["end"]) else pd.NaT)
+        return ends
+
+    @property
+    def context(self) -> Any:
+        """The correlation context (normalised tables, entity resolver, process nodes): on the whole
+        case the story's (repetitive baseline trimmed, see :mod:`kubeforensics.case.slim`), else
+        built from :attr:`tables`."""
+        if self.lean and hasattr(self.case, "_story_context"):
+            return self.case._story_context(self.findings)
+        from kubeforensics.correlate import Context
+
+        return Context(self.tables)
 
     def evidence_tables(self, event_ids: Any) -> dict[str, pd.DataFrame]:
         """The source tables restricted to these event ids: read by id from storage for the whole

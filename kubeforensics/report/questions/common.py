@@ -112,7 +112,7 @@ def top_public_destinations(tables: dict[str, pd.DataFrame], *, pods: Iterable[s
     ``pods`` (``ns/name``) and ``nodes`` restrict the sources when given; ``since`` the time.
     """
     f = tables["flows"]
-    f = f[f["dst_ip"].map(is_public) & ~f["is_reply"].fillna(False).astype(bool)] if not f.empty else f
+    f = f[f["dst_ip"].map(is_public).astype(bool) & ~f["is_reply"].fillna(False).astype(bool)] if not f.empty else f
     if since is not None and not f.empty:
         f = f[f["time"] >= since]
     parts = []
@@ -129,7 +129,7 @@ def top_public_destinations(tables: dict[str, pd.DataFrame], *, pods: Iterable[s
                                    "name": names, "event_id": f["event_id"], "source": "hubble"}))
     p = tables["processes"]
     if not p.empty:
-        c = p[col(p, "function_name").str.contains("connect") & p["daddr"].map(is_public)]
+        c = p[col(p, "function_name").str.contains("connect") & p["daddr"].map(is_public).astype(bool)]
         if since is not None:
             c = c[c["time"] >= since]
         sel = pd.Series(not (pods or nodes), index=c.index)
@@ -153,3 +153,62 @@ def top_public_destinations(tables: dict[str, pd.DataFrame], *, pods: Iterable[s
         "event_ids": g["event_id"].agg(list),
     }).reset_index().sort_values("count", ascending=False)
     return out.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------- slices (Investigation.slice)
+# SQL for the superset slices questions read from storage: each clause lets through at least the rows
+# the pandas condition next to it keeps (a NULL string is "" as in :func:`col`).
+
+def sql_str(column: str) -> str:
+    """SQL of :func:`col`: the column (quoted: ``user`` and ``binary`` are keywords) with NULL as ``''``."""
+    return f"coalesce(\"{column}\", '')"
+
+
+def sql_key(ns: str, name: str) -> str:
+    """SQL of ``col(df, ns) + "/" + col(df, name)``."""
+    return f"({sql_str(ns)} || '/' || {sql_str(name)})"
+
+
+def maybe_public(column: str) -> str:
+    """SQL true for every address :func:`is_public` accepts (and some it does not: it leaves out only
+    empty values and the private, loopback and link-local IPv4 ranges)."""
+    c = sql_str(column)
+    return (f"({c} <> '' AND NOT ({c} LIKE '10.%' OR {c} LIKE '127.%' OR {c} LIKE '192.168.%' "
+            f"OR {c} LIKE '169.254.%' OR regexp_matches({c}, '^172[.](1[6-9]|2[0-9]|3[01])[.]')))")
+
+
+def isin(expr: str, values: Iterable[Any], params: list[Any]) -> str:
+    """SQL of ``expr`` in ``values`` (bound as parameters, appended to ``params``); FALSE for none."""
+    vals = list(dict.fromkeys(values))
+    if not vals:
+        return "FALSE"
+    params.extend(vals)
+    return f"{expr} IN ({', '.join('?' * len(vals))})"
+
+
+def at(t: Any, params: list[Any], *, rounding: str = "floor") -> str:
+    """A bound time parameter: ``t`` rounded to DuckDB's microseconds (``floor`` for a lower bound,
+    ``ceil`` for an upper one, so the slice keeps every row the pandas comparison keeps)."""
+    ts = pd.Timestamp(t)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    params.append(getattr(ts, rounding)("us").isoformat())
+    return "?::TIMESTAMPTZ"
+
+
+def destination_tables(inv: Any, *, pods: Iterable[str] = (), nodes: Iterable[str] = (),
+                       since: Any = None) -> dict[str, pd.DataFrame]:
+    """The flows and processes :func:`top_public_destinations` may use with these arguments (slices of
+    the investigation's tables)."""
+    pods, nodes = sorted(set(pods)), sorted(set(nodes))
+    out = {}
+    for table, ip, ns, pod, base in (
+            ("flows", "dst_ip", "src_namespace", "src_pod", "NOT coalesce(is_reply, false)"),
+            ("processes", "daddr", "namespace", "pod", "contains(coalesce(function_name, ''), 'connect')")):
+        params: list[Any] = []
+        where = [base, maybe_public(ip)]
+        if since is not None:
+            where.append(f"time >= {at(since, params)}")
+        if pods or nodes:
+            where.append(f"({isin(sql_key(ns, pod), pods, params)} OR {isin(sql_str('node'), nodes, params)})")
+        out[table] = inv.slice(table, " AND ".join(where), params)
+    return out

@@ -9,7 +9,11 @@ from kubeforensics.report.questions.common import (
     event_ids,
     is_public,
     is_system,
+    isin,
+    maybe_public,
     none_found,
+    sql_key,
+    sql_str,
     when,
     with_techniques,
 )
@@ -25,8 +29,8 @@ def _ident(inv) -> tuple[str, str]:
 def first_abnormal(inv) -> Answer:
     """The first abnormal request: identity, IP, user agent, credential id."""
     q = "First abnormal request: identity, IPs, agents?"
-    a = inv.tables["audit"]
-    ext = a[a["source_ip"].map(is_public) & ~col(a, "user").str.startswith("system:node:")]
+    a = inv.slice("audit", f"{maybe_public('source_ip')} AND {sql_str('user')} NOT LIKE 'system:node:%'")
+    ext = a[a["source_ip"].map(is_public).astype(bool) & ~col(a, "user").str.startswith("system:node:")]
     if inv.seed:
         s = str(inv.seed)
         ext = ext[(col(ext, "user") == s) | (col(ext, "source_ip") == s)] if (
@@ -59,7 +63,7 @@ def legitimate_use(inv) -> Answer:
     user, ip = _ident(inv)
     if not user:
         return none_found(q, "no abnormal identity")
-    a = inv.tables["audit"]
+    a = inv.slice("audit", "\"user\" = ?", [user])
     other = a[(col(a, "user") == user) & (col(a, "source_ip") != ip)]
     other_ips, agents = sorted(set(col(other, "source_ip"))), sorted(set(col(other, "user_agent")))
     facts = {"user": user, "other_ips": other_ips, "requests": len(other), "user_agents": agents}
@@ -72,7 +76,7 @@ def exec_sessions(inv) -> Answer:
     """Which pods were exec'd into by the identity, with which commands; does the process tree match?"""
     q = "Which pods, which commands; does the audit record match the process tree?"
     user, _ = _ident(inv)
-    a = inv.tables["audit"]
+    a = inv.slice("audit", f"subresource IN ('exec', 'attach', 'portforward') AND {sql_str('user')} = ?", [user])
     e = a[col(a, "subresource").isin(["exec", "attach", "portforward"]) & (col(a, "user") == user)]
     if e.empty:
         return none_found(q, f"no exec/attach/port-forward by {user or 'the identity'}")
@@ -80,7 +84,8 @@ def exec_sessions(inv) -> Answer:
     ex = e[col(e, "subresource") == "exec"]
     pf = e[col(e, "subresource") == "portforward"]
     pods = sorted(set(key[ex.index]))
-    p = inv.tables["processes"]
+    params: list = []
+    p = inv.slice("processes", f"{isin(sql_key('namespace', 'pod'), pods, params)} AND event_type = 'exec'", params)
     procs = p[(col(p, "namespace") + "/" + col(p, "pod")).isin(pods) & (col(p, "event_type") == "exec")
               & (p["time"] >= e["time"].min())]
     cmds = sorted(set(col(ex, "exec_command")) - {""})
@@ -116,9 +121,9 @@ def evidence_deleted(inv) -> Answer:
     """What evidence was deleted (events, pods) by the identity?"""
     q = "What evidence was deleted?"
     user, _ = _ident(inv)
-    a = inv.tables["audit"]
+    a = inv.slice("audit", "verb IN ('delete', 'deletecollection') AND coalesce(code, 0) < 300")
     d = a[col(a, "verb").isin(["delete", "deletecollection"]) & (a["code"].fillna(0) < 300)]
-    d = d[col(d, "user") == user] if user else d[~col(d, "user").map(is_system)]
+    d = d[col(d, "user") == user] if user else d[~col(d, "user").map(is_system).astype(bool)]
     if d.empty:
         return none_found(q, "no delete by the identity")
     what = (col(d, "verb") + " " + col(d, "resource") + " " + col(d, "namespace") + "/" + col(d, "name")).str.rstrip("/")

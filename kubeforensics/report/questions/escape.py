@@ -11,19 +11,25 @@ import pandas as pd
 
 from kubeforensics.report.answers import Answer
 from kubeforensics.report.questions.common import (
+    at,
     col,
+    destination_tables,
     event_ids,
     flag,
     is_public,
+    isin,
     none_found,
     pod_weights,
     seed_match,
+    sql_key,
+    sql_str,
     top_public_destinations,
     when,
     with_techniques,
 )
 
 ESCAPE_BINARIES = ("nsenter", "chroot", "unshare")
+HOSTNS = "coalesce(len(host_namespaces), 0) > 0"
 
 
 def _pod(inv) -> str:
@@ -34,7 +40,9 @@ def _pod(inv) -> str:
 def pod_creation(inv) -> Answer:
     """Who created the privileged/host-namespace pod, from where, allowed by which binding?"""
     q = "Who created the privileged pod, from where, allowed by which binding?"
-    a = inv.tables["audit"]
+    a = inv.slice("audit", "verb = 'create' AND resource = 'pods' AND coalesce(subresource, '') = '' "
+                  "AND coalesce(code, 0) < 300 AND (coalesce(pod_privileged, false) "
+                  "OR coalesce(pod_host_pid, false) OR coalesce(pod_host_network, false))")
     m = ((col(a, "verb") == "create") & (col(a, "resource") == "pods") & (col(a, "subresource") == "")
          & (a["code"].fillna(0) < 300)
          & (flag(a, "pod_privileged") | flag(a, "pod_host_pid") | flag(a, "pod_host_network")))
@@ -43,7 +51,7 @@ def pod_creation(inv) -> Answer:
         return none_found(q, "no successful create of a privileged or host-namespace pod in the audit log")
     c["key"] = col(c, "namespace") + "/" + col(c, "name")
     weights = pod_weights(with_techniques(inv.findings, "T1611", "T1543", "T1609", "T1610"))
-    c["score"] = c["key"].map(weights).fillna(0) + c["source_ip"].map(is_public) * 20.0
+    c["score"] = c["key"].map(weights).fillna(0) + c["source_ip"].map(is_public).astype(bool) * 20.0
     if inv.seed and seed_match(c, inv.seed, ["name", "user", "source_ip"]).any():
         c = c[seed_match(c, inv.seed, ["name", "user", "source_ip"])]
     r = c.sort_values(["score", "time"], ascending=[False, True]).iloc[0]
@@ -65,7 +73,7 @@ def exec_session(inv) -> Answer:
     """Which exec session into the pod led to the escape?"""
     q = "Which exec session led to the escape?"
     pod = _pod(inv)
-    a = inv.tables["audit"]
+    a = inv.slice("audit", "subresource IN ('exec', 'attach') AND coalesce(code, 0) < 400")
     m = col(a, "subresource").isin(["exec", "attach"]) & (a["code"].fillna(0) < 400)
     e = a[m].copy()
     e["key"] = col(e, "namespace") + "/" + col(e, "name")
@@ -88,18 +96,26 @@ def host_processes(inv) -> Answer:
     """Which process entered the host namespaces, and what ran there afterwards?"""
     q = "Which process escaped to the host, and which processes ran in host namespaces afterwards?"
     pod = _pod(inv)
-    p = inv.tables["processes"]
-    key = col(p, "namespace") + "/" + col(p, "pod")
+    escaping = " OR ".join(f"\"binary\" LIKE '%{b}'" for b in ESCAPE_BINARIES)
+    p = inv.slice("processes", f"({sql_key('namespace', 'pod')} = ? OR {HOSTNS}) AND (contains({sql_str('function_name')}, "
+                  f"'setns') OR {escaping})", [pod])
+    pod_key = col(p, "namespace") + "/" + col(p, "pod")
     hostns = p["host_namespaces"].map(lambda v: v is not None and len(v) > 0)
-    base = p[(key == pod) if pod else hostns]
+    base = p[(pod_key == pod) if pod else hostns]
     setns = base[col(base, "function_name").str.contains("setns")
                  | col(base, "binary").str.rsplit("/", n=1).str[-1].isin(ESCAPE_BINARIES)]
     if setns.empty:
         return none_found(q, f"no setns/nsenter/chroot{' in ' + pod if pod else ''}")
     first = setns.sort_values("time").iloc[0]
+    params: list = []
+    since = at(first["time"], params)
+    p = inv.slice("processes", f"time >= {since} AND {sql_str('node')} = ? AND {HOSTNS} AND event_type = 'exec'",
+                  [*params, first["node"]])
+    hostns = p["host_namespaces"].map(lambda v: v is not None and len(v) > 0)
     after = p[(p["time"] >= first["time"]) & (col(p, "node") == first["node"]) & hostns
               & (col(p, "event_type") == "exec")]
-    after = after[(key.loc[after.index] == pod) | (col(after, "pod") == "")] if pod else after
+    after_key = col(after, "namespace") + "/" + col(after, "pod")
+    after = after[(after_key == pod) | (col(after, "pod") == "")] if pod else after
     binaries = list(dict.fromkeys(col(after, "binary")))
     facts = {"process": first["binary"], "args": col(setns.loc[[first.name]], "args").iloc[0],
              "node": first["node"], "pod": pod or f"{first['namespace']}/{first['pod']}", "time": first["time"],
@@ -115,11 +131,11 @@ def hidden_pods(inv) -> Answer:
     q = "Which containers have no API object?"
     from kubeforensics.correlate import blind_spots
 
-    bs = blind_spots(inv.tables)
+    bs = blind_spots(inv.context)
     bs = bs[bs["kind"] == "no_api_object"]
     f = with_techniques(inv.findings, "T1543.005", "MS-TA9017", "T1564")
     named = f[(col(f, "namespace") != "") & (col(f, "pod") != "")]
-    objs = inv.tables["objects"]
+    objs = inv.slice("objects", columns=["namespace", "name"])
     known = set(col(objs, "namespace") + "/" + col(objs, "name"))
     pods = sorted({f"{n}/{p}" for n, p in zip(col(named, "namespace"), col(named, "pod"))} - known
                   - {_pod(inv)})
@@ -142,7 +158,8 @@ def external_endpoints(inv) -> Answer:
     nodes = set((hid.facts.get("nodes") if hid else []) or []) | ({esc.facts["node"]} if esc and esc.found else set())
     pods = set((hid.facts.get("pods") if hid else []) or [])
     since = esc.facts.get("time") if esc and esc.found else None
-    d = top_public_destinations(inv.tables, pods=pods, nodes=nodes, since=since)
+    d = top_public_destinations(destination_tables(inv, pods=pods, nodes=nodes, since=since), pods=pods,
+                                nodes=nodes, since=since)
     if d.empty:
         return none_found(q, "no connection to a public address after the escape")
     top = d.iloc[0]
@@ -157,7 +174,7 @@ def external_endpoints(inv) -> Answer:
 def still_running(inv) -> Answer:
     """Is anything still running at the end of the evidence (hidden pods, C2 traffic)?"""
     q = "Is anything still running?"
-    ends = [t["time"].max() for t in inv.tables.values() if not t.empty]
+    ends = inv.time_ends()
     if not ends:
         return none_found(q, "the case is empty")
     end = max(ends)
@@ -165,14 +182,17 @@ def still_running(inv) -> Answer:
     hid = inv.answers.get("hidden_pods")
     ext = inv.answers.get("external_endpoints")
     active = []
-    p = inv.tables["processes"]
     if hid is not None and hid.found:
         cids = set(hid.facts.get("container_ids", []))
+        params: list = []
+        cond = isin(sql_str("container_id"), sorted(cids), params)
+        p = inv.slice("processes", f"{cond} AND time >= {at(recent, params)}", params)
         pr = p[col(p, "container_id").isin(cids) & (p["time"] >= recent)]
         if not pr.empty:
             active.append(f"hidden containers still ran processes until {when(pr['time'].max())}")
     if ext is not None and ext.found:
-        f = inv.tables["flows"]
+        params = [ext.facts["c2"]]
+        f = inv.slice("flows", f"dst_ip = ? AND time >= {at(recent, params)}", params)
         fl = f[(col(f, "dst_ip") == ext.facts["c2"]) & (f["time"] >= recent)]
         if not fl.empty:
             active.append(f"traffic to {ext.facts['c2']} until {when(fl['time'].max())}")

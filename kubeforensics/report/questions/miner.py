@@ -6,13 +6,19 @@ import pandas as pd
 
 from kubeforensics.report.answers import Answer
 from kubeforensics.report.questions.common import (
+    at,
     col,
+    destination_tables,
     event_ids,
     is_public,
+    isin,
+    maybe_public,
     none_found,
     pod_weights,
     rows,
     seed_match,
+    sql_key,
+    sql_str,
     top_public_destinations,
     when,
     with_techniques,
@@ -38,12 +44,16 @@ def initial_access(inv) -> Answer:
     f = f.assign(score=f["key"].map(w).fillna(0)).sort_values(["score", "first_seen"], ascending=[False, True])
     lead = f.iloc[0]
     pod, t0 = lead["key"], f[f["key"] == lead["key"]]["first_seen"].min()
-    p = rows(inv.tables, "processes", event_ids(f[f["key"] == pod]))
+    ids = event_ids(f[f["key"] == pod])
+    params: list = []
+    p = rows({"processes": inv.slice("processes", isin("event_id", ids, params), params)}, "processes", ids)
     spawned = p[col(p, "event_type") == "exec"]
     first = spawned.iloc[0] if not spawned.empty else None
     # the request: the last flow from a public address into the pod before the shell
-    fl = inv.tables["flows"]
-    into = fl[((col(fl, "dst_namespace") + "/" + col(fl, "dst_pod")) == pod) & fl["src_ip"].map(is_public)
+    params = [pod]
+    fl = inv.slice("flows", f"{sql_key('dst_namespace', 'dst_pod')} = ? AND {maybe_public('src_ip')} "
+                   f"AND time <= {at(t0 + pd.Timedelta(seconds=5), params, rounding='ceil')}", params)
+    into = fl[((col(fl, "dst_namespace") + "/" + col(fl, "dst_pod")) == pod) & fl["src_ip"].map(is_public).astype(bool)
               & (fl["time"] <= t0 + pd.Timedelta(seconds=5))]
     req = into.sort_values("time").iloc[-1] if not into.empty else None
     facts = {"pod": pod, "source_ip": req["src_ip"] if req is not None else "",
@@ -63,8 +73,9 @@ def token_theft(inv) -> Answer:
     pod = _pod(inv)
     f = with_techniques(inv.findings, "T1528")
     f = f[(col(f, "namespace") + "/" + col(f, "pod")) == pod] if pod else f
-    a = inv.tables["audit"]
     ns, name = (pod.split("/", 1) + [""])[:2] if pod else ("", "")
+    a = inv.slice("audit", f"sa_pod_name = ? AND {sql_str('user')} LIKE 'system:serviceaccount:%'" if name
+                  else "FALSE", [name] if name else [])
     used = a[(col(a, "sa_pod_name") == name) & (col(a, "namespace").isin([ns, ""]) | True)] if name else a.iloc[0:0]
     used = used[col(used, "user").str.startswith("system:serviceaccount:")]
     if f.empty and used.empty:
@@ -85,7 +96,8 @@ def enumeration(inv) -> Answer:
     q = "What was enumerated, what was denied?"
     tok = inv.answers.get("token_theft")
     user = tok.facts.get("service_account", "") if tok is not None and tok.found else ""
-    a = inv.tables["audit"]
+    a = inv.slice("audit", "\"user\" = ? AND verb IN ('list', 'get', 'watch', 'create')" if user else "FALSE",
+                  [user] if user else [])
     d = a[col(a, "user") == user] if user else a.iloc[0:0]
     d = d[col(d, "verb").isin(["list", "get", "watch", "create"]) & col(d, "resource").ne("")]
     if d.empty:
@@ -105,7 +117,9 @@ def secrets_read(inv) -> Answer:
     q = "Which secrets were read?"
     tok = inv.answers.get("token_theft")
     user = tok.facts.get("service_account", "") if tok is not None and tok.found else ""
-    a = inv.tables["audit"]
+    params: list = []
+    a = inv.slice("audit", "resource = 'secrets' AND coalesce(code, 0) < 300"
+                  + (f" AND {isin(sql_str('user'), [user], params)}" if user else ""), params)
     s = a[(col(a, "resource") == "secrets") & (a["code"].fillna(0) < 300)]
     s = s[col(s, "user") == user] if user else s[~col(s, "user").str.startswith("system:")]
     if s.empty:
@@ -125,16 +139,18 @@ def miner_workload(inv) -> Answer:
     if f.empty:
         return none_found(q, "no mining activity (T1496) in the findings")
     pods = sorted(set(col(f, "namespace") + "/" + col(f, "pod")) - {"/"})
-    p = inv.tables["processes"]
+    params: list = []
+    p = inv.slice("processes", isin(sql_key("namespace", "pod"), pods, params), params)
     pr = p[(col(p, "namespace") + "/" + col(p, "pod")).isin(pods)]
     workloads = sorted(set(col(pr, "workload")) - {""})
     images = sorted(set(col(pr, "image")) - {""})
-    a = inv.tables["audit"]
+    params = []
+    a = inv.slice("audit", f"verb = 'create' AND {isin('name', workloads, params)} AND coalesce(code, 0) < 300", params)
     cr = a[(col(a, "verb") == "create") & col(a, "name").isin(workloads) & (a["code"].fillna(0) < 300)
            & col(a, "resource").isin(["deployments", "daemonsets", "statefulsets", "replicasets", "jobs",
                                       "cronjobs", "pods"])]
     creator = cr.sort_values("time").iloc[0] if not cr.empty else None
-    dst = top_public_destinations(inv.tables, pods=pods)
+    dst = top_public_destinations(destination_tables(inv, pods=pods), pods=pods)
     pool = [f"{r.ip}:{port}" for r in dst.itertuples() for port in r.ports]
     facts = {"pods": pods, "workload": (f"{creator['namespace']}/{creator['name']}" if creator is not None
                                         else ", ".join(workloads)),

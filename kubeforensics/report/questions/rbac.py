@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kubeforensics.report.answers import Answer
-from kubeforensics.report.questions.common import col, is_public, is_system, none_found
+from kubeforensics.report.questions.common import col, is_public, is_system, isin, none_found, sql_str
 
 RBAC = ("clusterroles", "clusterrolebindings", "roles", "rolebindings", "serviceaccounts")
 PATHS = ("cronjobs", "daemonsets", "mutatingwebhookconfigurations", "validatingwebhookconfigurations")
@@ -11,11 +11,13 @@ PATHS = ("cronjobs", "daemonsets", "mutatingwebhookconfigurations", "validatingw
 
 def _writes(inv, resources, subresource: str = "", allow: frozenset[str] = frozenset()):
     """Successful writes of ``resources`` by people (and by the identities in ``allow``)."""
-    a = inv.tables["audit"]
+    params: list = []
+    a = inv.slice("audit", f"{isin('resource', resources, params)} AND verb IN ('create', 'update', 'patch') "
+                  f"AND {sql_str('subresource')} = ? AND coalesce(code, 0) < 300", [*params, subresource])
     who = col(a, "user")
     m = (col(a, "resource").isin(resources) & col(a, "verb").isin(["create", "update", "patch"])
          & (col(a, "subresource") == subresource) & (a["code"].fillna(0) < 300)
-         & (~who.map(is_system) | who.isin(allow)))
+         & (~who.map(is_system).astype(bool) | who.isin(allow)))
     return a[m].sort_values("time")
 
 
@@ -30,7 +32,7 @@ def rbac_changes(inv) -> Answer:
     d = _writes(inv, RBAC)
     if d.empty:
         return none_found(q, "no RBAC object written by a non-system identity")
-    ext = d[d["source_ip"].map(is_public)]
+    ext = d[d["source_ip"].map(is_public).astype(bool)]
     d = ext if not ext.empty else d
     facts = {"actors": sorted(set(col(d, "user"))), "source_ips": sorted(set(col(d, "source_ip"))),
              "objects": _obj(d), "grants": sorted({r for r in col(d, "authz_reason") if r})[:3]}
@@ -47,14 +49,17 @@ def rbac_changes(inv) -> Answer:
 def tokens_minted(inv) -> Answer:
     """Which tokens or certificates were minted, and where were they used?"""
     q = "Which tokens or certificates were minted and where were they used?"
-    a = inv.tables["audit"]
     tok = _writes(inv, ["serviceaccounts"], "token")
+    a = inv.slice("audit", "resource = 'certificatesigningrequests' AND subresource = 'approval' "
+                  "AND coalesce(code, 0) < 300")
     csr = a[(col(a, "resource") == "certificatesigningrequests") & (col(a, "subresource") == "approval")
             & (a["code"].fillna(0) < 300)]
     if tok.empty and csr.empty:
         return none_found(q, "no service-account token or certificate minted by a person")
     accounts = sorted(set(col(tok, "namespace") + "/" + col(tok, "name")))
     users = [f"system:serviceaccount:{x.replace('/', ':')}" for x in accounts]
+    params: list = []
+    a = inv.slice("audit", f"{isin(sql_str('user'), users, params)} AND {sql_str('sa_pod_name')} = ''", params)
     use = a[col(a, "user").isin(users) & (col(a, "sa_pod_name") == "")]
     facts = {"serviceaccounts": accounts, "csrs": sorted(set(col(csr, "name"))),
              "used_by": sorted(set(col(use, "user"))), "used_from": sorted(set(col(use, "source_ip")) - {""}),

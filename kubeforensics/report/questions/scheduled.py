@@ -37,7 +37,7 @@ def new_findings(inv) -> Answer:
 def top_talkers(inv, top: int = 10) -> Answer:
     """The sources with the most flows in the window, and their distinct destinations."""
     q = "Who talked the most?"
-    fl = inv.tables["flows"]
+    fl = inv.slice("flows", columns=["time", "is_reply", "src_namespace", "src_pod", "src_ip", "dst_ip", "verdict"])
     if fl.empty:
         return none_found(q, "no flows in the window")
     fl = fl[~fl["is_reply"].fillna(False).astype(bool)]

@@ -5,7 +5,19 @@ from __future__ import annotations
 import pandas as pd
 
 from kubeforensics.report.answers import Answer
-from kubeforensics.report.questions.common import col, event_ids, is_public, none_found, when, with_techniques
+from kubeforensics.report.questions.common import (
+    at,
+    col,
+    event_ids,
+    is_public,
+    isin,
+    maybe_public,
+    none_found,
+    sql_key,
+    sql_str,
+    when,
+    with_techniques,
+)
 
 METADATA = ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
 
@@ -18,7 +30,10 @@ def _pod(inv) -> str:
 def metadata_access(inv) -> Answer:
     """Which pod/process reached the cloud metadata endpoint, was it allowed, and which request caused it?"""
     q = "Which pod/process reached the metadata endpoint and what did it get?"
-    p, f = inv.tables["processes"], inv.tables["flows"]
+    params: list = []
+    p = inv.slice("processes", isin("daddr", METADATA, params), params)
+    params = []
+    f = inv.slice("flows", f"{isin('dst_ip', METADATA, params)} AND {sql_str('src_pod')} <> ''", params)
     pc = p[col(p, "daddr").isin(METADATA)]
     fl = f[col(f, "dst_ip").isin(METADATA) & (col(f, "src_pod") != "")]
     if pc.empty and fl.empty:
@@ -32,8 +47,11 @@ def metadata_access(inv) -> Answer:
     mine = fl[(col(fl, "src_namespace") + "/" + col(fl, "src_pod")) == pod]
     # the request: an HTTP flow from a public address whose URL names the metadata address (it may enter
     # through a front end), else the last public flow into the pod just before the connection
+    params = []
+    f = inv.slice("flows", f"time <= {at(t0 + pd.Timedelta(seconds=2), params, rounding='ceil')} "
+                  f"AND time >= {at(t0 - pd.Timedelta(minutes=5), params)} AND {maybe_public('src_ip')}", params)
     near = f[(f["time"] <= t0 + pd.Timedelta(seconds=2)) & (f["time"] >= t0 - pd.Timedelta(minutes=5))
-             & f["src_ip"].map(is_public)]
+             & f["src_ip"].map(is_public).astype(bool)]
     req = near[col(near, "http_url").str.contains("|".join(m.replace(".", r"\.") for m in METADATA) + "|metadata")]
     if req.empty:
         req = near[(col(near, "dst_namespace") + "/" + col(near, "dst_pod")) == pod]
@@ -55,9 +73,9 @@ def enumeration(inv) -> Answer:
     pod = _pod(inv)
     f = with_techniques(inv.findings, "T1046")
     f = f[(col(f, "namespace") + "/" + col(f, "pod")) == pod] if pod else f
-    fl = inv.tables["flows"]
+    fl = inv.slice("flows", f"{sql_key('src_namespace', 'src_pod')} = ?" if pod else "FALSE", [pod] if pod else [])
     mine = fl[(col(fl, "src_namespace") + "/" + col(fl, "src_pod")) == pod] if pod else fl.iloc[0:0]
-    targets = mine[~mine["dst_ip"].map(is_public) & ~col(mine, "dst_ip").isin(METADATA)]
+    targets = mine[~mine["dst_ip"].map(is_public).astype(bool) & ~col(mine, "dst_ip").isin(METADATA)]
     if f.empty and targets.empty:
         return none_found(q, "no scan or internal discovery from the pod")
     dns = sorted(set(col(mine, "dns_query")) - {""})
@@ -74,13 +92,16 @@ def dns_exfiltration(inv) -> Answer:
     """Which processes sent DNS that did not go to kube-dns, how much, when, under which domain?"""
     q = "Which processes made DNS traffic that did not go to kube-dns, how much, when?"
     f = with_techniques(inv.findings, "T1071.004")
-    p = inv.tables["processes"]
-    dns = p[(p["dport"].fillna(0) == 53) & p["daddr"].map(is_public)]
+    p = inv.slice("processes", f"dport = 53 AND {maybe_public('daddr')}")
+    dns = p[(p["dport"].fillna(0) == 53) & p["daddr"].map(is_public).astype(bool)]
     if f.empty and dns.empty:
         return none_found(q, "no DNS to a resolver outside the cluster")
     procs = sorted(set(col(dns, "binary")))
     resolvers = sorted(set(col(dns, "daddr")))
-    fl = inv.tables["flows"]
+    params: list = []
+    ids_or_pods = (f"({isin('event_id', event_ids(f), params)} OR "
+                   f"{isin(sql_key('src_namespace', 'src_pod'), set(col(f, 'namespace') + '/' + col(f, 'pod')), params)})")
+    fl = inv.slice("flows", f"{sql_str('dns_query')} <> '' AND {ids_or_pods}", params)
     q_names = col(fl, "dns_query")
     named = q_names != ""
     inside = q_names.str.rstrip(".").str.endswith(("cluster.local", ".svc", ".internal"))

@@ -9,10 +9,12 @@ from kubeforensics.report.questions.common import (
     SEV_WEIGHT,
     actor_weights,
     col,
+    destination_tables,
     event_ids,
     is_system,
     none_found,
     pod_weights,
+    sql_str,
     top_public_destinations,
     when,
 )
@@ -86,6 +88,10 @@ def _split(pod: str) -> tuple[str, str]:
     return tuple((pod.split("/", 1) if "/" in pod else ["", pod])[:2])  # type: ignore[return-value]
 
 
+#: SQL: the name is ? (NULL as "") and, unless the second ? is "", the namespace is the third ?.
+_NAMED = f"{sql_str('name')} = ? AND (? = '' OR namespace = ?)"
+
+
 def _true(v) -> bool:
     return False if v is None or pd.isna(v) else bool(v)
 
@@ -103,10 +109,10 @@ def pod_spec(inv, pod: str) -> Answer:
     """Spec risks of the pod: privileged, host namespaces, host paths, capabilities, service account, images."""
     q = f"What risks does the spec of {pod} carry?"
     ns, name = _split(pod)
-    a = inv.tables["audit"]
+    a = inv.slice("audit", f"resource = 'pods' AND verb = 'create' AND {_NAMED}", [name, ns, ns])
     cr = a[(col(a, "resource") == "pods") & (col(a, "verb") == "create") & (col(a, "name") == name)
            & (col(a, "subresource") == "") & (col(a, "namespace") == ns if ns else True)]
-    o = inv.tables["objects"]
+    o = inv.slice("objects", f"kind = 'Pod' AND {sql_str('name')} = ?", [name])
     ob = o[(col(o, "kind") == "Pod") & (col(o, "name") == name)]
     if cr.empty and ob.empty:
         return none_found(q, f"no create request or object of {pod}")
@@ -134,8 +140,8 @@ def pod_touched(inv, pod: str) -> Answer:
     """Who touched the pod through the API (create, exec, attach, port-forward, delete), from where?"""
     q = f"Who touched {pod}?"
     ns, name = _split(pod)
-    a = inv.tables["audit"]
-    t = a[(col(a, "resource") == "pods") & (col(a, "name") == name) & ~col(a, "user").map(is_system)]
+    a = inv.slice("audit", f"resource = 'pods' AND {_NAMED}", [name, ns, ns])
+    t = a[(col(a, "resource") == "pods") & (col(a, "name") == name) & ~col(a, "user").map(is_system).astype(bool)]
     if ns:
         t = t[col(t, "namespace") == ns]
     if t.empty:
@@ -152,7 +158,8 @@ def pod_processes(inv, pod: str) -> Answer:
     """Which programs ran in the pod (and which in host namespaces)?"""
     q = f"Which processes ran in {pod}?"
     ns, name = _split(pod)
-    p = inv.tables["processes"]
+    p = inv.slice("processes", f"{sql_str('pod')} = ? AND (? = '' OR namespace = ?) AND event_type = 'exec'",
+                  [name, ns, ns])
     pr = p[(col(p, "pod") == name) & (col(p, "event_type") == "exec")]
     if ns:
         pr = pr[col(pr, "namespace") == ns]
@@ -169,7 +176,8 @@ def pod_processes(inv, pod: str) -> Answer:
 def pod_flows(inv, pod: str) -> Answer:
     """Where did the pod connect (public destinations first)?"""
     q = f"Where did {pod} connect?"
-    d = top_public_destinations(inv.tables, pods=[pod if "/" in pod else f"/{pod}"])
+    pods = [pod if "/" in pod else f"/{pod}"]
+    d = top_public_destinations(destination_tables(inv, pods=pods), pods=pods)
     if d.empty:
         return none_found(q, f"no connection from {pod} to a public address")
     facts = {"external_ips": list(d["ip"]), "ports": sorted({p for lst in d["ports"] for p in lst})}
