@@ -85,7 +85,7 @@ _CHUNK = 16 * 1024 * 1024
 _V = "VARCHAR"
 #: String leaves are read as VARCHAR: DuckDB renders numbers and booleans there exactly as
 #: ``fields.text`` does (``123``, ``1.5``, ``1e-07``, ``true``); objects, arrays and integers
-#: past 64 bits (which orjson reads as floats) are caught by :data:`_ODD_VALUE_RE2` and declined.
+#: past 64 bits (which orjson reads as floats) are caught by :data:`_ODD_SCALAR_RE2` and declined.
 _COLUMNS: dict[str, str] = {
     "kind": _V, "apiVersion": _V, "level": _V, "auditID": _V, "stage": _V, "requestURI": _V, "verb": _V,
     "userAgent": _V, "requestReceivedTimestamp": _V, "stageTimestamp": _V, "timestamp": _V, "metadata": "JSON",
@@ -96,15 +96,20 @@ _COLUMNS: dict[str, str] = {
     "responseStatus": f"STRUCT(code {_V}, reason {_V}, message {_V})",
     "annotations": "JSON", "requestObject": "JSON", "responseObject": "JSON",
 }
+#: String fields checked one by one with :data:`_ODD_SCALAR_RE2` (``kind``, the three timestamps and
+#: ``responseStatus.code`` have stricter checks of their own), and the string lists, joined.
 _STRING_FIELDS = (
-    "kind", "apiVersion", "level", "auditID", "stage", "requestURI", "verb", "userAgent",
-    "requestReceivedTimestamp", "stageTimestamp", "timestamp",
+    "apiVersion", "level", "auditID", "stage", "requestURI", "verb", "userAgent",
     "user.username", "user.uid", "objectRef.resource", "objectRef.subresource", "objectRef.namespace",
     "objectRef.name", "objectRef.apiGroup", "objectRef.apiVersion", "objectRef.uid",
-    "responseStatus.code", "responseStatus.reason", "responseStatus.message",
-    "array_to_string(user.groups, chr(31))", "array_to_string(sourceIPs, chr(31))",
+    "responseStatus.reason", "responseStatus.message",
 )
-#: A value that was not a JSON string/number/boolean, or a 64-bit-overflowing integer (after a field separator).
+_STRING_LISTS = ("array_to_string(user.groups, chr(31))", "array_to_string(sourceIPs, chr(31))")
+#: A value that was not a JSON string/number/boolean, or a 64-bit-overflowing integer.  Anchored, one
+#: field at a time: a third faster than one search through all the fields joined (which also declined
+#: strings holding a \x1f before such a text; they are ingested as the strings they are).
+_ODD_SCALAR_RE2 = r"^([\[{]|-?\d{19})"
+#: The same for list elements (after a field separator).
 _ODD_VALUE_RE2 = r"(^|\x1f)([\[{]|-?\d{19})"
 #: Same words as ``redact._MAYBE_SECRET`` (RE2 syntax; tested to agree on ASCII text).
 MAYBE_SECRET_RE2 = MAYBE_SECRET_PATTERN  # one pattern, shared with kubeforensics.redact
@@ -153,7 +158,8 @@ def _sql(path: str, gzip: bool) -> str:
     ok = " AND ".join(
         [
             "kind = 'Event'",
-            f"NOT regexp_matches(concat_ws(chr(31), {', '.join(_STRING_FIELDS)}), '{_ODD_VALUE_RE2}')",
+            *(f"NOT coalesce(regexp_matches({f}, '{_ODD_SCALAR_RE2}'), false)" for f in _STRING_FIELDS),
+            f"NOT coalesce(regexp_matches(concat_ws(chr(31), {', '.join(_STRING_LISTS)}), '{_ODD_VALUE_RE2}'), false)",
             # a present time field must be a valid API-server timestamp
             "(rr_ns IS NOT NULL OR requestReceivedTimestamp IS NULL)",
             "(st_ns IS NOT NULL OR stageTimestamp IS NULL)",
@@ -181,14 +187,10 @@ def _sql(path: str, gzip: bool) -> str:
             "(reason_j IS NULL OR json_type(reason_j) IN ('VARCHAR', 'NULL'))",
         ]
     )
-    # The first string of the key's array: where ``"key":["`` starts (a value holds no quote, so the text
-    # can only be that key) up to the next quote (the shape check allows no escapes).  The same as
-    # regexp_extract(extra_txt, '"key":\[("[^"]*")', 1) without its (slow) capture.
-    sa = ",\n  ".join(
-        f"CASE WHEN ok AND extra_txt <> '{{}}' AND strpos(extra_txt, '\"{key}\":[\"') > 0 THEN "
-        f"split_part(substr(extra_txt, strpos(extra_txt, '\"{key}\":[\"') + {len(key) + 5}), '\"', 1) END AS {col}"
-        for col, key in _SA_KEYS
-    )
+    # The first string of each key's array (the shape check allows nothing else), in one parse of user.extra:
+    # four times faster than finding each ``"key":["`` with strpos and cutting the text up to the next quote.
+    sa_paths = ", ".join(f"'$.\"{key}\"[0]'" for _, key in _SA_KEYS)
+    sa = ",\n  ".join(f"sa_values[{n}] AS {col}" for n, (col, _) in enumerate(_SA_KEYS, start=1))
     return f"""
 WITH raw AS (
   SELECT *,
@@ -202,7 +204,11 @@ WITH raw AS (
     {_ts_ns('stageTimestamp')} AS st_ns,
     {_ts_ns('timestamp')} AS tt_ns
   FROM {src}
-), checked AS (SELECT *, coalesce({ok}, false) AS ok FROM raw)
+), checked AS (SELECT *, coalesce({ok}, false) AS ok FROM raw
+), extra AS (
+  SELECT *, CASE WHEN ok AND extra_txt <> '{{}}' THEN json_extract_string(user.extra, [{sa_paths}]) END AS sa_values
+  FROM checked
+)
 SELECT
   ok,
   requestReceivedTimestamp AS k_rr, stageTimestamp AS k_st, timestamp AS k_ts,
@@ -232,7 +238,7 @@ SELECT
   CASE WHEN ok THEN resp_txt END AS response_object,
   coalesce(objectRef.subresource IN ('exec', 'attach'), false) OR ro_txt IS NOT NULL OR resp_txt IS NOT NULL
     AS objects
-FROM checked
+FROM extra
 """
 
 

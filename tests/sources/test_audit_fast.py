@@ -788,3 +788,62 @@ def test_request_object_kind_list_or_object_is_declined_alone(tmp_path: Path, ki
     assert res.complete and res.python_lines == {2000}
     fast = assert_same(path, min_vectorised=2999)
     assert [q.line for q in fast.quarantine] == [2000]
+
+
+_FIELD_PATHS = [("apiVersion",), ("level",), ("auditID",), ("stage",), ("requestURI",), ("verb",), ("userAgent",),
+                ("user", "username"), ("user", "uid"), ("objectRef", "resource"), ("objectRef", "subresource"),
+                ("objectRef", "namespace"), ("objectRef", "name"), ("objectRef", "apiGroup"),
+                ("objectRef", "apiVersion"), ("objectRef", "uid"), ("responseStatus", "reason"),
+                ("responseStatus", "message"), ("responseStatus", "code"), ("kind",), ("requestReceivedTimestamp",),
+                ("stageTimestamp",), ("timestamp",), ("user", "groups", 0), ("sourceIPs", 1)]
+_FIELD_VALUES = [{"a": 1}, [1, "x"], [], {}, 12345678901234567890, -12345678901234567890, 1234567890123456789,
+                 123456789012345678, -5, 1.5, True, None, "{not json", "[x]", "-1234567890123456789", "a\x1f{b",
+                 "a\x1f[b", "a\x1f12345678901234567890", "12345678901234567890", "plain"]
+
+
+def test_string_fields_of_every_json_type(tmp_path: Path) -> None:
+    """Every string field (and list element) holding each JSON type, long integers and texts that look like them:
+    the bulk path declines what it cannot render as ``fields.text`` does, and equals the per-record path."""
+    objs = []
+    for n, (fpath, value) in enumerate((p, v) for p in _FIELD_PATHS for v in _FIELD_VALUES):
+        e = ev(auditID=f"f-{n}", user={"username": "u", "uid": "1", "groups": ["g", "h"]},
+               objectRef={"resource": "pods", "subresource": "log", "namespace": "d", "name": "p", "apiGroup": "",
+                          "apiVersion": "v1", "uid": "9"},
+               responseStatus={"code": 200, "reason": "OK", "message": "fine"})
+        node: Any = e
+        for key in fpath[:-1]:
+            node = node[key]
+        node[fpath[-1]] = value
+        objs.append(e)
+    path = write_lines(tmp_path / "types.jsonl", objs)
+    fast = assert_same(path, min_vectorised=len(objs) // 3)
+    rows = {r["audit_id"]: r for r in fast.tables["audit"].to_pylist()}
+    sep = _FIELD_VALUES.index("a\x1f{b")  # in apiVersion (the first field): a string holding a separator
+    assert rows[f"f-{sep}"]["audit_version"] == "a\x1f{b"
+    res = audit_fast.bulk(path, "types.jsonl", "x")
+    assert res is not None and sum(t.num_rows for t in res.batches) >= len(objs) // 3
+    assert sep + 1 not in res.python_lines  # ingested as the string it is
+    nv = len(_FIELD_VALUES)
+    declined = {repr(_FIELD_VALUES[(line - 1) % nv]) for line in res.python_lines if (line - 1) // nv < 18}
+    assert declined == {repr(v) for v in _FIELD_VALUES[:7] + _FIELD_VALUES[12:15] + _FIELD_VALUES[18:19]}
+
+
+def test_service_account_claims_fuzz(tmp_path: Path) -> None:
+    """sa_* columns (first string of each claim's array in user.extra) = the per-record path, with look-alike keys,
+    empty and several-element arrays, texts holding colons, brackets, commas and quotes."""
+    import random
+
+    rnd = random.Random(31)
+    keys = [k for _, k in audit_fast._SA_KEYS]
+    lookalikes = [f"x.{keys[0]}", f"{keys[2]}-x", "authentication.kubernetes.io", "scopes.example.com/a"]
+    texts = ["", "web-1", "node-3", "JTI=7f1c", "a:b", "[x]", "x,y", '"q"', "{}", "a b", keys[1]]
+    objs = []
+    for n in range(1500):
+        extra = {k: [rnd.choice(texts) for _ in range(rnd.randrange(4))]
+                 for k in rnd.sample(keys + lookalikes, rnd.randrange(1, 6))}
+        objs.append(ev(auditID=f"sa-{n}", user={"username": f"system:serviceaccount:d:s{n}", "extra": extra}))
+    path = write_lines(tmp_path / "sa.jsonl", objs)
+    fast = assert_same(path, min_vectorised=900)  # texts with quotes are declined (the shape check)
+    rows = fast.tables["audit"].to_pylist()
+    assert sum(r["sa_pod_name"] not in (None, "") for r in rows) > 300
+    assert sum(r["sa_credential_id"] == "" for r in rows) > 30
