@@ -382,7 +382,9 @@ def _convert(rb: pa.RecordBatch, offset: int, lines: _Lines, evidence: str, evid
     ok = rb.column("ok").to_numpy(zero_copy_only=False)
     rows = np.arange(offset, offset + rb.num_rows, dtype=np.int64)
     line_of = lines.of(rows)
-    t = pa.Table.from_batches([rb]).filter(pa.array(ok))
+    t = pa.Table.from_batches([rb])
+    if not ok.all():  # (filtering copies every column)
+        t = t.filter(pa.array(ok))
     kept = line_of[ok]
     n = t.num_rows
     bad = np.zeros(n, dtype=bool)
