@@ -131,8 +131,10 @@ _WALK_KEYS = frozenset({"name", "value", "kind", "kubectl.kubernetes.io/last-app
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_./-]+")
 _TAGS_RE2 = r'^\[("[^"\\]*"(,"[^"\\]*")*)?\]$'
 _PID_RE2 = r"^(0|-?[1-9]\d{0,17})$"
-#: Top-level fields read as text.
-_TEXTS = ("time", "rule", "priority", "source", "hostname", "output", "uuid")
+#: Top-level fields read as text and checked with :data:`_ODD_RE2` (``time`` and ``priority`` must match
+#: stricter forms anyway), and the first characters an odd value can start with (others need no regex).
+_TEXTS = ("rule", "source", "hostname", "output", "uuid")
+_ODD_FIRST = "[{-0123456789nNiI"
 
 
 def _lit(s: str) -> str:
@@ -163,7 +165,8 @@ def _sql(path: str, gz: bool) -> str:
         "rank IS NOT NULL",
         "t_ns IS NOT NULL",
         "(output IS NOT NULL OR of_txt IS NOT NULL)",
-        *(f"NOT coalesce(regexp_matches({c}, {_lit(_ODD_RE2)}), false)" for c in _TEXTS),
+        *(f"NOT coalesce(contains('{_ODD_FIRST}', left({c}, 1)) AND regexp_matches({c}, {_lit(_ODD_RE2)}), false)"
+          for c in _TEXTS),
         f"(tags_txt IS NULL OR regexp_matches(tags_txt, {_lit(_TAGS_RE2)}))",
         f"(of_txt IS NULL OR of_txt = '{{}}' OR (NOT contains(of_txt, '\\u001F') AND {flat}))",
         f"(k_pid IS NULL OR k_pid = '' OR regexp_matches(k_pid, {_lit(_PID_RE2)}))",
@@ -174,7 +177,7 @@ WITH raw AS (
     CAST(output_fields AS {_V}) AS of_txt,
     CAST(tags AS {_V}) AS tags_txt,
     json_extract_string(output_fields, [{paths}]) AS ofv,
-    CASE WHEN regexp_matches(priority, '^[A-Za-z]+$') THEN CASE lower(priority) {ranks} END END AS rank,
+    CASE WHEN strlen(priority) = length(priority) THEN CASE lower(priority) {ranks} END END AS rank,
     {_ts_ns('time')} AS t_ns
   FROM {src}
 ), cols AS (SELECT *, {picks} FROM raw),

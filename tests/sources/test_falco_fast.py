@@ -229,7 +229,8 @@ EDGE_CASES: list[Any] = [
     al(priority="notice"), al(priority="NOTICE"), al(priority="Info"), al(priority="informational"),
     al(priority="warn"), al(priority="err"), al(priority="crit"), al(priority="emerg"), al(priority="Alert"),
     al(priority="Debug"), al(priority=" Warning "), al(priority="Severe"), al(priority=""), al(priority=None),
-    al(priority=...), al(priority=3), al(priority={"a": 1}), al(priority="W\u0430rning"),
+    al(priority=...), al(priority=3), al(priority={"a": 1}), al(priority="W\u0430rning"), al(priority="\u0130nfo"),
+    al(priority="DEBUG\t"), al(priority="in fo"),
     # rule, output, other text fields
     al(rule=...), al(rule=None), al(rule=""), al(rule=0), al(rule=1.5), al(rule=True), al(rule=["x"]),
     al(rule=12345678901234567890), al(rule="[odd] rule name"), al(rule="{x"), al(hostname=...), al(hostname=7),
