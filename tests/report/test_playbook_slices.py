@@ -156,3 +156,111 @@ def test_evidence_end_is_an_aggregate_equal_to_the_tables(scenario_cases):
     lean, whole = pair(case, "adhoc")
     assert lean.time_ends() == whole.time_ends() and len(lean.time_ends()) >= 5
     assert lean._tables is None
+
+
+def _event(n: int, t: str, user: str, verb: str, resource: str, name: str, *, namespace: str = "",
+           subresource: str = "", code: int = 200, ip: str = "45.148.24.199", body: dict | None = None) -> dict:
+    ref = {"resource": resource, "name": name, "apiVersion": "v1", **({"namespace": namespace} if namespace else {}),
+           **({"subresource": subresource} if subresource else {})}
+    ev = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse",
+          "auditID": f"00000000-0000-0000-0000-{n:012d}", "stage": "ResponseComplete",
+          "requestReceivedTimestamp": t, "stageTimestamp": t, "verb": verb,
+          "requestURI": f"/apis/x/{resource}/{name}", "user": {"username": user, "groups": ["system:authenticated"]},
+          "sourceIPs": [ip], "userAgent": "kubectl/v1.30", "objectRef": ref, "responseStatus": {"code": code}}
+    if body is not None:
+        ev["requestObject"] = body
+    return ev
+
+
+@pytest.fixture(scope="module")
+def rbac_writes_case(tmp_path_factory):
+    """Persistence written with patch and update (the sample scenario only creates)."""
+    import json
+
+    import kubeforensics as kf
+
+    root = tmp_path_factory.mktemp("rbac-writes")
+    sa = "system:serviceaccount:ci:deployer"
+    events = [
+        _event(1, "2026-01-01T10:00:00Z", "mallory@evil.example", "patch", "clusterrolebindings", "pwn",
+               body={"roleRef": {"kind": "ClusterRole", "name": "cluster-admin"}}),
+        _event(2, "2026-01-01T10:01:00Z", "mallory@evil.example", "create", "serviceaccounts", "deployer",
+               namespace="ci", subresource="token", code=201),
+        _event(3, "2026-01-01T10:02:00Z", sa, "list", "secrets", "", ip="45.148.24.200"),
+        _event(4, "2026-01-01T10:03:00Z", sa, "create", "daemonsets", "node-agent", namespace="kube-system",
+               code=201, ip="45.148.24.200", body={"spec": {"template": {"spec": {"containers": [{"args": ["45.148.24.201:4444"]}]}}}}),
+        _event(5, "2026-01-01T10:04:00Z", "mallory@evil.example", "update", "roles", "reader", namespace="ci"),
+    ]
+    ev = root / "evidence"
+    ev.mkdir()
+    (ev / "audit.log").write_text("".join(json.dumps(e) + "\n" for e in events))
+    case = kf.Case.create(root / "case")
+    assert case.ingest([ev], progress=False).totals["ingested"] == len(events)
+    return case
+
+
+def test_rbac_patches_and_updates(rbac_writes_case):
+    module, questions = PLAYBOOKS["rbac-persistence"]
+    lean, whole = pair(rbac_writes_case, "rbac-persistence")
+    for name in questions:
+        fn = getattr(module, name)
+        same_answer(lean.ask(name, fn(lean)), whole.ask(name, fn(whole)), f"rbac-persistence.{name}")
+    assert lean._tables is None
+    assert set(lean.answers["rbac_changes"].facts["objects"]) == {"clusterrolebindings pwn", "roles ci/reader"}
+    assert lean.answers["rbac_changes"].facts["bound_roles"] == ["cluster-admin"]
+    assert lean.answers["tokens_minted"].facts["used_from"] == ["45.148.24.200"]
+    assert lean.answers["persistence_paths"].facts["daemonsets"] == ["kube-system/node-agent"]
+
+
+def _flow(t: str, src: tuple[str, str, str], dst: tuple[str, str, str], port: int, *, l7: dict | None = None,
+          udp: bool = False, verdict: str = "FORWARDED", direction: str = "EGRESS") -> dict:
+    def ep(ns: str, pod: str) -> dict:
+        return {"identity": 20000, "namespace": ns, "pod_name": pod, "labels": []} if pod else {
+            "identity": 2, "labels": ["reserved:world"]}
+
+    flow = {"time": t, "uuid": f"u-{t}-{port}", "verdict": verdict, "IP": {"source": src[2], "destination": dst[2],
+                                                                            "ipVersion": "IPv4"},
+            "l4": {"UDP" if udp else "TCP": {"source_port": 40000, "destination_port": port}},
+            "source": ep(*src[:2]), "destination": ep(*dst[:2]), "Type": "L7" if l7 else "L3_L4",
+            "node_name": "node-1", "is_reply": False, "traffic_direction": direction, "Summary": ""}
+    if l7:
+        flow["l7"] = l7
+    return {"flow": flow, "node_name": "node-1", "time": t}
+
+
+@pytest.fixture(scope="module")
+def ssrf_case(tmp_path_factory):
+    """The request that caused the metadata connection entered three minutes before it, its URL not naming
+    the metadata address (the sample scenario's request names it, one second before)."""
+    import json
+
+    import kubeforensics as kf
+
+    root = tmp_path_factory.mktemp("ssrf-slices")
+    web, world = ("shop", "web", "10.1.0.5"), ("", "", "91.244.156.177")
+    flows = [
+        _flow("2026-01-01T10:00:00Z", world, web, 8080, direction="INGRESS",
+              l7={"type": "REQUEST", "http": {"method": "POST", "url": "http://shop.example/upload"}}),
+        _flow("2026-01-01T10:03:00Z", web, ("", "", "169.254.169.254"), 80),
+        _flow("2026-01-01T10:03:01Z", web, ("", "", "8.8.8.8"), 53, udp=True,
+              l7={"type": "REQUEST", "dns": {"query": "a1b2.exfil.example.", "rcode": 0}}),
+        _flow("2026-01-01T10:03:02Z", web, ("data", "redis", "10.1.0.9"), 6379, verdict="DROPPED"),
+    ]
+    ev = root / "evidence"
+    ev.mkdir()
+    (ev / "flows.json").write_text("".join(json.dumps(f) + "\n" for f in flows))
+    case = kf.Case.create(root / "case")
+    assert case.ingest([ev], progress=False).totals["ingested"] == len(flows)
+    return case
+
+
+def test_ssrf_request_minutes_before(ssrf_case):
+    module, questions = PLAYBOOKS["ssrf-dns-exfil"]
+    lean, whole = pair(ssrf_case, "ssrf-dns-exfil")
+    for name in questions:
+        fn = getattr(module, name)
+        same_answer(lean.ask(name, fn(lean)), whole.ask(name, fn(whole)), f"ssrf-dns-exfil.{name}")
+    assert lean._tables is None
+    got = lean.answers["metadata_access"].facts
+    assert (got["pod"], got["attacker_ip"], got["url"]) == ("shop/web", "91.244.156.177", "http://shop.example/upload")
+    assert lean.answers["enumeration"].facts["dropped"] == 1
