@@ -69,7 +69,10 @@ def process_tree(inv: Any, pod: str) -> Any:
     from kubeforensics.correlate import process_tree as tree
 
     ns, _, name = pod.rpartition("/")
-    t = tree(inv.tables["processes"], pod=name, namespace=ns or None)
+    if name and getattr(inv, "lean", False) and hasattr(inv.case, "process_tree"):
+        t = inv.case.process_tree(pod=name, namespace=ns or None)  # the pod's events and their ancestors
+    else:
+        t = tree(inv.tables["processes"], pod=name, namespace=ns or None)
     return TextView(t.render_text(), f"process tree of {pod}: {len(t)} processes")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from kubeforensics.report import start
+from kubeforensics.report import start, views
 from kubeforensics.report.questions import credentials, escape, miner, rbac, scheduled, ssrf, triage
 from kubeforensics.report.questions.common import pod_weights
 
@@ -93,6 +93,9 @@ def test_pod_deep_dive_on_each_pod(scenario_cases, hostile_case, scenario):
             a, b = fn(lean, pod), fn(whole, pod)
             same_answer(a, b, f"{name}({pod}) on {scenario}")
             found += a.found
+        if pod:  # the playbook's process-tree view (no kernel: text) reads the pod's events, not the table
+            got, want = views.process_tree(lean, pod), views.process_tree(whole, pod)
+            assert (got.title, got.text) == (want.title, want.text), f"process tree of {pod} on {scenario}"
     assert found > 0
     assert lean._tables is None
 
