@@ -120,6 +120,7 @@ class CaseQuery:
         self.tables_dir = tables_dir
         self._con: duckdb.DuckDBPyConnection | None = None
         self._spill: str | None = None
+        self._repeated_of: tuple[Any, ...] | None = None  # the audit files _kf_repeated was built from
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -140,6 +141,7 @@ class CaseQuery:
         if self._con is not None:
             self._con.close()
             self._con = None
+        self._repeated_of = None
         if self._spill is not None:
             shutil.rmtree(self._spill, ignore_errors=True)
             self._spill = None
@@ -196,12 +198,16 @@ class CaseQuery:
     def whole_sql(self, table: str, params: list[Any]) -> str:
         """The whole table as :meth:`relation_sql` gives it, for scans of every row: audit stages are
         merged by a window over only the requests logged at several stages (kept in the temporary
-        table ``_kf_repeated``), not over every row and column."""
+        table ``_kf_repeated``, built once per set of audit files), not over every row and column."""
         if table != "audit" or not self.has("audit"):
             return f"({self.relation_sql(table, Filters(), params)})"
         src = self.source("audit")
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _kf_repeated AS SELECT audit_id FROM {src} "
-                         "WHERE audit_id IS NOT NULL GROUP BY audit_id HAVING count(*) > 1")
+        files = tuple(sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                             for f in (self.tables_dir / "audit").glob("*.parquet")))
+        if files != self._repeated_of:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE _kf_repeated AS SELECT audit_id FROM {src} "
+                             "WHERE audit_id IS NOT NULL GROUP BY audit_id HAVING count(*) > 1")
+            self._repeated_of = files
         single = (f"SELECT *, 1::BIGINT AS stages FROM {src} "
                   "WHERE audit_id IS NULL OR audit_id NOT IN (SELECT audit_id FROM _kf_repeated)")
         merged = self.relation_sql("audit", Filters(), params, source=(

@@ -24,3 +24,39 @@ def test_spill_folder_is_private_and_removed(tmp_path: Path, monkeypatch) -> Non
     assert not Path(folder).exists()
     assert not (tmp_path / ".tmp").exists()
     assert spilled  # the table and the sort did not fit in 50 MB: it went to the private folder
+
+
+def _audit_line(audit_id: str, stage: str, t: str) -> str:
+    import json
+
+    return json.dumps({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": audit_id,
+                       "stage": stage, "requestURI": "/api/v1/namespaces/shop/secrets/db", "verb": "get",
+                       "user": {"username": "jane@corp.example"}, "sourceIPs": ["203.0.113.7"],
+                       "objectRef": {"resource": "secrets", "namespace": "shop", "name": "db", "apiVersion": "v1"},
+                       "responseStatus": {"code": 200}, "requestReceivedTimestamp": t, "stageTimestamp": t})
+
+
+def test_whole_audit_follows_evidence_added_later(tmp_path: Path) -> None:
+    """The multi-stage request ids behind ``whole_sql`` are kept per connection, rebuilt when the case's
+    audit files change: a request whose second stage arrives in a later file is merged then."""
+    import kubeforensics as kf
+    from kubeforensics.schema import TABLES
+
+    first, second = tmp_path / "a.log", tmp_path / "b.log"
+    first.write_text(_audit_line("req-1", "RequestReceived", "2026-10-26T06:00:00.000001Z") + "\n"
+                     + _audit_line("req-2", "ResponseComplete", "2026-10-26T06:00:01.000001Z") + "\n")
+    second.write_text(_audit_line("req-1", "ResponseComplete", "2026-10-26T06:00:00.200001Z") + "\n")
+    case = kf.Case.create(tmp_path / "case")
+    case.ingest([first], progress=False)
+    q = case.query
+
+    def whole() -> list[tuple[str, str, int]]:
+        params: list = []
+        df = q.to_frame(f"SELECT * FROM {q.whole_sql('audit', params)} ORDER BY audit_id", params, TABLES["audit"])
+        return list(zip(df["audit_id"], df["stage"], df["stages"], strict=True))
+
+    assert whole() == [("req-1", "RequestReceived", 1), ("req-2", "ResponseComplete", 1)]
+    assert whole() == [("req-1", "RequestReceived", 1), ("req-2", "ResponseComplete", 1)]  # cached: same answer
+    case.ingest([second], progress=False)
+    assert case.query is q  # the same connection, whose cached ids are now stale
+    assert whole() == [("req-1", "ResponseComplete", 2), ("req-2", "ResponseComplete", 1)]
