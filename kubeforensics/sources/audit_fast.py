@@ -140,6 +140,12 @@ def _absent(e: str) -> str:
     return f"({e} IS NULL OR json_type({e}) = 'NULL')"
 
 
+def _distinct_keys(e: str) -> str:
+    """No key repeated in the JSON object ``e``: for a repeated key (a forged line) orjson, the reference,
+    keeps the last value and DuckDB's JSON functions the first, so such a line is declined."""
+    return f"len(json_keys({e})) = len(list_distinct(json_keys({e})))"
+
+
 def _ts_ns(e: str) -> str:
     """Nanoseconds of an API-server timestamp; NULL when absent, not in that form, or not a valid date."""
     # (as one TIMESTAMP_NS cast: the same value as seconds + padded fraction, twice as fast; tested.  The cast
@@ -178,11 +184,11 @@ def _sql(path: str, gzip: bool) -> str:
             "(sourceIPs IS NULL OR len(sourceIPs) = list_aggregate(sourceIPs, 'count'))",
             (
                 f"(extra_txt IS NULL OR extra_txt = '{{}}' OR (regexp_matches(extra_txt, '{_EXTRA_SHAPE_RE2}') "
-                f"AND NOT regexp_matches(extra_txt, '{_EXTRA_DECLINE_RE2}')))"
+                f"AND NOT regexp_matches(extra_txt, '{_EXTRA_DECLINE_RE2}') AND {_distinct_keys('user.extra')}))"
             ),
             ("(responseStatus.code IS NULL OR (regexp_matches(responseStatus.code, '^-?\\d{1,10}$') "
             "AND TRY_CAST(responseStatus.code AS INTEGER) IS NOT NULL))"),
-            "(annotations IS NULL OR ann_txt = 'null' OR ann_txt[1] = '{')",
+            f"(annotations IS NULL OR ann_txt = 'null' OR (ann_txt[1] = '{{' AND {_distinct_keys('annotations')}))",
             # decision and reason must be strings (json_extract_string would turn an object into text)
             "(decision_j IS NULL OR json_type(decision_j) IN ('VARCHAR', 'NULL'))",
             "(reason_j IS NULL OR json_type(reason_j) IN ('VARCHAR', 'NULL'))",

@@ -847,3 +847,21 @@ def test_service_account_claims_fuzz(tmp_path: Path) -> None:
     rows = fast.tables["audit"].to_pylist()
     assert sum(r["sa_pod_name"] not in (None, "") for r in rows) > 300
     assert sum(r["sa_credential_id"] == "" for r in rows) > 30
+
+
+def test_duplicate_keys_in_annotations_and_user_extra_are_read_as_the_reference(tmp_path: Path) -> None:
+    """A forged line may repeat a key: orjson (the reference) keeps the last value, DuckDB's JSON functions the
+    first.  Such lines are declined, so ``decision`` and the service-account claims are the reference's."""
+    dup_ann = json.dumps(ev(auditID="dup-ann")).replace(
+        '"authorization.k8s.io/decision": "allow"',
+        '"authorization.k8s.io/decision": "allow", "authorization.k8s.io/decision": "forbid"')
+    claim = "authentication.kubernetes.io/pod-name"
+    extra = {"user": {"username": "system:serviceaccount:shop:web", "extra": {claim: ["first"]}}}
+    dup_extra = json.dumps(ev(auditID="dup-extra", **extra)).replace(
+        f'"{claim}": ["first"]', f'"{claim}": ["first"], "{claim}": ["last"]')
+    lines = [ev(auditID=f"plain-{i}") for i in range(50)] + [dup_ann, dup_extra, ev(auditID="extra", **extra)]
+    path = write_lines(tmp_path / "dups.jsonl", lines)
+    fast = assert_same(path, min_vectorised=51)
+    rows = {r["audit_id"]: r for r in fast.tables["audit"].to_pylist()}
+    assert rows["dup-ann"]["decision"] == "forbid"
+    assert rows["dup-extra"]["sa_pod_name"] == "last" and rows["extra"]["sa_pod_name"] == "first"
