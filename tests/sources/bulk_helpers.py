@@ -131,3 +131,31 @@ def bulk_with_wrong_mapping(module: ModuleType, path: Path, shift: str, monkeypa
     assert not res.complete and res.next_line == expected_next
     assert lines == [n for n in range(1, expected_next) if n not in res.python_lines]
     return expected_next - 1 - len(res.python_lines)
+
+
+_INGEST_CHILD = """
+import sys, tempfile
+from pathlib import Path
+import kubeforensics as kf
+if sys.argv[2]:
+    import importlib
+    importlib.import_module("kubeforensics.sources." + sys.argv[2]).BATCH_ROWS = 2_000  # many batches in any file
+with tempfile.TemporaryDirectory() as d:
+    rep = kf.Case.create(Path(d) / "case").ingest(sys.argv[1], progress=False)
+    assert rep.totals["quarantined"] == 0, rep.totals
+    print(rep.totals["ingested"])
+"""
+
+
+def ingest_peak_mb(path: Path, records: int, *, module: str = "") -> int:
+    """Peak RSS (MB) of ``Case.ingest(path)`` in a small launcher (``tests.conftest.run_measured``), after
+    checking that every one of ``records`` records was ingested; ``module`` (e.g. ``tetragon_fast``) gets
+    small batches, so that memory that followed the file would show."""
+    import sys
+
+    from tests.conftest import ROOT, run_measured
+
+    out, rss = run_measured([sys.executable, "-c", _INGEST_CHILD, str(path), module], cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.split()[0]) == records
+    return rss // 2**20

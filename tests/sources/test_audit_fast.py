@@ -33,6 +33,7 @@ from tests.sources.bulk_helpers import (
     assert_same_rows,
     assert_scan_plain_agrees,
     bulk_with_wrong_mapping,
+    ingest_peak_mb,
     write_lines,
     write_numbered,
 )
@@ -343,29 +344,13 @@ def test_rows_that_do_not_map_to_their_lines_stop_the_bulk_path(
     assert fast.account.records == 3000 and fast.account.quarantined == 0
 
 
-_MEMORY_CHILD = """
-import sys, tempfile
-from pathlib import Path
-import kubeforensics as kf
-with tempfile.TemporaryDirectory() as d:
-    rep = kf.Case.create(Path(d) / "case").ingest(sys.argv[1], progress=False)
-    assert rep.totals["quarantined"] == 0, rep.totals
-    print(rep.totals["ingested"])
-"""
-
-
 def test_ingest_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
     """Peak RSS of a case ingest: a ~200 MB audit file needs about what a ~50 MB one needs."""
-    from tests.conftest import run_measured
-
     peaks = {}
     for n in (48_000, 192_000):
         path = tmp_path / f"audit-{n}.log"
         generate(path, n, seed=n)
-        out, rss = run_measured([sys.executable, "-c", _MEMORY_CHILD, str(path)], cwd=ROOT)
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert int(out.stdout.split()[0]) == n
-        peaks[n] = rss // 2**20
+        peaks[n] = ingest_peak_mb(path, n)
         path.unlink()
     assert peaks[192_000] - peaks[48_000] < 150, peaks
 

@@ -13,7 +13,6 @@ import copy
 import gzip
 import json
 import random
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from kubeforensics import redact
 from kubeforensics.sources import READERS, falco_fast
 from kubeforensics.sources.base import ReadResult, read_file
 from kubeforensics.sources.falco import FalcoReader
-from tests.conftest import ROOT, conformance_files, run_measured
+from tests.conftest import ROOT, conformance_files
 from tests.sources.bulk_helpers import (
     SCAN_TEXTS,
     assert_numbered,
@@ -33,6 +32,7 @@ from tests.sources.bulk_helpers import (
     assert_same_rows,
     assert_scan_plain_agrees,
     bulk_with_wrong_mapping,
+    ingest_peak_mb,
     write_lines,
     write_numbered,
 )
@@ -602,19 +602,6 @@ def test_abandoned_stream_stops_its_query_thread(big: Path, monkeypatch: pytest.
     assert not res.complete
 
 
-_MEMORY_CHILD = """
-import sys, tempfile
-from pathlib import Path
-import kubeforensics as kf
-from kubeforensics.sources import falco_fast
-falco_fast.BATCH_ROWS = 2_000  # many batches in both files: memory must not follow the file
-with tempfile.TemporaryDirectory() as d:
-    rep = kf.Case.create(Path(d) / "case").ingest(sys.argv[1], progress=False)
-    assert rep.totals["quarantined"] == 0, rep.totals
-    print(rep.totals["ingested"])
-"""
-
-
 def test_ingest_memory_does_not_grow_with_the_file(big: Path, tmp_path: Path) -> None:
     """Peak RSS of a case ingest (measured in a small launcher): a 4x larger file needs what the small one needs."""
     raw = big.read_bytes()
@@ -622,10 +609,7 @@ def test_ingest_memory_does_not_grow_with_the_file(big: Path, tmp_path: Path) ->
     for copies in (6, 24):  # ~36 MB and ~144 MB (DuckDB's buffers settle past ~30 MB)
         path = tmp_path / f"falco-{copies}.json"
         path.write_bytes(raw * copies)
-        out, rss = run_measured([sys.executable, "-c", _MEMORY_CHILD, str(path)], cwd=ROOT)
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert int(out.stdout.split()[0]) == raw.count(b"\n") * copies
-        peaks[copies] = rss // 2**20
+        peaks[copies] = ingest_peak_mb(path, raw.count(b"\n") * copies, module="falco_fast")
         path.unlink()
     assert peaks[24] - peaks[6] < 60, peaks
 

@@ -23,7 +23,7 @@ from kubeforensics.sources.base import ReadResult, read_file
 from kubeforensics.sources.records import BOM
 from kubeforensics.sources.tetragon import TetragonReader
 from tests.conftest import conformance_files
-from tests.sources.bulk_helpers import assert_same_accounts, assert_same_rows, write_lines
+from tests.sources.bulk_helpers import assert_same_accounts, assert_same_rows, ingest_peak_mb, write_lines
 from tests.sources.test_tetragon import ANCESTORS, PARENT, event, process
 
 
@@ -379,33 +379,13 @@ def test_batches_stream(simulated: Path, tmp_path: Path, monkeypatch: pytest.Mon
     assert [q.line for q in fast.quarantine] == [at + 1]
 
 
-_MEMORY_CHILD = """
-import sys, tempfile
-from pathlib import Path
-import kubeforensics as kf
-from kubeforensics.sources import tetragon_fast
-tetragon_fast.BATCH_ROWS = 2_000  # many batches in both files: memory must not follow the file
-with tempfile.TemporaryDirectory() as d:
-    rep = kf.Case.create(Path(d) / "case").ingest(sys.argv[1], progress=False)
-    assert rep.totals["quarantined"] == 0, rep.totals
-    print(rep.totals["ingested"])
-"""
-
-
 def test_ingest_memory_does_not_grow_with_the_file(simulated: Path, tmp_path: Path) -> None:
     """Peak RSS of a case ingest (measured in a small launcher): a 4x larger export needs what the small one needs."""
-    import sys
-
-    from tests.conftest import ROOT, run_measured
-
     raw = simulated.read_bytes()
     peaks = {}
     for copies in (4, 16):
         path = tmp_path / f"tetragon-{copies}.log"
         path.write_bytes(raw * copies)
-        out, rss = run_measured([sys.executable, "-c", _MEMORY_CHILD, str(path)], cwd=ROOT)
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert int(out.stdout.split()[0]) == raw.count(b"\n") * copies
-        peaks[copies] = rss // 2**20
+        peaks[copies] = ingest_peak_mb(path, raw.count(b"\n") * copies, module="tetragon_fast")
         path.unlink()
     assert peaks[16] - peaks[4] < 60, peaks
