@@ -179,8 +179,13 @@ class AnalysisMixin:
 
 
 def _lists(df: pd.DataFrame) -> pd.DataFrame:
-    """Parquet gives list columns back as numpy arrays: make them the Python lists the engine returns."""
+    """The cached findings as the engine returns them: list columns as Python lists (Parquet gives numpy
+    arrays), ``namespace``/``pod`` as objects with None for a finding without one (Parquet gives str
+    columns with NaN, which is truthy)."""
     for col in ("techniques", "event_ids"):
         if col in df.columns:
             df[col] = [v.tolist() if hasattr(v, "tolist") else v for v in df[col]]
+    for col in ("namespace", "pod"):
+        if col in df.columns:
+            df[col] = pd.Series([None if pd.isna(v) else v for v in df[col]], index=df.index, dtype=object)
     return df

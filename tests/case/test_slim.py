@@ -135,3 +135,16 @@ def test_whole_audit_merges_stages_like_the_case_queries(cases):
     b = q.to_frame(f"SELECT * FROM ({q.relation_sql('audit', Filters(), p2)}) ORDER BY time, event_id", p2,
                    TABLES["audit"])
     pd.testing.assert_frame_equal(a[list(b.columns)], b)
+
+
+@pytest.mark.parametrize("name", ["container-escape", "miner"])
+def test_cached_findings_are_the_fresh_findings(cases, name):
+    """``case.findings()`` gives the same frame computed and read back from the case's cache: list
+    columns as lists, a finding without a pod as None (not NaN, which is truthy)."""
+    case = cases[name]
+    fresh = case.findings(refresh=True)
+    cached = case.findings()
+    assert (case.path / "derived" / "findings.parquet").is_file()
+    pd.testing.assert_frame_equal(fresh, cached)
+    assert fresh["pod"].isna().any() and all(v is None or isinstance(v, str) for v in cached["pod"])
+    assert all(isinstance(v, list) for v in cached["event_ids"])
