@@ -159,3 +159,31 @@ def ingest_peak_mb(path: Path, records: int, *, module: str = "") -> int:
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout.split()[0]) == records
     return rss // 2**20
+
+
+def read_both(path: Path, source: str, reader: Any, plain: Any, fmt: str | None) -> tuple[ReadResult, ReadResult]:
+    """``path`` read through ``reader`` (bulk path first) and through ``plain`` (the same reader without
+    ``bulk``): as ``fmt``, or with the format detected (``fmt`` None: other records go to their readers)."""
+    from kubeforensics.sources import READERS
+    from kubeforensics.sources.base import read_file
+
+    if fmt is None:
+        return read_file(path, readers={**READERS, source: reader}), read_file(path, readers={**READERS, source: plain})
+    return read_file(path, fmt, readers={source: reader}), read_file(path, fmt, readers={source: plain})
+
+
+def assert_same_tables(fast: ReadResult, ref: ReadResult, *, min_vectorised: int = 0,
+                       same_order: bool = False) -> ReadResult:
+    """Bulk + per-record equals per-record alone: accounting, quarantine, every value of every table
+    (with ``same_order`` also the row order, line numbers and dtypes: ``Table.equals``)."""
+    assert_same_accounts(fast, ref)
+    assert fast.account.rows == ref.account.rows
+    assert fast.tables.keys() == ref.tables.keys()
+    for name in ref.tables:
+        assert fast.tables[name].schema == ref.tables[name].schema, name
+        assert_same_rows({r["event_id"]: r for r in fast.tables[name].to_pylist()},
+                         {r["event_id"]: r for r in ref.tables[name].to_pylist()})
+        if same_order:
+            assert fast.tables[name].equals(ref.tables[name]), name
+    assert fast.account.notes["vectorised"] >= min_vectorised, fast.account.notes
+    return fast

@@ -21,15 +21,15 @@ import pyarrow as pa
 import pytest
 
 from kubeforensics import redact
-from kubeforensics.sources import READERS, falco_fast
+from kubeforensics.sources import falco_fast
 from kubeforensics.sources.base import ReadResult, read_file
 from kubeforensics.sources.falco import FalcoReader
 from tests.conftest import ROOT, conformance_files
+from tests.sources import bulk_helpers
 from tests.sources.bulk_helpers import (
     SCAN_TEXTS,
     assert_numbered,
-    assert_same_accounts,
-    assert_same_rows,
+    assert_same_tables,
     assert_scan_plain_agrees,
     bulk_with_wrong_mapping,
     ingest_peak_mb,
@@ -53,28 +53,12 @@ def bulk_even_small_files(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def read_both(path: Path, fmt: str | None = "falco") -> tuple[ReadResult, ReadResult]:
-    if fmt is None:  # format detected, records of other formats routed to their readers
-        fast = read_file(path, readers=READERS)
-        ref = read_file(path, readers={**READERS, "falco": PlainFalcoReader()})
-    else:
-        fast = read_file(path, fmt, readers={"falco": FalcoReader()})
-        ref = read_file(path, fmt, readers={"falco": PlainFalcoReader()})
-    return fast, ref
+    return bulk_helpers.read_both(path, "falco", FalcoReader(), PlainFalcoReader(), fmt)
 
 
 def assert_same(path: Path, *, min_vectorised: int = 0, fmt: str | None = "falco") -> ReadResult:
     """Bulk + per-record equals per-record alone: accounting, quarantine, every value of every table."""
-    fast, ref = read_both(path, fmt)
-    assert_same_accounts(fast, ref)
-    assert fast.account.rows == ref.account.rows
-    assert fast.tables.keys() == ref.tables.keys()
-    for name in ref.tables:
-        assert fast.tables[name].schema == ref.tables[name].schema, name
-        assert_same_rows({r["event_id"]: r for r in fast.tables[name].to_pylist()},
-                         {r["event_id"]: r for r in ref.tables[name].to_pylist()})
-        assert fast.tables[name].equals(ref.tables[name]), name  # same order, line numbers, dtypes
-    assert fast.account.notes["vectorised"] >= min_vectorised, fast.account.notes
-    return fast
+    return assert_same_tables(*read_both(path, fmt), min_vectorised=min_vectorised, same_order=True)
 
 
 def sample_alerts() -> list[dict[str, Any]]:

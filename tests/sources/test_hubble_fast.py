@@ -21,15 +21,15 @@ import pytest
 
 from kubeforensics import redact
 from kubeforensics.simulate import simulate
-from kubeforensics.sources import READERS, hubble_fast
+from kubeforensics.sources import hubble_fast
 from kubeforensics.sources.base import ReadResult, read_file
 from kubeforensics.sources.hubble import HubbleReader
 from tests.conftest import conformance_files
+from tests.sources import bulk_helpers
 from tests.sources.bulk_helpers import (
     SCAN_TEXTS,
     assert_numbered,
-    assert_same_accounts,
-    assert_same_rows,
+    assert_same_tables,
     assert_scan_plain_agrees,
     bulk_with_wrong_mapping,
     write_lines,
@@ -56,27 +56,12 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def read_both(path: Path, fmt: str | None = "hubble") -> tuple[ReadResult, ReadResult]:
-    if fmt is None:  # format detected, records of other formats routed to their readers
-        fast = read_file(path, readers=READERS)
-        ref = read_file(path, readers={**READERS, "hubble": PlainHubbleReader()})
-    else:
-        fast = read_file(path, fmt, readers={"hubble": HubbleReader()})
-        ref = read_file(path, fmt, readers={"hubble": PlainHubbleReader()})
-    return fast, ref
+    return bulk_helpers.read_both(path, "hubble", HubbleReader(), PlainHubbleReader(), fmt)
 
 
 def assert_same(path: Path, *, min_vectorised: int = 0, fmt: str | None = "hubble") -> ReadResult:
     """Bulk + per-record equals per-record alone: accounting, quarantine, every value of every table."""
-    fast, ref = read_both(path, fmt)
-    assert_same_accounts(fast, ref)
-    assert fast.account.rows == ref.account.rows
-    assert fast.tables.keys() == ref.tables.keys()
-    for name in ref.tables:
-        assert fast.tables[name].schema == ref.tables[name].schema, name
-        assert_same_rows({r["event_id"]: r for r in fast.tables[name].to_pylist()},
-                         {r["event_id"]: r for r in ref.tables[name].to_pylist()})
-    assert fast.account.notes["vectorised"] >= min_vectorised
-    return fast
+    return assert_same_tables(*read_both(path, fmt), min_vectorised=min_vectorised)
 
 
 NODE = "retail-live-worker-79m6p"
