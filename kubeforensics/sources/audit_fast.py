@@ -402,18 +402,22 @@ _OBJECT_COLUMNS = (
 
 
 class _Memo:
-    """Results of the reference code that depend only on a request URI's query, per distinct query.
+    """Results of the reference code that depend on one part of an event only, computed once per distinct part.
 
     ``audit._safe_uri`` changes only the query (``uri[:q + 1]`` stays), and the
     exec/attach columns of an event without request or response object come
     from the query alone (``audit.exec_from_uri``): both are computed once per
-    distinct query (the same ``kubectl exec`` command recurs), exactly as the
-    reference computes them.  Bounded: cleared when :data:`MEMO_ENTRIES` is reached.
+    distinct query (the same ``kubectl exec`` command recurs).  The ``pod_*``
+    columns come from the pod spec alone (``audit.pod_columns``): once per
+    distinct spec, keyed by its orjson serialisation (a workload's replicas are
+    created from one template).  Each is exactly what the reference computes.
+    Bounded: a table is cleared when it reaches :data:`MEMO_ENTRIES`.
     """
 
     def __init__(self) -> None:
         self.queries: dict[str, str] = {}
         self.execs: dict[str | None, tuple[Any, ...]] = {}
+        self.specs: dict[bytes, tuple[Any, ...]] = {}
 
     def safe_uri(self, uri: str) -> str:
         from kubeforensics.sources import audit
@@ -431,7 +435,7 @@ class _Memo:
 
     def exec_cells(self, uri: str | None, name: str | None, resource: str | None, subresource: str,
                    verb: str | None) -> tuple[Any, ...]:
-        """``(exec_command, exec_container, exec_stdin, exec_tty)`` of an exec/attach event without objects."""
+        """The cells (:data:`_CELL_COLUMNS`) of an exec/attach event without objects."""
         from kubeforensics.sources import audit
 
         key = uri.partition("?")[2] if uri else None
@@ -441,17 +445,38 @@ class _Memo:
                 self.execs.clear()
             row: dict[str, Any] = {"name": name}
             audit.object_columns(row, None, None, uri, resource, subresource, verb)
-            got = self.execs[key] = tuple(row.get(c) for c in _EXEC_COLUMNS)
+            got = self.execs[key] = tuple(row.get(c) for c in _CELL_COLUMNS)
+        return got
+
+    def pod_cells(self, spec: dict[str, Any]) -> tuple[Any, ...]:
+        """The cells of an event whose request object holds the pod spec ``spec`` (``audit.pod_columns``)."""
+        from kubeforensics.sources import audit
+
+        key = orjson.dumps(spec)  # equal text, equal spec: the cells depend on nothing else
+        got = self.specs.get(key)
+        if got is None:
+            if len(self.specs) >= MEMO_ENTRIES:
+                self.specs.clear()
+            row: dict[str, Any] = {}
+            audit.pod_columns(spec, row)
+            got = self.specs[key] = tuple(row.get(c) for c in _CELL_COLUMNS)
         return got
 
 
 #: Distinct queries remembered by :class:`_Memo` before it starts afresh.
 MEMO_ENTRIES = 65_536
-_EXEC_COLUMNS = ("exec_command", "exec_container", "exec_stdin", "exec_tty")
+#: The columns of :data:`_OBJECT_COLUMNS` that depend on more than objectRef's name.
+_CELL_COLUMNS = _OBJECT_COLUMNS[1:]
 
 
 def _object_cells(t: pa.Table, raw_uri: pa.Array, cols: dict[str, Any], memo: _Memo | None = None) -> None:
-    """exec/attach and request-object columns through the reference code (``audit.object_columns``)."""
+    """exec/attach and request-object columns through the reference code (``audit.object_columns``).
+
+    Each row's cells (all of :data:`_OBJECT_COLUMNS` but ``name``) are one tuple;
+    rows with equal cells share it (exec commands by query, pod specs by their
+    serialised spec: the replicas of a workload are created from one template),
+    and the columns are built from the tuples at the end.
+    """
     from kubeforensics.sources import audit
 
     memo = memo or _Memo()
@@ -463,34 +488,35 @@ def _object_cells(t: pa.Table, raw_uri: pa.Array, cols: dict[str, Any], memo: _M
     ro_txt = t.column("request_object").take(take).to_pylist()
     resp_txt = t.column("response_object").take(take).to_pylist()
     names = t.column("name").take(take).to_pylist()
-    fields = {c: t.column(c).take(take).to_pylist() for c in ("resource", "subresource", "verb")}
+    resources = t.column("resource").take(take).to_pylist()
+    subresources = t.column("subresource").take(take).to_pylist()
+    verbs = t.column("verb").take(take).to_pylist()
     uris = raw_uri.take(take).to_pylist()
-    values: dict[str, list[Any]] = {c: [] for c in _OBJECT_COLUMNS}
+    cells: list[tuple[Any, ...]] = []
     stream = audit._STREAM_SUBRESOURCES
+    loads = orjson.loads
     for k in range(len(todo)):
-        sub = fields["subresource"][k]
+        sub = subresources[k]
         if sub in stream and ro_txt[k] is None and resp_txt[k] is None:  # name stays: not a create of an object
-            for c, v in zip(_EXEC_COLUMNS, memo.exec_cells(uris[k], names[k], fields["resource"][k], sub,
-                                                           fields["verb"][k])):
-                values[c].append(v)
-            for c in _OBJECT_COLUMNS:
-                if c not in _EXEC_COLUMNS:
-                    values[c].append(names[k] if c == "name" else None)
+            cells.append(memo.exec_cells(uris[k], names[k], resources[k], sub, verbs[k]))
+            continue
+        ro = loads(ro_txt[k]) if ro_txt[k] is not None else None
+        spec = audit.pod_spec_of(ro, resources[k]) if sub not in stream and ro.__class__ is dict else None
+        if spec is not None:  # what object_columns does for a pod spec, with pod_columns once per distinct spec
+            cells.append(memo.pod_cells(spec))
+            if names[k] is None and verbs[k] == "create" and sub is None:
+                resp = loads(resp_txt[k]) if resp_txt[k] is not None else None
+                names[k] = audit._created_name(resp) or audit._created_name(ro)
             continue
         row: dict[str, Any] = {"name": names[k]}
-        ro = orjson.loads(ro_txt[k]) if ro_txt[k] is not None else None
-        resp = orjson.loads(resp_txt[k]) if resp_txt[k] is not None else None
-        audit.object_columns(row, ro, resp, uris[k], fields["resource"][k], fields["subresource"][k],
-                             fields["verb"][k])
-        for c in _OBJECT_COLUMNS:
-            values[c].append(row.get(c))
+        resp = loads(resp_txt[k]) if resp_txt[k] is not None else None
+        audit.object_columns(row, ro, resp, uris[k], resources[k], sub, verbs[k])
+        names[k] = row["name"]
+        cells.append(tuple(row.get(c) for c in _CELL_COLUMNS))
     n = t.num_rows
-    for c, vals in values.items():
-        typ = AUDIT.column(c).arrow_type
-        if c == "name":
-            cols[c] = _replace(t.column("name").combine_chunks(), todo, vals, typ)
-        else:
-            cols[c] = _scatter(n, todo, vals, typ)
+    cols["name"] = _replace(t.column("name").combine_chunks(), todo, names, AUDIT.column("name").arrow_type)
+    for j, c in enumerate(_CELL_COLUMNS):
+        cols[c] = _scatter(n, todo, [cell[j] for cell in cells], AUDIT.column(c).arrow_type)
 
 
 def _convert(

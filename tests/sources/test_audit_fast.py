@@ -662,6 +662,41 @@ def test_object_columns_equal_the_reference(tmp_path: Path) -> None:
     assert rows["dup-resp"]["name"] == "b"
 
 
+@pytest.mark.parametrize("entries", [2, 65_536])
+def test_repeated_pod_specs_are_computed_once_and_stay_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: int
+) -> None:
+    """pod_* columns per distinct spec (also when the memo starts afresh) = the reference: specs that differ only in
+    a flag, its JSON type (true / 1 / "true") or key order, in every kind, with names from objectRef, the response
+    or the request."""
+    monkeypatch.setattr(audit_fast, "MEMO_ENTRIES", entries)
+    specs = [
+        PLAIN_SPEC,
+        {**PLAIN_SPEC, "hostPID": True},
+        {**PLAIN_SPEC, "hostPID": 1},
+        {**PLAIN_SPEC, "hostPID": "true"},
+        {"hostPID": True, **PLAIN_SPEC},
+        {"containers": [{"name": "a", "image": "x:1", "securityContext": {"privileged": True}}]},
+        {"containers": [{"name": "a", "image": "x:1", "securityContext": {"privileged": False}}]},
+        {"containers": [{"name": "a", "image": "x:1", "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}],
+         "volumes": [{"name": "h", "hostPath": {"path": "/"}}]},
+    ]
+    kinds = list(_KINDS)
+    objs = []
+    for n in range(240):
+        e = pod_ev(n, specs[n % len(specs)], kind=kinds[n % len(kinds)], name=f"web-{n}" if n % 3 == 0 else None)
+        if n % 3 == 1:
+            e["responseObject"] = {"metadata": {"name": f"resp-{n}"}}
+        objs.append(e)
+    path = write_lines(tmp_path / "pods.jsonl", objs)
+    fast = assert_same(path, min_vectorised=240)
+    rows = fast.tables["audit"].to_pylist()
+    assert [r["pod_host_pid"] for r in rows[:5]] == [False, True, False, True, True]  # 1 is not true; "true" is
+    assert [r["name"] for r in rows[:3]] == ["web-0", "resp-1", "obj-2"]
+    assert [r["pod_privileged"] for r in rows[:8]] == [True] * 6 + [False, False]
+    assert [r["pod_capabilities"] for r in rows[5:8]] == [[], [], ["SYS_ADMIN"]]
+
+
 def test_object_column_values(tmp_path: Path) -> None:
     """Spot values (independent of the reference): order, dedup, flags, the service account rule, names."""
     objs = [pod_ev(0, PLAIN_SPEC), pod_ev(1, ODD_SPECS[8]), pod_ev(2, ODD_SPECS[15]),
