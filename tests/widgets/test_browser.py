@@ -50,7 +50,8 @@ def lab(tmp_path):
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
            "JUPYTER_DATA_DIR": str(tmp_path / "data"), "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter"),
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path / "tmp")}  # the notebook's case goes there, not /tmp
+    (tmp_path / "tmp").mkdir()
     env.pop("KUBEFORENSICS_WIDGETS", None)
     log = open(tmp_path / "jupyterlab.log", "wb")  # noqa: SIM115 - outlives this block: closed at teardown
     proc = subprocess.Popen(

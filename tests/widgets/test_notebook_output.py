@@ -27,11 +27,13 @@ def executed(tmp_path_factory) -> tuple[Path, dict]:
     if not (ROOT / "sample_data" / "container-escape").is_dir():
         pytest.skip("sample_data/container-escape is not in this checkout")
     out = tmp_path_factory.mktemp("nb") / "quickstart.ipynb"
-    env = {k: os.environ.pop(k) for k in ("KUBEFORENSICS_WIDGETS",) if k in os.environ}
+    env = {k: os.environ.pop(k) for k in ("KUBEFORENSICS_WIDGETS", "TMPDIR") if k in os.environ}
+    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("kernel-tmp"))  # the notebook's case goes there, not /tmp
     try:
         pm.execute_notebook(str(ROOT / "notebooks" / "quickstart.ipynb"), str(out), cwd=str(ROOT),
                             kernel_name="python3", progress_bar=False)
     finally:
+        del os.environ["TMPDIR"]
         os.environ.update(env)
     return out, json.loads(out.read_text(encoding="utf-8"))
 
