@@ -93,12 +93,23 @@ class AnalysisMixin:
 
         if findings is None:
             findings = self.findings()
-        return build_story(self._story_context(findings), findings, seed=seed, since=since, until=until)
+        return build_story(self.story_context(findings), findings, seed=seed, since=since, until=until)
 
-    def _story_context(self, findings: pd.DataFrame) -> Any:
+    def story_context(self, findings: pd.DataFrame | None = None) -> Any:
+        """The correlation context the story is built on (:class:`kubeforensics.correlate.Context`).
+
+        Its tables are the case with the repetitive baseline trimmed (:mod:`kubeforensics.case.slim`):
+        every row of the pods ``findings`` name near their findings, and the first and last rows of
+        each repeated shape elsewhere, so its memory follows the variety of the case, not its size.
+        Use it for questions about what the story saw (``ctx.links``, ``ctx.resolver``,
+        :func:`kubeforensics.correlate.blind_spots`); for every row of a table use :meth:`table` or
+        :meth:`sql`.  Cached per case state and set of pods of interest.
+        """
         from kubeforensics.case.slim import interest_of, slim_frames, trimmed
         from kubeforensics.correlate import Context
 
+        if findings is None:
+            findings = self.findings()
         pods = interest_of(findings)
         key = (self._stamp(), tuple(pods))
         cache = getattr(self, "_story_cache", None)

@@ -112,8 +112,8 @@ class Investigation:
         """The correlation context (normalised tables, entity resolver, process nodes): on the whole
         case the story's (repetitive baseline trimmed, see :mod:`kubeforensics.case.slim`), else
         built from :attr:`tables`."""
-        if self.lean and hasattr(self.case, "_story_context"):
-            return self.case._story_context(self.findings)
+        if self.lean and hasattr(self.case, "story_context"):
+            return self.case.story_context(self.findings)
         from kubeforensics.correlate import Context
 
         return Context(self.tables)

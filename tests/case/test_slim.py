@@ -43,6 +43,16 @@ def test_story_from_trimmed_tables_is_the_full_story(cases, name):
     assert len(case.story()) > 0
 
 
+def test_story_context_is_public_cached_and_what_the_story_is_built_on(cases):
+    case = cases["container-escape"]
+    ctx = case.story_context()  # findings default to the case's
+    assert ctx is case.story_context(case.findings())  # cached per case state and pods of interest
+    assert build_story(ctx, case.findings()).to_json() == case.story().to_json()
+    trimmed = sum(len(ctx.t[t]) for t in ("audit", "processes", "flows"))
+    assert 0 < trimmed < sum(case.counts()[t] for t in ("audit", "processes", "flows"))
+    assert not ctx.links.empty
+
+
 @pytest.mark.parametrize("name", ["container-escape", "stolen-credentials"])
 def test_trimming_happens_and_keeps_head_and_tail(cases, name):
     case = cases[name]
