@@ -69,7 +69,9 @@ def process_tree(inv: Any, pod: str) -> Any:
     from kubeforensics.correlate import process_tree as tree
 
     ns, _, name = pod.rpartition("/")
-    if name and getattr(inv, "lean", False) and hasattr(inv.case, "process_tree"):
+    if not name:  # (pod "" would select every process without a pod: the whole host tree, read whole)
+        return TextView("", "process tree: no pod picked (no seed given, and no finding names a pod)")
+    if getattr(inv, "lean", False) and hasattr(inv.case, "process_tree"):
         t = inv.case.process_tree(pod=name, namespace=ns or None)  # the pod's events and their ancestors
     else:
         t = tree(inv.tables["processes"], pod=name, namespace=ns or None)

@@ -93,9 +93,11 @@ def test_pod_deep_dive_on_each_pod(scenario_cases, hostile_case, scenario):
             a, b = fn(lean, pod), fn(whole, pod)
             same_answer(a, b, f"{name}({pod}) on {scenario}")
             found += a.found
-        if pod:  # the playbook's process-tree view (no kernel: text) reads the pod's events, not the table
-            got, want = views.process_tree(lean, pod), views.process_tree(whole, pod)
-            assert (got.title, got.text) == (want.title, want.text), f"process tree of {pod} on {scenario}"
+        # the playbook's process-tree view (no kernel: text) reads the pod's events, not the table
+        got, want = views.process_tree(lean, pod), views.process_tree(whole, pod)
+        assert (got.title, got.text) == (want.title, want.text), f"process tree of {pod} on {scenario}"
+        if not pod:  # no pod picked: said so, nothing read
+            assert got.title.startswith("process tree: no pod picked") and got.text == ""
     assert found > 0
     assert lean._tables is None
 
