@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from kubeforensics.errors import RecordError, UnknownFormatError
 from kubeforensics.schema import TableSpec, to_arrow
-from kubeforensics.sources.records import Quarantined, Record, iter_records, sha256_file
+from kubeforensics.sources.records import Quarantined, Record, forget_document, iter_records, sha256_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,7 +121,8 @@ def detect_format(path: str | Path, readers: Mapping[str, Reader]) -> str:
     """Name of the reader that claims most of the first records; raises UnknownFormatError."""
     votes: Counter[str] = Counter()
     seen = 0
-    for rec in iter_records(path):
+    forget_document()
+    for rec in iter_records(path, keep_document=True):  # a List document parsed here is read from memory next
         if isinstance(rec, Quarantined):
             continue
         seen += 1
@@ -135,6 +136,7 @@ def detect_format(path: str | Path, readers: Mapping[str, Reader]) -> str:
         if seen >= SNIFF_RECORDS:
             break
     if not votes:
+        forget_document()
         what = "no JSON records" if seen == 0 else f"{seen} JSON records that no reader recognises"
         raise UnknownFormatError(
             f"{path}: unknown format ({what})",

@@ -199,12 +199,33 @@ class _LineSkipper:
             self._buf, self._pos = self._buf[self._pos:] + more, 0
 
 
+#: The last whole-file document parsed with ``keep_document=True``: ``(file identity, (document, bytes))``.
+#: Format detection parses a List document to sniff its first items; the read that follows takes the
+#: parsed document from here instead of parsing the same bytes again (one entry, taken once).
+_kept_document: tuple[tuple[Any, ...], tuple[Any, bytes]] | None = None
+
+
+def _identity(path: str | Path) -> tuple[Any, ...] | None:
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return (str(Path(path).resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def forget_document() -> None:
+    """Drop the document kept by ``iter_records(..., keep_document=True)``."""
+    global _kept_document
+    _kept_document = None
+
+
 def iter_records(
     path: str | Path,
     evidence: str | None = None,
     *,
     only_lines: Container[int] | None = None,
     from_line: int | None = None,
+    keep_document: bool = False,
 ) -> Iterator[Record | Quarantined]:
     """Yield every record of an evidence file, in order.
 
@@ -215,8 +236,16 @@ def iter_records(
     nor checked for length: in an uncompressed file they are skipped a chunk at
     a time (when ``only_lines`` can be iterated), in a gzip file line by line (so
     that a damaged stream is reported after the same line as in a full read).
-    Both are ignored for whole-file JSON documents.
+    Both are ignored for whole-file JSON documents.  ``keep_document`` keeps a
+    whole-file document once parsed, for the next ``iter_records`` of the same,
+    unchanged file (see :data:`_kept_document`; format detection sets it).
     """
+    global _kept_document
+    ident = _identity(path)
+    if _kept_document is not None and ident is not None and _kept_document[0] == ident:
+        (obj, data), _kept_document = _kept_document[1], None
+        yield from _expand(obj, 1, evidence or str(path), data)
+        return
     restricted = only_lines is not None or from_line is not None
     first_all = from_line if from_line is not None else float("inf")
     evidence = evidence or str(path)
@@ -229,7 +258,7 @@ def iter_records(
             first = b""
         head = first[3:] if first.startswith(BOM) else first
         if head.lstrip()[:1] == b"[" or _is_multiline_document(head):
-            yield from _whole_document(f, evidence)
+            yield from _whole_document(f, evidence, ident if keep_document else None)
             return
         reader: Any = f
         targets: list[int] | None = None  # the wanted lines before first_all, in order, when skipping
@@ -305,7 +334,8 @@ def _is_multiline_document(head: bytes) -> bool:
     return b"\n" in text and first_line.count(b"{") > first_line.count(b"}")
 
 
-def _whole_document(f: IO[bytes], evidence: str) -> Iterator[Record | Quarantined]:
+def _whole_document(f: IO[bytes], evidence: str, keep: tuple[Any, ...] | None = None) -> Iterator[Record | Quarantined]:
+    global _kept_document
     try:
         data = f.read(MAX_DOCUMENT_BYTES + 1)
     except (OSError, EOFError, zlib.error) as exc:
@@ -325,6 +355,8 @@ def _whole_document(f: IO[bytes], evidence: str) -> Iterator[Record | Quarantine
         # Maybe it is JSON lines after all, with a pretty-printed first record: fall back to lines.
         yield from _lines_of(data, evidence, _json_reason(data, exc))
         return
+    if keep is not None:
+        _kept_document = (keep, (obj, data))
     yield from _expand(obj, 1, evidence, data)
 
 

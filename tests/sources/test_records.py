@@ -360,3 +360,71 @@ def test_restricted_reads_skip_chunks_and_give_the_lines_a_full_read_gives(
             assert [key(r) for r in iter_records(path, only_lines=only, from_line=start)] == want
         assert [key(r) for r in iter_records(plain, only_lines=_Only(only), from_line=start)] == want
         assert [key(r) for r in iter_records(plain, only_lines=sorted(only), from_line=start)] == want
+
+
+def _pod_list(n: int, image: str = "web:1") -> dict:
+    return {"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"web-{i}", "namespace": "shop", "uid": f"u-{i}",
+                                                         "creationTimestamp": "2026-03-01T10:00:00Z"},
+         "spec": {"nodeName": "node-1", "containers": [{"name": "web", "image": image}]},
+         "status": {"podIP": f"10.0.0.{i % 250}"}} for i in range(n)]}
+
+
+class _CountingJson:
+    """Stands in for ``orjson`` in ``records``: counts the parses of whole documents."""
+
+    def __init__(self) -> None:
+        import orjson
+
+        self._orjson, self.documents = orjson, 0
+        self.JSONDecodeError, self.dumps = orjson.JSONDecodeError, orjson.dumps
+
+    def loads(self, data):
+        if len(data) > 4096:
+            self.documents += 1
+        return self._orjson.loads(data)
+
+
+def test_list_document_is_parsed_once_for_detection_and_reading(tmp_path, monkeypatch):
+    """Format detection parses a List document to sniff it; the read that follows reuses that parse
+    (and gives the same table as a read with the format forced)."""
+    from kubeforensics.sources import READERS, FileIngest, records
+
+    path = tmp_path / "pods.json"
+    path.write_text(json.dumps(_pod_list(300), indent=1))
+    counting = _CountingJson()
+    monkeypatch.setattr(records, "orjson", counting)
+    detected = FileIngest(path, READERS)
+    got = {spec.name: t for spec, t in detected.batches()}  # (300 rows: one batch)
+    assert detected.format == "k8s-objects" and counting.documents == 1
+    assert records._kept_document is None  # taken once, not kept
+    forced = FileIngest(path, READERS, "k8s-objects", evidence_id=detected.evidence_id)
+    want = {spec.name: t for spec, t in forced.batches()}
+    assert counting.documents == 2  # nothing kept for a forced read: parsed again
+    assert got.keys() == want.keys() and all(got[k].equals(want[k]) for k in got)
+    assert got["objects"].num_rows == 300 and detected.account.quarantined == 0
+
+
+def test_kept_document_is_not_used_for_a_changed_file(tmp_path):
+    from kubeforensics.sources import READERS, records
+    from kubeforensics.sources.base import detect_format
+
+    path = tmp_path / "pods.json"
+    path.write_text(json.dumps(_pod_list(50), indent=1))
+    assert detect_format(path, READERS) == "k8s-objects"
+    assert records._kept_document is not None
+    path.write_text(json.dumps(_pod_list(60, image="evil:2"), indent=1))  # replaced between detection and reading
+    recs = list(records.iter_records(path))
+    assert len(recs) == 60 and recs[0].obj["spec"]["containers"][0]["image"] == "evil:2"
+    records.forget_document()
+
+
+def test_unknown_format_keeps_no_document(tmp_path):
+    from kubeforensics.sources import READERS, records
+    from kubeforensics.sources.base import detect_format
+
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps([{"something": i, "else": "x" * 100} for i in range(100)]))
+    with pytest.raises(UnknownFormatError):
+        detect_format(path, READERS)
+    assert records._kept_document is None
