@@ -83,11 +83,17 @@ _WORDS = ("bearer", "basic", "token", "passw", "secret", "eyj", "apikey", "api-k
 _SLOW_PARTS = re.compile(r"(?i)://[^/\s]*@|authorization\"?\s*[:=]")
 
 
+_FOLD_I = str.maketrans({"\u0131": "i", "\u0307": None})
+
+
 def _maybe_secret(value: str) -> bool:
     if len(value) < _LONG:
         return _MAYBE_SECRET.search(value) is not None
-    # casefold() folds at least everything re.IGNORECASE equates (e.g. U+017F to "s"): a superset.
+    # casefold() folds what re.IGNORECASE equates with an ASCII letter (U+017F to "s", U+212A to "k"), except
+    # U+0131 (dotless i, left as it is) and U+0130 (to "i" + U+0307): the translation completes it, a superset.
     folded = value.casefold()
+    if not value.isascii():
+        folded = folded.translate(_FOLD_I)
     if any(w in folded for w in _WORDS):
         return True
     return ("@" in value or "uthorization" in folded) and _SLOW_PARTS.search(value) is not None

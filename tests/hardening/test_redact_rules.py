@@ -17,7 +17,7 @@ from kubeforensics.redact import MARK
 
 WORDS = ["bearer ", "Basic ", "token", "TOKEN=", "passw", "password: ", "secret", "api-key ", "API_KEY=", "eyJ",
          "://u:p@", "cookie: ", "Set-Cookie=", "authorization: ", 'Authorization":"', "PRIVATE KEY",
-         "-----BEGIN RSA PRIVATE KEY-----", "client-key-data: ", "LS0tLS1CRUdJT", "\u017f", "K", "--", "&", "?", " "]
+         "-----BEGIN RSA PRIVATE KEY-----", "client-key-data: ", "LS0tLS1CRUdJT", "\u017f", "K", "\u0131", "\u0130", "Bas\u0131c ", "p\u0130vate key", "--", "&", "?", " "]
 pieces = st.one_of(st.sampled_from(WORDS), st.text(max_size=12))
 
 
@@ -57,6 +57,16 @@ def test_precheck_is_a_superset_of_the_patterns(parts: list[str], long: bool) ->
 ])
 def test_text_patterns(value: str, expected: str) -> None:
     assert redact.text(value) == expected
+
+
+@pytest.mark.parametrize("value", ["Bas\u0131c abcdefgh12345", "author\u0130zation: Digest abc123",
+                                   "DB_PA\u017fSWORD=hunter2", "api_\u212aey=abcdef123"])
+def test_non_ascii_letters_that_match_ascii_ones_are_not_skipped(value: str) -> None:
+    """re.IGNORECASE equates U+0131/U+0130 with "i", U+017F with "s", U+212A with "k": the patterns redact
+    such text, so the long-string pre-check must not skip it (it did for U+0131 and U+0130)."""
+    short, long = redact.text(value), redact.text("x" * 30 + " " + value)
+    assert MARK in short
+    assert long == "x" * 30 + " " + short
 
 
 def test_long_strings_are_redacted_like_short_ones() -> None:
