@@ -157,11 +157,16 @@ def headers(items: Any) -> Any:
 
 def k8s_object(obj: Any) -> Any:
     """Redact a Kubernetes object (or request/response body): Secret data, kubeconfig/token
-    material, env values with secret-like names, and secret strings anywhere."""
+    material, env values with secret-like names, and secret strings anywhere.
+
+    The input is not modified; the result shares with it the subtrees that needed no change
+    (the whole object when nothing in it could be redacted), so treat both as read-only."""
     if not _enabled or obj is None:
         return obj
     # RecursionError propagates: the reader engine quarantines such a record ("nested too deeply").
-    return _walk(obj, kind=obj.get("kind") if isinstance(obj, dict) else None)
+    if isinstance(obj, (dict, list)) and _clean(obj):
+        return obj  # (most Events, most Falco output fields: one serialisation instead of a walk)
+    return _walk(obj, obj.get("kind") if isinstance(obj, dict) else None, 0)
 
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -186,7 +191,40 @@ def _secret_key(key: str) -> bool:
     return SECRET_KEY.match(key) is not None
 
 
-def _walk(node: Any, kind: str | None) -> Any:
+#: The first levels of an object, where each subtree is first checked as a whole (:func:`_clean`) and
+#: kept as it is when nothing in it could be redacted: a pod's ``status``, a node's ``images``...
+_CHECKED_LEVELS = 3
+#: Every change :func:`_walk` makes needs one of these in the subtree's JSON (lowercased ASCII): the
+#: secret words of SECRET_KEY, SECRET_NAME and SECRET_FLAG, the Secret/TokenRequest kinds, the
+#: last-applied annotation, client-certificate-data, and the words of MAYBE_SECRET_PATTERN.
+_REDACTABLE = (b"pass", b"secret", b"token", b"apikey", b"api-key", b"api_key", b"accesskey", b"access-key",
+               b"access_key", b"privatekey", b"private-key", b"private_key", b"private key", b"credential", b"auth",
+               b"bearer", b"basic", b"eyj", b"cookie", b"key-data", b"ls0tls1crudjt", b"client-certificate-data",
+               b"last-applied")
+
+
+_USERINFO = re.compile(rb"://[^/\s]*@")  # the user-info part of MAYBE_SECRET_PATTERN (container image ids are not)
+
+
+def _clean(node: Any) -> bool:
+    """True when :func:`_walk` would give ``node`` back unchanged: its JSON is ASCII (so lowercasing folds
+    every case ``re.IGNORECASE`` equates) and holds none of :data:`_REDACTABLE` nor a ``://...@``.
+    Conservative: False whenever in doubt (not serialisable, too deep, non-ASCII)."""
+    import orjson
+
+    try:
+        data = orjson.dumps(node)
+    except (TypeError, orjson.JSONEncodeError):
+        return False
+    if not data.isascii():
+        return False
+    low = data.lower()
+    if b"@" in low and _USERINFO.search(low):
+        return False
+    return not any(w in low for w in _REDACTABLE)
+
+
+def _walk(node: Any, kind: str | None, level: int = _CHECKED_LEVELS) -> Any:
     if isinstance(node, dict):
         node_kind = node.get("kind") if isinstance(node.get("kind"), str) else kind
         out: dict[str, Any] = {}
@@ -202,11 +240,14 @@ def _walk(node: Any, kind: str | None) -> Any:
                 out[k] = _last_applied(v, node_kind)
             elif is_env and k == "value" and isinstance(v, str) and SECRET_NAME.search(str(node.get("name", ""))):
                 out[k] = MARK
+            elif (level < _CHECKED_LEVELS and node_kind not in ("Secret", "TokenRequest")
+                  and isinstance(v, (dict, list)) and _clean(v)):
+                out[k] = v  # (a Secret's or TokenRequest's subtrees inherit its kind: always walked)
             else:
-                out[k] = _walk(v, node_kind if k not in ("items",) else None)
+                out[k] = _walk(v, node_kind if k not in ("items",) else None, level + 1)
         return out
     if isinstance(node, list):
-        out_list = [_walk(v, kind) for v in node]
+        out_list = [_walk(v, kind, level + 1) for v in node]
         for n in range(len(node) - 1):  # ["--password", "hunter2"]: the flag's value is the next argument
             flag = node[n]
             if isinstance(flag, str) and isinstance(node[n + 1], str) and SECRET_FLAG.match(flag):

@@ -105,3 +105,91 @@ def test_headers() -> None:
     assert redact.headers(hs) == [{"key": "Cookie", "value": MARK}, {"key": "X-Amz-Security-Token", "value": MARK},
                                   {"key": "X-Session-Id", "value": MARK}, {"key": "User-Agent", "value": "curl/8"},
                                   {"key": "Referer", "value": f"https://x/?access_token={MARK}"}]
+
+
+# --- k8s_object's whole-subtree check (redact._clean) against the plain walk -----------------------------------
+SECRETISH = ["password", "PASSWD", "secret", "Token", "api-key", "access_key", "private key", "credential", "auth",
+             "bearer", "Basic", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlMTIz", "cookie", "key-data",
+             "LS0tLS1CRUdJTiBSU0E=", "client-certificate-data", "kubectl.kubernetes.io/last-applied-configuration",
+             "https://u:pw@h/", "registry@sha256:abc", "docker://x", "Bas\u0131c abcdefgh1234", "\u017fecret",
+             "--password", "--token", "hunter2", "name", "value", "kind", "Secret", "TokenRequest", "status", "data",
+             "stringData", "items", "env", "DB_PASSWORD", "x", "image", "web:1", "/var/run/secrets/sa"]
+_keys = st.sampled_from(SECRETISH)
+_scalars = st.one_of(st.sampled_from(SECRETISH), st.text(max_size=8), st.integers(), st.booleans(), st.none())
+_trees = st.recursive(_scalars, lambda kids: st.one_of(st.lists(kids, max_size=4),
+                                                       st.dictionaries(_keys, kids, max_size=5)), max_leaves=30)
+
+
+def _plain_walk(obj):
+    """k8s_object without the subtree check: the walk from a level past redact._CHECKED_LEVELS."""
+    return redact._walk(obj, obj.get("kind") if isinstance(obj, dict) else None, redact._CHECKED_LEVELS)
+
+
+@settings(max_examples=600, deadline=None)
+@given(tree=st.dictionaries(_keys, _trees, max_size=6), kind=st.sampled_from([None, "Pod", "Secret", "TokenRequest"]))
+def test_subtree_check_gives_the_plain_walk(tree, kind) -> None:
+    """Objects with secret words (keys, values, kinds, flags, env pairs, last-applied, URLs with user info,
+    non-ASCII letters) at every depth: k8s_object equals the walk that checks no subtree."""
+    if kind is not None:
+        tree = {**tree, "kind": kind}
+    assert redact.k8s_object(tree) == _plain_walk(tree)
+
+
+def test_subtree_check_on_sample_and_conformance_objects() -> None:
+    """Every object of the sample data's k8s dumps, request objects of its audit logs, and the conformance pods."""
+    import gzip
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    docs = []
+    for p in sorted((root / "sample_data").glob("*/k8s/*.json")):
+        docs += json.loads(p.read_text()).get("items", [])
+    for p in sorted((root / "sample_data").glob("*/audit/*")):
+        with (gzip.open(p, "rt") if p.suffix == ".gz" else open(p)) as f:
+            for line in f:
+                ev = json.loads(line)
+                docs += [ev[k] for k in ("requestObject", "responseObject") if isinstance(ev.get(k), dict)]
+    conf = root.parent / "shared" / "conformance" / "pods"
+    for p in sorted(conf.glob("*.json")) if conf.is_dir() else []:
+        d = json.loads(p.read_text())
+        docs += d.get("items", [d]) if isinstance(d, dict) else []
+    assert len(docs) > 500
+    changed = 0
+    for d in docs:
+        got = redact.k8s_object(d)
+        assert got == _plain_walk(d)
+        changed += got != d
+    assert changed > 0  # some of them are redacted: the comparison is not between untouched objects
+
+
+def _placements(word: str):
+    """``word`` in every role the walk looks at: a key of a string, a string, a kind, a flag, an env name."""
+    yield {word: "v"}
+    yield {"k": word}
+    yield {"k": "x" * 30 + " " + word + " abcdefgh12345"}  # a long string (the folded pre-check)
+    yield {"kind": word, "data": {"a": "b"}, "stringData": {"c": "d"}, "status": {"token": "t"}}
+    yield {"kind": word, "nested": {"data": {"a": "b"}, "stringData": {"c": "d"}}}  # the kind is inherited
+    yield {"args": [word, "v"]}
+    yield {"args": ["-" + word, "v"]}
+    yield {"name": word, "value": "v"}
+    yield {"k": [word]}
+
+
+def test_subtree_check_on_each_word_in_each_role_at_each_depth() -> None:
+    """Each secret-looking word of SECRETISH, alone in an otherwise plain pod, in every role and at depths 0-5:
+    k8s_object equals the plain walk (a word missing from redact._REDACTABLE fails here)."""
+    plain = {"kind": "Pod", "metadata": {"name": "web", "labels": {"app": "web"}},
+             "spec": {"containers": [{"name": "c", "image": "web:1", "args": ["--port", "80"]}]},
+             "status": {"phase": "Running"}}
+    checked = 0
+    for word in SECRETISH:
+        for part in _placements(word):
+            node = part
+            for depth in range(6):
+                obj = {**plain, "spec": {**plain["spec"], "extra": node}}
+                got = redact.k8s_object(obj)
+                assert got == _plain_walk(obj), (word, part, depth)
+                checked += got != obj
+                node = {"level": [node] if depth % 2 else node}
+    assert checked > 100
