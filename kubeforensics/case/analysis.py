@@ -166,9 +166,22 @@ class AnalysisMixin:
 
     @property
     def entities(self) -> EntityResolver:
-        """Who was IP X / container Y / exec_id Z at time T (pods, nodes, service accounts)."""
+        """Who was IP X / container Y / exec_id Z at time T (pods, nodes, service accounts).
 
-        return self._context().resolver
+        The resolver of the correlation context when one is loaded; else built from storage with DuckDB
+        reducing the rows (:mod:`kubeforensics.case.entities_pushdown`: the same resolver, in memory that
+        follows the variety of the case, not its size), cached per case state."""
+        stamp = self._stamp()
+        cache = getattr(self, "_context_cache", None)
+        if cache is not None and cache[0] == stamp:
+            return cache[1].resolver
+        cached = getattr(self, "_entities_cache", None)
+        if cached is None or cached[0] != stamp:
+            from kubeforensics.case.entities_pushdown import entities_from_storage
+
+            cached = (stamp, entities_from_storage(self.query))
+            self._entities_cache = cached
+        return cached[1]
 
     def links(self, **kwargs: Any) -> pd.DataFrame:
         """Cross-source links (exec session → processes, connect → flow, token → requests, ...)."""
