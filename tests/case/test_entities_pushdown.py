@@ -275,7 +275,10 @@ def write_tables(root: Path, seed: int) -> CaseQuery:
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_synthetic_edge_cases(tmp_path: Path, seed: int) -> None:
+def test_synthetic_edge_cases(tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    if seed % 2:
+        # as on large tables: list and JSON columns stay as read (None, NaN), on both sides
+        monkeypatch.setattr("kubeforensics.correlate.frames.LIST_NORMALISE_MAX", 3)
     q = write_tables(tmp_path / "tables", seed)
     try:
         ref = EntityResolver.from_tables({t: q.frame(t) for t in SOURCE_TABLES})
