@@ -197,10 +197,11 @@ _CHECKED_LEVELS = 3
 #: Every change :func:`_walk` makes needs one of these in the subtree's JSON (lowercased ASCII): the
 #: secret words of SECRET_KEY, SECRET_NAME and SECRET_FLAG, the Secret/TokenRequest kinds, the
 #: last-applied annotation, client-certificate-data, and the words of MAYBE_SECRET_PATTERN.
-_REDACTABLE = (b"pass", b"secret", b"token", b"apikey", b"api-key", b"api_key", b"accesskey", b"access-key",
-               b"access_key", b"privatekey", b"private-key", b"private_key", b"private key", b"credential", b"auth",
-               b"bearer", b"basic", b"eyj", b"cookie", b"key-data", b"ls0tls1crudjt", b"client-certificate-data",
-               b"last-applied")
+_REDACTABLE = (b"pass", b"secret", b"token", b"credential", b"auth", b"bearer", b"basic", b"eyj", b"cookie",
+               b"ls0tls1crudjt", b"client-certificate-data", b"last-applied")
+#: ... and those with "key" (looked for only in text with a "key": tolerations have one, few have these).
+_KEY_WORDS = (b"apikey", b"api-key", b"api_key", b"accesskey", b"access-key", b"access_key", b"privatekey",
+              b"private-key", b"private_key", b"private key", b"key-data")
 
 
 _USERINFO = re.compile(rb"://[^/\s]*@")  # the user-info part of MAYBE_SECRET_PATTERN (container image ids are not)
@@ -208,7 +209,8 @@ _USERINFO = re.compile(rb"://[^/\s]*@")  # the user-info part of MAYBE_SECRET_PA
 
 def _clean(node: Any) -> bool:
     """True when :func:`_walk` would give ``node`` back unchanged: its JSON is ASCII (so lowercasing folds
-    every case ``re.IGNORECASE`` equates) and holds none of :data:`_REDACTABLE` nor a ``://...@``.
+    every case ``re.IGNORECASE`` equates) and holds none of :data:`_REDACTABLE`, :data:`_KEY_WORDS` nor
+    a ``://...@``.
     Conservative: False whenever in doubt (not serialisable, too deep, non-ASCII)."""
     import orjson
 
@@ -221,7 +223,9 @@ def _clean(node: Any) -> bool:
     low = data.lower()
     if b"@" in low and _USERINFO.search(low):
         return False
-    return not any(w in low for w in _REDACTABLE)
+    if any(w in low for w in _REDACTABLE):
+        return False
+    return b"key" not in low or not any(w in low for w in _KEY_WORDS)
 
 
 def _walk(node: Any, kind: str | None, level: int = _CHECKED_LEVELS) -> Any:

@@ -112,7 +112,10 @@ SECRETISH = ["password", "PASSWD", "secret", "Token", "api-key", "access_key", "
              "bearer", "Basic", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlMTIz", "cookie", "key-data",
              "LS0tLS1CRUdJTiBSU0E=", "client-certificate-data", "kubectl.kubernetes.io/last-applied-configuration",
              "https://u:pw@h/", "registry@sha256:abc", "docker://x", "Bas\u0131c abcdefgh1234", "\u017fecret",
-             "--password", "--token", "hunter2", "name", "value", "kind", "Secret", "TokenRequest", "status", "data",
+             "--password", "--token", "hunter2", "apikey", "APIKEY=abc12345", "accesskey", "AccessKey", "privatekey",
+             "private-key", "private_key", "-----BEGIN RSA PRIVATE KEY-----", "client-key-data: QUJDREVGR0g=",
+             "Cookie: sid=abc123", "authorization: Digest abc", "x-api-key", "access_key_id", "secret_key", "api_key",
+             "access-key", "DB_API_KEY", "name", "value", "kind", "Secret", "TokenRequest", "status", "data",
              "stringData", "items", "env", "DB_PASSWORD", "x", "image", "web:1", "/var/run/secrets/sa"]
 _keys = st.sampled_from(SECRETISH)
 _scalars = st.one_of(st.sampled_from(SECRETISH), st.text(max_size=8), st.integers(), st.booleans(), st.none())
