@@ -200,7 +200,9 @@ def _audit(rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
         for s in range(stages):
             row = dict(base) if rng.random() < 0.8 else {**base, "resource": _pick(rng, ["pods", "secrets"])}
             t = _time(rng)
-            row.update(event_id=f"ev:{i}:{s}", line=int(rng.integers(0, 50)), audit_id=audit_id,
+            # lines are unique, as in real evidence: stages of one request tied on (rank, line) would make
+            # the stage merge pick either row (on both sides), so no exact reference would exist
+            row.update(event_id=f"ev:{i}:{s}", line=int(rng.integers(0, 10**9)), audit_id=audit_id,
                        stage=_pick(rng, ["ResponseComplete", "RequestReceived", "ResponseStarted", "Panic"]),
                        time=t, request_time=None if rng.random() < 0.4 else _time(rng),
                        request_object=body if rng.random() < 0.7 else _pod_json(rng),
