@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -448,7 +448,7 @@ class _Memo:
             got = self.execs[key] = tuple(row.get(c) for c in _CELL_COLUMNS)
         return got
 
-    def pod_cells(self, spec: dict[str, Any]) -> tuple[Any, ...]:
+    def pod_cells(self, spec: Mapping[str, Any]) -> tuple[Any, ...]:
         """The cells of an event whose request object holds the pod spec ``spec`` (``audit.pod_columns``)."""
         from kubeforensics.sources import audit
 
