@@ -24,7 +24,8 @@ Options:
 ``--max-rss-gb G``    kill a step whose processes together exceed G GB of RSS (default 8)
 ``--skip STEPS``      comma-separated groups to skip: ``raw``, ``naive``, ``queries``, ``report``
 ``--profile STEPS``   run these steps under cProfile and print their top functions: query steps by their
-                      kind (``timeline``, ``pivot-pod``, ``process-tree``, ``findings``, ``story``, ``widget``),
+                      kind (``timeline``, ``pivot-pod``, ``process-tree``, ``findings``, ``story``, ``entities``,
+                      ``widget``),
                       ingest steps as ``SOURCE-KIND`` (``hubble-ingest``, ``falco(copies)-ingest``)
 ``--json FILE``       also write every measurement as JSON
 
@@ -276,6 +277,10 @@ def query(case_dir: str, what: str, p: dict[str, Any]) -> dict[str, Any]:
     if what == "story":
         story = case.story()
         return {"rows": len(getattr(story, "steps", [])), "seconds": time.perf_counter() - t0}
+    if what == "entities":
+        r = case.entities
+        hit = r.ip(p["ip"], p["at"])
+        return {"rows": len(r.pods), "seconds": time.perf_counter() - t0, "ip_resolved": hit is not None}
     if what == "widget":
         from kubeforensics.widgets import TimelineView
 
@@ -550,6 +555,7 @@ def run_queries(args: argparse.Namespace, data: Path, case_dir: Path, lim: dict[
         ("process tree of the pod", "process-tree", {"namespace": t["namespace"], "pod": t["pod"]}),
         ("findings", "findings", {}),
         ("story", "story", {}),
+        ("entities (resolver)", "entities", {"ip": t["ip"], "at": iso(hour)["until"]}),
         ("timeline widget zoom", "widget", iso(small if args.span is None else hour)),
     ]
     for label, what, p in steps:
