@@ -28,9 +28,8 @@ from kubeforensics.case.query import CaseQuery, Filters
 from kubeforensics.case.store import SOURCE_TABLES
 from kubeforensics.correlate import EntityResolver
 from kubeforensics.schema import TABLES
+from tests.case.scenario_cases import ROOT, SCENARIOS, scenario_cases
 
-ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ["container-escape", "miner", "stolen-credentials", "rbac-persistence", "ssrf-dns-exfil", "benign"]
 FRAMES = ("pods", "containers", "node_ips", "tokens", "_procs")
 
 
@@ -70,12 +69,7 @@ def full_resolver(case: Case, **filters: Any) -> EntityResolver:
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Case]:
-    out = {}
-    for name in SCENARIOS:
-        case = Case.create(tmp_path_factory.mktemp(name) / "case")
-        case.ingest([ROOT / "sample_data" / name])
-        out[name] = case
-    return out
+    return scenario_cases(tmp_path_factory)
 
 
 def simulated_case(root: Path, scenario: str, scale: int) -> Case:

@@ -8,27 +8,17 @@ happened, and that it keeps process trees whole and pods of interest whole.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-from kubeforensics import Case
 from kubeforensics.case.slim import KEEP, SHAPES, interest_of, slim_frames
 from kubeforensics.correlate import Context, build_story
-
-ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ["container-escape", "miner", "stolen-credentials", "rbac-persistence", "ssrf-dns-exfil", "benign"]
+from tests.case.scenario_cases import SCENARIOS, scenario_cases
 
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
-    out = {}
-    for name in SCENARIOS:
-        case = Case.create(tmp_path_factory.mktemp(name) / "case")
-        case.ingest([ROOT / "sample_data" / name])
-        out[name] = case
-    return out
+    return scenario_cases(tmp_path_factory)
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
