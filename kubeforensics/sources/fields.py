@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, Mapping
 
 import orjson
@@ -40,14 +41,24 @@ def ts(value: Any, field: str, *, required: bool = False) -> int | None:
         return ns
     if not isinstance(value, str):
         raise RecordError(f"'{field}' is {type(value).__name__}, not a timestamp")
+    ns_or_problem = _text_ns(value)
+    if ns_or_problem.__class__ is int:
+        return ns_or_problem  # type: ignore[return-value]
+    raise RecordError(f"'{field}' {ns_or_problem}")
+
+
+@lru_cache(maxsize=16384)
+def _text_ns(value: str) -> int | str:
+    """UTC nanoseconds of a timestamp text, or what is wrong with it (cached: a record's timestamps,
+    and second-resolution ones across records, repeat)."""
     m = _TS_RE.match(value.strip())
     if not m:
-        raise RecordError(f"'{field}' is not a timestamp: {value[:80]!r}")
+        return f"is not a timestamp: {value[:80]!r}"
     y, mo, d, h, mi, s, frac, tz = m.groups()
     try:
         dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=timezone.utc)
     except ValueError as exc:
-        raise RecordError(f"'{field}' is not a valid date: {value[:80]!r} ({exc})") from exc
+        return f"is not a valid date: {value[:80]!r} ({exc})"
     secs = (dt - _EPOCH).days * 86400 + (dt - _EPOCH).seconds
     if tz and tz not in ("Z", "z"):
         sign = 1 if tz[0] == "+" else -1
@@ -55,7 +66,7 @@ def ts(value: Any, field: str, *, required: bool = False) -> int | None:
         secs -= sign * (hh * 3600 + mm * 60)
     ns = secs * 1_000_000_000 + (int(frac.ljust(9, "0")) if frac else 0)
     if not (_MIN_NS < ns < _MAX_NS):
-        raise RecordError(f"'{field}' is out of the representable time range (1677-2262): {value[:40]!r}")
+        return f"is out of the representable time range (1677-2262): {value[:40]!r}"
     return ns
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -428,3 +429,23 @@ def test_unknown_format_keeps_no_document(tmp_path):
     with pytest.raises(UnknownFormatError):
         detect_format(path, READERS)
     assert records._kept_document is None
+
+
+def test_timestamp_texts_are_cached_with_their_problems_named_per_field():
+    """fields.ts caches the text -> nanoseconds conversion; a bad text's error still names the field asking."""
+    from kubeforensics.errors import RecordError
+    from kubeforensics.sources import fields
+
+    fields._text_ns.cache_clear()
+    texts = ["2026-03-01T10:00:00Z", "2026-03-01T10:00:00.123456789Z", "2026-03-01 10:00:00+02:00",
+             "2026-03-01T10:00:00,5-0130", " 2026-03-01T10:00:00z "]
+    first = [fields.ts(t, "a") for t in texts]
+    assert first == [fields.ts(t, "b") for t in texts]  # the second round from the cache
+    assert fields._text_ns.cache_info().hits == len(texts)
+    assert first[0] == 1772359200 * 10**9 and first[1] == first[0] + 123456789
+    assert first[2] == first[0] - 2 * 3600 * 10**9 and first[3] == first[0] + 5 * 10**8 + 5400 * 10**9
+    for bad, why in (("2026-13-01T00:00:00Z", "is not a valid date"), ("nope", "is not a timestamp"),
+                     ("9999-01-01T00:00:00Z", "is out of the representable time range")):
+        for field in ("requestReceivedTimestamp", "metadata.creationTimestamp"):
+            with pytest.raises(RecordError, match=f"^'{re.escape(field)}' {why}"):
+                fields.ts(bad, field)
