@@ -129,7 +129,25 @@ def enabled() -> bool:
 
 def text(value: str | None) -> str | None:
     """Redact tokens, passwords and bearer credentials inside free text (args, URLs, messages)."""
-    if not value or not _enabled or not _maybe_secret(value):
+    if not value or not _enabled:
+        return value
+    if len(value) <= _CACHED_CHARS:
+        return _short_text(value)
+    return _text(value)
+
+
+#: Texts up to this long are redacted once and remembered (:func:`_short_text`): names, images, paths,
+#: arguments and URLs repeat from record to record.
+_CACHED_CHARS = 256
+
+
+@lru_cache(maxsize=32768)
+def _short_text(value: str) -> str:
+    return _text(value)
+
+
+def _text(value: str) -> str:
+    if not _maybe_secret(value):
         return value
     for pattern, repl in _TEXT_PATTERNS:
         value = pattern.sub(repl, value)
