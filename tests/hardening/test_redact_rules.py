@@ -196,3 +196,18 @@ def test_subtree_check_on_each_word_in_each_role_at_each_depth() -> None:
                 checked += got != obj
                 node = {"level": [node] if depth % 2 else node}
     assert checked > 100
+
+
+def test_remembered_texts_follow_the_opt_out() -> None:
+    """Short texts are redacted once and remembered; turning redaction off (and on again) still applies at once."""
+    value = "--token=abc123 --port 80"
+    assert redact.text(value) == f"--token={MARK} --port 80"
+    assert redact.text(value) == f"--token={MARK} --port 80"  # remembered
+    redact.set_enabled(False, reason="test")
+    try:
+        assert redact.text(value) == value
+    finally:
+        redact.set_enabled(True)
+    assert redact.text(value) == f"--token={MARK} --port 80"
+    long = "x" * 300 + " " + value  # past the remembered length: redacted each time
+    assert redact.text(long) == "x" * 300 + f" --token={MARK} --port 80"
