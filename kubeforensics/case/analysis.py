@@ -135,8 +135,10 @@ class AnalysisMixin:
             # parents come from their parent_* columns), not the whole case in memory.
             procs = self.table("processes", pod=selector["pod"], namespace=selector.get("namespace"))
             return process_tree(self._with_ancestors(procs), **selector)
-        ctx = self._context()
-        return process_tree(ctx.t["processes"], resolver=ctx.resolver, **selector)
+        # Any other selector, or none (the whole case): the processes table (normalised by build_nodes, as
+        # in the correlation context: per table) and the resolver built from storage (:attr:`entities`),
+        # not every table.
+        return process_tree(self.table("processes"), resolver=self.entities, **selector)
 
     def _with_ancestors(self, procs: pd.DataFrame, rounds: int = 16) -> pd.DataFrame:
         """Add the events of the processes' ancestors outside the pod (runc, the shim, containerd),

@@ -280,3 +280,27 @@ def test_findings_cli_from_the_cache_in_both_formats(escape_case: kf.Case) -> No
     assert {"rule_id", "title", "severity", "techniques", "first_seen", "last_seen", "namespace", "pod", "actor",
             "event_ids", "summary"} <= set(rows[0])
     assert any("T1611" in row["techniques"] for row in rows)
+
+
+@pytest.mark.parametrize("scenario", ["container-escape", "miner", "stolen-credentials"])
+def test_other_process_trees_read_only_the_processes(tmp_path: Path, scenario: str) -> None:
+    """The whole-case tree and the trees by container id or exec id: built from the processes table and the
+    resolver from storage (no other table loaded), equal to the trees of the whole correlation context."""
+    from kubeforensics.correlate import Context, process_tree
+
+    case = kf.Case.create(tmp_path / "case")
+    case.ingest([Path(__file__).resolve().parents[2] / "sample_data" / scenario], progress=False)
+    ctx = Context(case.frames())
+    procs = ctx.t["processes"]
+    execs = procs.loc[procs["pod"] != "", "exec_id"]
+    cids = procs.loc[procs["container_id"] != "", "container_id"]
+    selectors = [{}, {"container_id": cids.iloc[0]}, {"container_id": cids.iloc[-1][:12]},
+                 {"exec_id": execs.iloc[len(execs) // 2]}, {"namespace": procs.loc[procs["pod"] != "", "namespace"].iloc[0]}]
+    for sel in selectors:
+        fresh = kf.open_case(case.path)
+        got = fresh.process_tree(**sel)
+        assert not hasattr(fresh, "_context_cache") and not hasattr(fresh, "_frames_cache"), sel
+        want = process_tree(ctx.t["processes"], resolver=ctx.resolver, **sel)
+        pd.testing.assert_frame_equal(got.to_frame(), want.to_frame(), obj=str(sel))
+        assert got.render_text() == want.render_text(), sel
+        assert len(got) > 0, sel
