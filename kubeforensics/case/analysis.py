@@ -9,7 +9,7 @@ added) because the timeline and the story both read them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,25 +37,28 @@ class AnalysisMixin:
     def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:  # provided by Case
         raise NotImplementedError
 
-    def _tables(self) -> dict[str, pd.DataFrame]:
-        cache = getattr(self, "_frames_cache", None)
-        stamp = self._stamp()
-        if cache is None or cache[0] != stamp:
-            cache = (stamp, self.frames())
-            self._frames_cache = cache
+    def _cached(self, attr: str, key: Any, build: Callable[[], Any]) -> Any:
+        """``build()``, kept in ``self.<attr>`` as ``(key, value)`` until the key changes."""
+        cache = getattr(self, attr, None)
+        if cache is None or cache[0] != key:
+            cache = (key, build())
+            setattr(self, attr, cache)
         return cache[1]
+
+    def _tables(self) -> dict[str, pd.DataFrame]:
+        return self._cached("_frames_cache", self._stamp(), self.frames)
 
     def _context(self) -> Any:
         """One correlation context per case state: normalised tables, resolver and process nodes
         are computed once and shared by story, links, blind spots and process trees."""
         from kubeforensics.correlate import Context
 
+        return self._cached("_context_cache", self._stamp(), lambda: Context(self._tables()))
+
+    def _loaded_context(self) -> Any | None:
+        """The correlation context when one is loaded for the case as it is now, else None."""
         cache = getattr(self, "_context_cache", None)
-        stamp = self._stamp()
-        if cache is None or cache[0] != stamp:
-            cache = (stamp, Context(self._tables()))
-            self._context_cache = cache
-        return cache[1]
+        return cache[1] if cache is not None and cache[0] == self._stamp() else None
 
     def _stamp(self) -> float:
         p = self.path / "manifest.json"
@@ -111,24 +114,22 @@ class AnalysisMixin:
         if findings is None:
             findings = self.findings()
         pods = interest_of(findings)
-        key = (self._stamp(), tuple(pods))
-        cache = getattr(self, "_story_cache", None)
-        if cache is None or cache[0] != key:
+
+        def build() -> Any:
             frames, counts = slim_frames(self.query, pods)
             left_out = trimmed(counts)
             if left_out:
                 log.info("story: repetitive baseline trimmed (rows left out per table: %s)", left_out)
-            cache = (key, Context(frames))
-            self._story_cache = cache
-        return cache[1]
+            return Context(frames)
+
+        return self._cached("_story_cache", (self._stamp(), tuple(pods)), build)
 
     def process_tree(self, **selector: Any) -> ProcessTree:
         """The exact process tree (``pod=``, ``namespace=``, ``container_id=`` or ``exec_id=``)."""
         from kubeforensics.correlate import process_tree
 
-        cache = getattr(self, "_context_cache", None)
-        if cache is not None and cache[0] == self._stamp():
-            ctx = cache[1]
+        ctx = self._loaded_context()
+        if ctx is not None:
             return process_tree(ctx.t["processes"], resolver=ctx.resolver, **selector)
         if selector.get("pod") and not selector.get("exec_id") and not selector.get("container_id"):
             # Push the pod filter down: a pod's tree needs only its own process events (the runtime
@@ -173,17 +174,12 @@ class AnalysisMixin:
         The resolver of the correlation context when one is loaded; else built from storage with DuckDB
         reducing the rows (:mod:`kubeforensics.case.entities_pushdown`: the same resolver, in memory that
         follows the variety of the case, not its size), cached per case state."""
-        stamp = self._stamp()
-        cache = getattr(self, "_context_cache", None)
-        if cache is not None and cache[0] == stamp:
-            return cache[1].resolver
-        cached = getattr(self, "_entities_cache", None)
-        if cached is None or cached[0] != stamp:
-            from kubeforensics.case.entities_pushdown import entities_from_storage
+        from kubeforensics.case.entities_pushdown import entities_from_storage
 
-            cached = (stamp, entities_from_storage(self.query))
-            self._entities_cache = cached
-        return cached[1]
+        ctx = self._loaded_context()
+        if ctx is not None:
+            return ctx.resolver
+        return self._cached("_entities_cache", self._stamp(), lambda: entities_from_storage(self.query))
 
     def links(self, **kwargs: Any) -> pd.DataFrame:
         """Cross-source links (exec session → processes, connect → flow, token → requests, ...)."""
