@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from kubeforensics.errors import RecordError, UnknownFormatError
 from kubeforensics.schema import TableSpec, to_arrow
-from kubeforensics.sources.records import Quarantined, Record, forget_document, iter_records, sha256_file
+from kubeforensics.sources.records import Quarantined, Record, iter_records, sha256_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -117,12 +117,14 @@ class ReadResult:
         return self.tables[name].to_pandas()
 
 
-def detect_format(path: str | Path, readers: Mapping[str, Reader]) -> str:
-    """Name of the reader that claims most of the first records; raises UnknownFormatError."""
+def detect_format(path: str | Path, readers: Mapping[str, Reader], *, keep: dict[str, Any] | None = None) -> str:
+    """Name of the reader that claims most of the first records; raises UnknownFormatError.
+
+    ``keep``: a whole-file document parsed to sniff it is kept there for the read that follows
+    (``iter_records(..., keep=)``); emptied when no reader claims the file."""
     votes: Counter[str] = Counter()
     seen = 0
-    forget_document()
-    for rec in iter_records(path, keep_document=True):  # a List document parsed here is read from memory next
+    for rec in iter_records(path, keep=keep):
         if isinstance(rec, Quarantined):
             continue
         seen += 1
@@ -136,7 +138,8 @@ def detect_format(path: str | Path, readers: Mapping[str, Reader]) -> str:
         if seen >= SNIFF_RECORDS:
             break
     if not votes:
-        forget_document()
+        if keep is not None:
+            keep.clear()
         what = "no JSON records" if seen == 0 else f"{seen} JSON records that no reader recognises"
         raise UnknownFormatError(
             f"{path}: unknown format ({what})",
@@ -165,7 +168,8 @@ class FileIngest:
         self.path = Path(path)
         self.readers = readers
         self.forced = fmt is not None
-        self.format = fmt or detect_format(self.path, readers)
+        self._kept: dict[str, Any] = {}  # a List document parsed by format detection, for batches() to read
+        self.format = fmt or detect_format(self.path, readers, keep=self._kept)
         if self.format not in readers:
             raise UnknownFormatError(f"unknown format {self.format!r}", hint=f"choose one of {sorted(readers)}")
         self.evidence = evidence or self.path.name
@@ -222,7 +226,8 @@ class FileIngest:
                 return
             only_lines = bulk.python_lines
             from_line = None if bulk.complete else max(bulk.next_line, 1)
-        for rec in iter_records(self.path, self.evidence, only_lines=only_lines, from_line=from_line):
+        kept, self._kept = self._kept or None, {}
+        for rec in iter_records(self.path, self.evidence, only_lines=only_lines, from_line=from_line, keep=kept):
             acc.records += 1
             if isinstance(rec, Quarantined):
                 self._quarantine(rec)

@@ -199,12 +199,6 @@ class _LineSkipper:
             self._buf, self._pos = self._buf[self._pos:] + more, 0
 
 
-#: The last whole-file document parsed with ``keep_document=True``: ``(file identity, (document, bytes))``.
-#: Format detection parses a List document to sniff its first items; the read that follows takes the
-#: parsed document from here instead of parsing the same bytes again (one entry, taken once).
-_kept_document: tuple[tuple[Any, ...], tuple[Any, bytes]] | None = None
-
-
 def _identity(path: str | Path) -> tuple[Any, ...] | None:
     try:
         st = Path(path).stat()
@@ -213,19 +207,13 @@ def _identity(path: str | Path) -> tuple[Any, ...] | None:
     return (str(Path(path).resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def forget_document() -> None:
-    """Drop the document kept by ``iter_records(..., keep_document=True)``."""
-    global _kept_document
-    _kept_document = None
-
-
 def iter_records(
     path: str | Path,
     evidence: str | None = None,
     *,
     only_lines: Container[int] | None = None,
     from_line: int | None = None,
-    keep_document: bool = False,
+    keep: dict[str, Any] | None = None,
 ) -> Iterator[Record | Quarantined]:
     """Yield every record of an evidence file, in order.
 
@@ -236,14 +224,16 @@ def iter_records(
     nor checked for length: in an uncompressed file they are skipped a chunk at
     a time (when ``only_lines`` can be iterated), in a gzip file line by line (so
     that a damaged stream is reported after the same line as in a full read).
-    Both are ignored for whole-file JSON documents.  ``keep_document`` keeps a
-    whole-file document once parsed, for the next ``iter_records`` of the same,
-    unchanged file (see :data:`_kept_document`; format detection sets it).
+    Both are ignored for whole-file JSON documents.  ``keep`` is a dict shared by
+    format detection and the read that follows (see ``FileIngest``): a whole-file
+    document parsed here is kept in it, and the next ``iter_records`` given the
+    same dict takes it from there, once, while the file is unchanged, instead of
+    parsing the same bytes again.
     """
-    global _kept_document
-    ident = _identity(path)
-    if _kept_document is not None and ident is not None and _kept_document[0] == ident:
-        (obj, data), _kept_document = _kept_document[1], None
+    ident = _identity(path) if keep is not None else None
+    if keep and ident is not None and keep.get("file") == ident:
+        obj, data = keep.pop("doc")
+        keep.clear()
         yield from _expand(obj, 1, evidence or str(path), data)
         return
     restricted = only_lines is not None or from_line is not None
@@ -258,7 +248,7 @@ def iter_records(
             first = b""
         head = first[3:] if first.startswith(BOM) else first
         if head.lstrip()[:1] == b"[" or _is_multiline_document(head):
-            yield from _whole_document(f, evidence, ident if keep_document else None)
+            yield from _whole_document(f, evidence, keep, ident)
             return
         reader: Any = f
         targets: list[int] | None = None  # the wanted lines before first_all, in order, when skipping
@@ -334,8 +324,8 @@ def _is_multiline_document(head: bytes) -> bool:
     return b"\n" in text and first_line.count(b"{") > first_line.count(b"}")
 
 
-def _whole_document(f: IO[bytes], evidence: str, keep: tuple[Any, ...] | None = None) -> Iterator[Record | Quarantined]:
-    global _kept_document
+def _whole_document(f: IO[bytes], evidence: str, keep: dict[str, Any] | None = None,
+                    ident: tuple[Any, ...] | None = None) -> Iterator[Record | Quarantined]:
     try:
         data = f.read(MAX_DOCUMENT_BYTES + 1)
     except (OSError, EOFError, zlib.error) as exc:
@@ -355,8 +345,9 @@ def _whole_document(f: IO[bytes], evidence: str, keep: tuple[Any, ...] | None = 
         # Maybe it is JSON lines after all, with a pretty-printed first record: fall back to lines.
         yield from _lines_of(data, evidence, _json_reason(data, exc))
         return
-    if keep is not None:
-        _kept_document = (keep, (obj, data))
+    if keep is not None and ident is not None:
+        keep.clear()
+        keep.update(file=ident, doc=(obj, data))
     yield from _expand(obj, 1, evidence, data)
 
 

@@ -398,7 +398,7 @@ def test_list_document_is_parsed_once_for_detection_and_reading(tmp_path, monkey
     detected = FileIngest(path, READERS)
     got = {spec.name: t for spec, t in detected.batches()}  # (300 rows: one batch)
     assert detected.format == "k8s-objects" and counting.documents == 1
-    assert records._kept_document is None  # taken once, not kept
+    assert detected._kept == {}  # taken once, not kept
     forced = FileIngest(path, READERS, "k8s-objects", evidence_id=detected.evidence_id)
     want = {spec.name: t for spec, t in forced.batches()}
     assert counting.documents == 2  # nothing kept for a forced read: parsed again
@@ -412,23 +412,24 @@ def test_kept_document_is_not_used_for_a_changed_file(tmp_path):
 
     path = tmp_path / "pods.json"
     path.write_text(json.dumps(_pod_list(50), indent=1))
-    assert detect_format(path, READERS) == "k8s-objects"
-    assert records._kept_document is not None
+    kept: dict = {}
+    assert detect_format(path, READERS, keep=kept) == "k8s-objects"
+    assert len(kept["doc"][0]["items"]) == 50
     path.write_text(json.dumps(_pod_list(60, image="evil:2"), indent=1))  # replaced between detection and reading
-    recs = list(records.iter_records(path))
+    recs = list(records.iter_records(path, keep=kept))
     assert len(recs) == 60 and recs[0].obj["spec"]["containers"][0]["image"] == "evil:2"
-    records.forget_document()
 
 
 def test_unknown_format_keeps_no_document(tmp_path):
-    from kubeforensics.sources import READERS, records
+    from kubeforensics.sources import READERS
     from kubeforensics.sources.base import detect_format
 
     path = tmp_path / "other.json"
     path.write_text(json.dumps([{"something": i, "else": "x" * 100} for i in range(100)]))
+    kept: dict = {}
     with pytest.raises(UnknownFormatError):
-        detect_format(path, READERS)
-    assert records._kept_document is None
+        detect_format(path, READERS, keep=kept)
+    assert kept == {}
 
 
 def test_timestamp_texts_are_cached_with_their_problems_named_per_field():
