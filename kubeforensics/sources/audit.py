@@ -25,7 +25,7 @@ API servers, ``generateName``) it falls back to the created object's
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -406,19 +406,21 @@ def event_row(ev: Mapping[str, Any], wrapper: str = "", timestamp_label: str = "
 
 
 def object_columns(
-    row: Row, ro: Any, resp: Any, uri: str | None, resource: str | None, subresource: str | None, verb: str | None
+    row: Row, ro: Any, resp: Any, uri: str | None, resource: str | None, subresource: str | None, verb: str | None,
+    *, pod_cols: Callable[[Mapping[str, Any], Row], None] = pod_columns,
 ) -> None:
     """Fill the exec/attach, ``pod_*`` and created-``name`` columns of ``row`` from the request and response.
 
     Shared by :func:`event_row` and the bulk path (:mod:`kubeforensics.sources.audit_fast`);
-    ``row`` must hold ``name`` (None when objectRef has none).
+    ``row`` must hold ``name`` (None when objectRef has none).  ``pod_cols`` fills the ``pod_*``
+    columns from a pod spec (:func:`pod_columns`; the bulk path passes a memo of it).
     """
     if subresource in _STREAM_SUBRESOURCES:
         _exec_columns(uri, ro, row)
     elif ro.__class__ is dict:
         spec = pod_spec_of(ro, resource)
         if spec is not None:
-            pod_columns(spec, row)
+            pod_cols(spec, row)
         elif ro.get("kind") == "Binding":  # pods/binding: the scheduler placing a pod on a node
             target = ro.get("target")
             if isinstance(target, dict) and isinstance(target.get("name"), str):

@@ -417,7 +417,7 @@ class _Memo:
     def __init__(self) -> None:
         self.queries: dict[str, str] = {}
         self.execs: dict[str | None, tuple[Any, ...]] = {}
-        self.specs: dict[bytes, tuple[Any, ...]] = {}
+        self.specs: dict[bytes, dict[str, Any]] = {}
 
     def safe_uri(self, uri: str) -> str:
         from kubeforensics.sources import audit
@@ -448,19 +448,18 @@ class _Memo:
             got = self.execs[key] = tuple(row.get(c) for c in _CELL_COLUMNS)
         return got
 
-    def pod_cells(self, spec: Mapping[str, Any]) -> tuple[Any, ...]:
-        """The cells of an event whose request object holds the pod spec ``spec`` (``audit.pod_columns``)."""
+    def pod_columns(self, spec: Mapping[str, Any], row: dict[str, Any]) -> None:
+        """``audit.pod_columns``, once per distinct pod spec (the ``pod_cols`` of ``audit.object_columns``)."""
         from kubeforensics.sources import audit
 
-        key = orjson.dumps(spec)  # equal text, equal spec: the cells depend on nothing else
+        key = orjson.dumps(spec)  # equal text, equal spec: the columns depend on nothing else
         got = self.specs.get(key)
         if got is None:
             if len(self.specs) >= MEMO_ENTRIES:
                 self.specs.clear()
-            row: dict[str, Any] = {}
-            audit.pod_columns(spec, row)
-            got = self.specs[key] = tuple(row.get(c) for c in _CELL_COLUMNS)
-        return got
+            got = self.specs[key] = {}
+            audit.pod_columns(spec, got)
+        row.update(got)
 
 
 #: Distinct queries remembered by :class:`_Memo` before it starts afresh.
@@ -472,10 +471,10 @@ _CELL_COLUMNS = _OBJECT_COLUMNS[1:]
 def _object_cells(t: pa.Table, raw_uri: pa.Array, cols: dict[str, Any], memo: _Memo | None = None) -> None:
     """exec/attach and request-object columns through the reference code (``audit.object_columns``).
 
-    Each row's cells (all of :data:`_OBJECT_COLUMNS` but ``name``) are one tuple;
-    rows with equal cells share it (exec commands by query, pod specs by their
-    serialised spec: the replicas of a workload are created from one template),
-    and the columns are built from the tuples at the end.
+    Each row's cells (all of :data:`_OBJECT_COLUMNS` but ``name``) are one tuple
+    (exec commands' shared per query), and the columns are built from the tuples
+    at the end; the ``pod_*`` columns are computed once per distinct pod spec
+    (:meth:`_Memo.pod_columns`: the replicas of a workload are created from one template).
     """
     from kubeforensics.sources import audit
 
@@ -500,17 +499,10 @@ def _object_cells(t: pa.Table, raw_uri: pa.Array, cols: dict[str, Any], memo: _M
         if sub in stream and ro_txt[k] is None and resp_txt[k] is None:  # name stays: not a create of an object
             cells.append(memo.exec_cells(uris[k], names[k], resources[k], sub, verbs[k]))
             continue
-        ro = loads(ro_txt[k]) if ro_txt[k] is not None else None
-        spec = audit.pod_spec_of(ro, resources[k]) if sub not in stream and ro.__class__ is dict else None
-        if spec is not None:  # what object_columns does for a pod spec, with pod_columns once per distinct spec
-            cells.append(memo.pod_cells(spec))
-            if names[k] is None and verbs[k] == "create" and sub is None:
-                resp = loads(resp_txt[k]) if resp_txt[k] is not None else None
-                names[k] = audit._created_name(resp) or audit._created_name(ro)
-            continue
         row: dict[str, Any] = {"name": names[k]}
+        ro = loads(ro_txt[k]) if ro_txt[k] is not None else None
         resp = loads(resp_txt[k]) if resp_txt[k] is not None else None
-        audit.object_columns(row, ro, resp, uris[k], resources[k], sub, verbs[k])
+        audit.object_columns(row, ro, resp, uris[k], resources[k], sub, verbs[k], pod_cols=memo.pod_columns)
         names[k] = row["name"]
         cells.append(tuple(row.get(c) for c in _CELL_COLUMNS))
     n = t.num_rows
