@@ -71,7 +71,7 @@ def to_table(findings: pd.DataFrame, out: TextIO) -> None:
         first = pd.Timestamp(rec["first_seen"]).strftime("%Y-%m-%d %H:%M:%S") if pd.notna(rec["first_seen"]) else "?"
         techs = ",".join(rec["techniques"] or [])
         summary = " ".join(str(rec["summary"]).split())  # one line, whatever the evidence contained
-        out.write(f"{str(rec['severity']):<9} {first:<20} {rec['rule_id'][:12]:<12} {techs[:20]:<20} {rec['count']:>5}  {summary}\n")
+        out.write(f"{rec['severity']!s:<9} {first:<20} {rec['rule_id'][:12]:<12} {techs[:20]:<20} {rec['count']:>5}  {summary}\n")
     counts = findings["severity"].astype(str).value_counts()
     out.write("\n" + ", ".join(f"{counts.get(s.label, 0)} {s.label}" for s in reversed(Severity)) + f" ({len(findings)} findings)\n")
 
@@ -79,7 +79,6 @@ def to_table(findings: pd.DataFrame, out: TextIO) -> None:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run ``findings``; returns the exit status (0 ok, 2 bad input)."""
     from kubeforensics.case import open_case
-    from kubeforensics.detect.engine import run_rules
     from kubeforensics.detect.tuning import TuningConfig
     from kubeforensics.errors import KubeforensicsError
 
@@ -91,10 +90,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 2
     try:
         case = open_case(args.case)
+        # The default run is cached in the case (feeds timeline and story).  Sigma rules and a tuning
+        # file run the same way, one storage slice at a time: never the whole case in memory.
         if args.sigma is None and args.config is None:
-            findings = case.findings()  # the default run is cached in the case (feeds timeline and story)
+            findings = case.findings()
         else:
-            findings = run_rules(case.frames(), sigma=args.sigma, config=TuningConfig.load(args.config))
+            findings = case.findings(sigma=args.sigma, config=TuningConfig.load(args.config))
     except KubeforensicsError as exc:
         sys.stderr.write(f"kubeforensics findings: {exc}\n")
         return 2

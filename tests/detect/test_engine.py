@@ -127,6 +127,39 @@ def test_cli_run_on_a_case(tmp_path, conformance):
     assert any(r["rule_id"] == "KF-AUD-005" and r["pod"] == "nginx-deployment-7998647bdf-phvq7" for r in recs)
 
 
+def test_cli_sigma_and_tuning_read_the_case_by_slices(tmp_path, conformance, monkeypatch):
+    """``findings --sigma DIR --config FILE`` runs like the default: storage slices, never the whole case."""
+    from pathlib import Path
+
+    from kubeforensics.case import Case
+    from kubeforensics.detect.cli import run
+
+    root = Path(__file__).resolve().parents[2]
+    case = Case.create(tmp_path / "case")
+    case.ingest([root / "sample_data" / "container-escape",
+                 conformance / "audit" / "falco-trace-files" / "exec_pod.json"], progress=False)
+    cfg_file = tmp_path / "tuning.yaml"
+    cfg_file.write_text("disabled_rules: [KF-AUD-005]\n")
+    sigma = conformance / "sigma-kubernetes"
+    whole = run_rules(case.frames(), sigma=sigma, config=TuningConfig.load(cfg_file))
+    assert len(whole) and not (whole["rule_id"] == "KF-AUD-005").any()
+    assert whole["rule_id"].str.startswith("SIGMA-").any()
+
+    def whole_case(*a, **k):
+        raise AssertionError("findings --sigma/--config loaded the whole case")
+
+    monkeypatch.setattr(Case, "frames", whole_case)
+    p = argparse.ArgumentParser()
+    configure(p)
+    out = io.StringIO()
+    args = ["--case", str(case.path), "--format", "jsonl", "--min-severity", "info", "--sigma", str(sigma),
+            "--config", str(cfg_file)]
+    assert run(p.parse_args(args), out) == 0
+    got = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert sorted((r["rule_id"], r["pod"] or "", r["count"]) for r in got) == sorted(
+        (r.rule_id, r.pod or "", r.count) for r in whole.itertuples())
+
+
 def test_rule_failure_is_reported_not_raised():
     class Broken:
         meta = RULES["KF-AUD-005"].meta
