@@ -42,6 +42,7 @@ path quarantines the line as invalid JSON.  Tetragon never writes such JSON.
 from __future__ import annotations
 
 import logging
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -214,6 +215,9 @@ def _line_hits(line: bytes) -> int:
             + (1 if b"\\u" in line else 0))
 
 
+_LINE_START = np.frombuffer(b'{"process_', dtype=np.uint8)
+
+
 class _Scan:
     """Line numbers of the non-blank lines and the lines that must go record by record."""
 
@@ -225,29 +229,46 @@ class _Scan:
         self.pieces: list[np.ndarray | range] = []  # non-blank line numbers, per block
         self.blank = False
         self.odd: list[int] = []  # non-blank lines whose key count is not exactly one
+        self._eq = np.zeros(0, dtype=bool)  # scratch for the newline search, reused
 
-    def block(self, body: bytes, first: bool) -> bool:
-        """Account for a block of whole lines; False when the file is not JSON lines of objects."""
-        if self.starts is None:
-            n = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
-        else:  # the newlines at once (numpy), for a SeekCursor; n from them
-            nl = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10).astype(np.int64)
-            n = len(nl) + (0 if body.endswith(b"\n") else 1)
-            self.starts.append(np.concatenate([np.zeros(1, dtype=np.int64), nl + 1])[:n] + self.base)
-        self.base += len(body)
-        starts = body.count(b'\n{"process_') + body.startswith(b'{"process_')
-        if starts == n and body.count(_KEY) == n and b"\\" not in body:
+    def block(self, buf: bytes | bytearray, first: bool, start: int = 0, end: int | None = None) -> bool:
+        """Account for the whole lines ``buf[start:end]``; False when the file is not JSON lines of objects."""
+        end = len(buf) if end is None else end
+        size = end - start
+        if size <= 0:
+            return True
+        if len(self._eq) < size:
+            self._eq = np.empty(max(size, _CHUNK), dtype=bool)
+        data = np.frombuffer(buf, dtype=np.uint8, count=size, offset=start)
+        nl = np.flatnonzero(np.equal(data, 10, out=self._eq[:size]))
+        closed = len(nl) > 0 and int(nl[-1]) == size - 1
+        n = len(nl) + (0 if closed else 1)
+        # where each line starts (relative to ``start``): 0, then after each newline but the last one's
+        heads = np.empty(n, dtype=np.int64)
+        heads[0] = 0
+        heads[1:] = nl[: n - 1] + 1
+        if self.starts is not None:
+            self.starts.append(heads + self.base)
+        self.base += size
+        w = len(_LINE_START)
+        if (
+            int(heads[-1]) + w <= size
+            and bool((data[heads[:, None] + np.arange(w)] == _LINE_START).all())
+            and buf.count(_KEY, start, end) == n
+            and buf.find(b"\\", start, end) < 0
+        ):
             # every line starts with an event key and holds no other "process_ and no escape: clean
+            # (each line is at least as long as the key, so the gather stays inside the block)
             self.pieces.append(range(self.physical + 1, self.physical + n + 1))
             self.count += n
             self.physical += n
             return True
         numbers: list[int] = []
-        for k, data in enumerate(body.split(b"\n")[:n]):
-            if first and k == 0 and data.startswith(BOM):
-                data = data[3:]
+        for k, text in enumerate(bytes(buf[start:end]).split(b"\n")[:n]):
+            if first and k == 0 and text.startswith(BOM):
+                text = text[3:]
             line = self.physical + k + 1
-            s = data.strip()
+            s = text.strip()
             if not s:
                 self.blank = True
                 continue
@@ -274,12 +295,59 @@ class _Scan:
         return _Lines(self.count, np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
 
 
+_NOT_SPACE = re.compile(rb"[^ \t\n\r\x0b\x0c]")  # what ``bytes.lstrip()`` stops at
+
+
+def _read_blocks(f: Any, st: _Scan) -> bool:
+    """Feed the whole lines of ``f`` to ``st`` a chunk at a time; False when it is not JSON lines of objects
+    (a JSON array or a multi-line document, judged on the first chunk; a line that is not an object).
+
+    The chunks are read into one reused buffer (no fresh memory per chunk, no copy
+    of it): the whole lines of a chunk go to :meth:`_Scan.block` in place, and only
+    the line cut at its end is copied, to be completed by the next chunk.
+    """
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
+    carry: list[bytes] = []  # the start of a line cut by the end of the previous chunk(s)
+    first = True
+    size = f.readinto(view)
+    if size:
+        skip = 3 if buf.startswith(BOM, 0, size) else 0
+        lead = _NOT_SPACE.search(buf, skip, size)
+        if (lead is not None and buf[lead.start()] == ord("[")) or _is_multiline_document(
+            bytes(view[skip : min(size, skip + 4096)])
+        ):
+            return False
+    while size:
+        start = 0
+        if carry:
+            nl = buf.find(b"\n", 0, size)
+            if nl < 0:  # a line longer than a chunk
+                carry.append(bytes(view[:size]))
+                size = f.readinto(view)
+                continue
+            if not st.block(b"".join(carry) + bytes(view[: nl + 1]), first):
+                return False
+            first, carry, start = False, [], nl + 1
+        end = buf.rfind(b"\n", start, size) + 1
+        if end > start:
+            if not st.block(buf, first, start, end):
+                return False
+            first = False
+        else:
+            end = start
+        if end < size:
+            carry.append(bytes(view[end:size]))
+        size = f.readinto(view)
+    return not carry or st.block(b"".join(carry), first)
+
+
 def scan(path: Path, *, offsets: bool = False) -> tuple[_Lines, np.ndarray, np.ndarray | None] | None:
     """One streaming pass: where the non-blank lines are, and which lines hold other than one event key.
 
     A block of lines where every line starts with ``{"process_``, ``"process_``
-    occurs once per line and no backslash occurs is clean as a whole (counted
-    with ``bytes.count``); any other block is checked line by line.  Returns
+    occurs once per line and no backslash occurs is clean as a whole (with numpy
+    and ``bytearray.count``); any other block is checked line by line.  Returns
     ``(lines, odd, starts)``, ``odd`` the sorted line numbers whose text has no or
     several top-level-key candidates (declined), ``starts`` where each line
     starts (with ``offsets``, for an uncompressed file: the batch checks then
@@ -289,21 +357,7 @@ def scan(path: Path, *, offsets: bool = False) -> tuple[_Lines, np.ndarray, np.n
     st = _Scan(offsets)
     try:
         with open_evidence(path) as f:
-            data = f.read(_CHUNK)
-            head = data[3:] if data.startswith(BOM) else data
-            if head.lstrip()[:1] == b"[" or _is_multiline_document(head[:4096]):
-                return None
-            carry, first = b"", True
-            while data:
-                buf = carry + data if carry else data
-                end = buf.rfind(b"\n") + 1
-                if end:
-                    if not st.block(buf[:end], first):
-                        return None
-                    first = False
-                carry = buf[end:]
-                data = f.read(_CHUNK)
-            if carry and not st.block(carry, first):
+            if not _read_blocks(f, st):
                 return None
     except (OSError, EOFError, ValueError, zlib.error) as exc:  # the per-record path explains
         log.debug("bulk scan of %s failed: %s", path, exc)
