@@ -193,7 +193,9 @@ def build_timeline(
     if findings is not None and len(findings) and len(df):
         df = annotate(df, findings)
     if merge_sources and len(df):
-        df = merge_same_event(df, case.links(kinds=["connect_flow", "alert_process"]))
+        from kubeforensics.timeline.merge import merge_links
+
+        df = merge_same_event(df, merge_links(case, df))
     if collapse or hide_baseline:
         from kubeforensics.correlate import collapse_noise
 
