@@ -29,6 +29,10 @@ implementation.  Declined are
   might read differently (``0``, ``false``); ``l4`` other than one protocol
   object (ports and flags in Hubble's field order); lists holding nulls.
 
+``l4`` is mapped per batch in numpy, not in SQL (:func:`_l4_columns`): its JSON
+text with the digits of each number after a ``:`` written as U+0001 is a *template*, and the
+few distinct templates of a batch are checked and mapped once each.
+
 The rows stream out in batches of at most :data:`BATCH_ROWS`, which DuckDB
 computes in a thread two batches ahead of the consumer.  The line mapping and
 the part-way stop (malformed JSON, duplicate keys, wrong JSON type of a
@@ -52,6 +56,7 @@ invalid JSON.  Hubble never writes such JSON.
 from __future__ import annotations
 
 import logging
+import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,18 +135,24 @@ _HEADERS_DECLINE_RE2 = (
     r"(?i)authorization|cookie|x-api-key|x-auth-token|token|secret|passw|api[-_]?key|session|credential|"
     + _REDACT_RE2
 )
-#: ``l4`` with a ported protocol: ports and flags, each optional, in Hubble's (protobuf) field order.
-_L4_PORTED_RE2 = (
-    r'^\{"(TCP|UDP|SCTP)":\{(?:"source_port":(\d{1,10}))?,?(?:"destination_port":(\d{1,10}))?,?'
-    r'(?:"flags":(\{[^{}]*\}))?\}\}$'
+#: ``l4`` is read as DuckDB's JSON text and mapped per batch (:func:`_l4_columns`) on its *template*: the
+#: text with each number that follows a ``:`` written as ``\x01`` characters, one per digit (JSON text
+#: holds no raw control character), so that the few distinct templates of a batch are checked once each.
+#: A ported protocol: ports (1 to 10 digits) and flags, each optional, in Hubble's (protobuf) field order ...
+_L4_PORTED = re.compile(
+    r'\{"(TCP|UDP|SCTP)":\{(?:"source_port":(\x01{1,10}))?,?(?:"destination_port":(\x01{1,10}))?,?'
+    r'(?:"flags":(\{[^{}]*\}))?\}\}'
 )
-#: ``l4`` with any other protocol (ICMPv4, ICMPv6, ...): one key, an object without nested values.
-_L4_OTHER_RE2 = r'^\{"([A-Za-z0-9_]+)":\{[^{}\[\]]*\}\}$'
-#: TCP flags in Hubble's field order, each at most once (DuckDB's JSON text keeps duplicate keys).
-_FLAGS_RE2 = "^\\{" + ",?".join(f'(?:"{f}":(?:true|false))?' for f in TCP_FLAGS) + "\\}$"
+#: ... any other protocol (ICMPv4, ICMPv6, ...): one key, an object without nested values ...
+_L4_OTHER = re.compile(r'\{"([A-Za-z0-9_]+)":\{[^{}\[\]]*\}\}')
+#: ... TCP flags in Hubble's field order, each at most once (DuckDB's JSON text keeps duplicate keys).
+_FLAGS = re.compile("\\{" + ",?".join(f'(?:"{f}":(?:true|false))?' for f in TCP_FLAGS) + "\\}")
+#: The columns :func:`_l4_columns` gives.
+_L4_OUT = ("protocol", "src_port", "dst_port", "tcp_flags")
+_INT32_MAX = 2**31 - 1
 _INT_RE2 = r"^-?\d{1,18}$"
 #: The ``flows`` columns the query computes (the provenance columns and ``time`` are added per batch).
-_OUT = [c for c in FLOWS.names if c not in ("event_id", "time", "evidence", "line")]
+_OUT = [c for c in FLOWS.names if c not in ("event_id", "time", "evidence", "line", *_L4_OUT)]
 
 
 def _lit(s: str) -> str:
@@ -193,7 +204,6 @@ def _sql(path: str, gzip: bool, envelopes: bool) -> str:
     # Text columns of the output are checked per batch (``_odd_rows``); these are read but not output as such.
     texts = [f("source_service") + ".name", f("source_service") + ".namespace",
              f("destination_service") + ".name", f("destination_service") + ".namespace"]
-    flags = ", ".join(f"CASE WHEN contains(l4m.fl, '\"{k}\":true') THEN '{k}' END" for k in TCP_FLAGS)
     ok = " AND ".join([
         "is_flow", "items IS NULL", "time_ns IS NOT NULL",
         f"NOT regexp_matches(concat_ws(chr(31), {', '.join(texts)}), {_lit(_ODD_RE2)})",
@@ -204,10 +214,6 @@ def _sql(path: str, gzip: bool, envelopes: bool) -> str:
         f"(http_url IS NULL OR NOT regexp_matches(http_url, {_lit(_REDACT_RE2)}))",
         (f"(http_headers IS NULL OR (regexp_matches(http_headers, {_lit(_HEADERS_SHAPE_RE2)}) "
         f"AND NOT regexp_matches(http_headers, {_lit(_HEADERS_DECLINE_RE2)})))"),
-        ("(l4_raw IS NULL OR l4_raw IN ('{}', 'null') OR l4m.proto <> '' "
-        "OR (l4o <> '' AND l4o NOT IN ('TCP', 'UDP', 'SCTP')))"),
-        "(l4m.sp = '' OR src_port IS NOT NULL)", "(l4m.dp = '' OR dst_port IS NOT NULL)",
-        f"(l4m.fl = '' OR regexp_matches(l4m.fl, '{_FLAGS_RE2}'))",
         int_ok(f"{src_e}.identity", "src_identity"), int_ok(f"{dst_e}.identity", "dst_identity"),
         int_ok(f"{dns}.rcode", "dns_rcode"), int_ok(f"{http}.code", "http_code"),
     ])
@@ -220,9 +226,7 @@ WITH l4 AS (
     {is_flow} AS is_flow,
     CASE WHEN {t_flow} IS NULL OR {t_flow} = '' THEN "time" ELSE {t_flow} END AS t_txt,
     {f('drop_reason_desc')} AS drop_desc_raw, {f('drop_reason')} AS drop_raw,
-    coalesce({f('is_reply')}, {f('reply')}) AS reply_raw,
-    regexp_extract(l4_raw, '{_L4_PORTED_RE2}', ['proto', 'sp', 'dp', 'fl']) AS l4m,
-    regexp_extract(l4_raw, '{_L4_OTHER_RE2}', 1) AS l4o
+    coalesce({f('is_reply')}, {f('reply')}) AS reply_raw
   FROM l4
 ), cols AS (
   SELECT *,
@@ -237,10 +241,6 @@ WITH l4 AS (
     {f('traffic_direction')} AS traffic_direction,
     lower(reply_raw) = 'true' AS is_reply,
     {f('IP')}.source AS src_ip, {f('IP')}.destination AS dst_ip, {f('IP')}."ipVersion" AS ip_version,
-    CASE WHEN l4m.proto <> '' THEN l4m.proto WHEN l4o NOT IN ('', 'TCP', 'UDP', 'SCTP') THEN l4o END AS protocol,
-    TRY_CAST(nullif(l4m.sp, '') AS INTEGER) AS src_port,
-    TRY_CAST(nullif(l4m.dp, '') AS INTEGER) AS dst_port,
-    CASE WHEN l4m.fl NOT IN ('', '{{}}') THEN concat_ws(',', {flags}) END AS tcp_flags,
     {endpoint(src_e, 'src')},
     {endpoint(dst_e, 'dst')},
     {f('destination_names')} AS dst_names,
@@ -256,7 +256,7 @@ WITH l4 AS (
     "time" AS k_time, "node_name" AS k_node, {t_flow} AS k_ftime, {f('uuid')} AS k_uuid
   FROM raw
 )
-SELECT coalesce({ok}, false) AS ok, time_ns, {', '.join(_OUT)}, k_time, k_node, k_ftime, k_uuid
+SELECT coalesce({ok}, false) AS ok, time_ns, {', '.join(_OUT)}, l4_raw, k_time, k_node, k_ftime, k_uuid
 FROM cols
 """
 
@@ -355,8 +355,10 @@ def _stream(
         return bulk_lines.open_lines(path, gz, keys, scan_gz=scan_lines, scan=scan_plain, chunk=_CHUNK,
                                      max_line=MAX_OBJECT_BYTES)
 
+    memo: dict[str, _L4Info] = {}
+
     def convert(rb: pa.RecordBatch, offset: int, lines: _Lines) -> tuple[pa.Table, np.ndarray]:
-        return _convert(rb, offset, lines, evidence, evidence_id)
+        return _convert(rb, offset, lines, evidence, evidence_id, memo)
 
     yield from bulk_lines.stream(result, path, _sql(str(path), gz, envelopes), open_lines, convert,
                                  connect=_connect, batch_rows=BATCH_ROWS, name="hubble-bulk")
@@ -364,7 +366,7 @@ def _stream(
 
 #: Output columns holding text read by ``fields.text`` / ``fields.strings`` (checked by :func:`_odd_rows`).
 _TEXT_COLUMNS = [c.name for c in FLOWS.columns if c.type in ("str", "list<str>")
-                 and c.name not in ("event_id", "evidence", "src_service", "dst_service", "http_headers")]
+                 and c.name not in ("event_id", "evidence", "src_service", "dst_service", "http_headers", *_L4_OUT)]
 
 
 def _odd_rows(col: pa.Array) -> np.ndarray:
@@ -401,19 +403,122 @@ def _odd_rows(col: pa.Array) -> np.ndarray:
     return parents[idx] if parents is not None else idx
 
 
+#: What one ``l4`` template gives: (usable, protocol, TCP flags, index of the source port's number among
+#: the numbers of the text or -1, the same for the destination port).
+_L4Info = tuple[bool, "str | None", "str | None", int, int]
+_NO_L4: _L4Info = (True, None, None, -1, -1)
+_BAD_L4: _L4Info = (False, None, None, -1, -1)
+#: At most this many templates are remembered per stream (the memo starts afresh when full).
+MEMO_TEMPLATES = 4096
+
+
+def _l4_template(t: str) -> _L4Info:
+    """What an ``l4`` template (see :data:`_L4_PORTED`) gives, as the per-record path reads it: ``{}`` nothing;
+    one ported protocol with its ports and flags (flags in :data:`TCP_FLAGS` order, ``""`` when none is
+    true); one other protocol; anything else is declined."""
+    if t == "{}":
+        return _NO_L4
+    m = _L4_PORTED.fullmatch(t)
+    if m is not None:
+        proto, sp, dp, fl = m.groups()
+        if fl is not None and _FLAGS.fullmatch(fl) is None:
+            return _BAD_L4
+        flags = None if fl is None or fl == "{}" else ",".join(k for k in TCP_FLAGS if f'"{k}":true' in fl)
+        return True, proto, flags, 0 if sp else -1, (1 if sp else 0) if dp else -1
+    m = _L4_OTHER.fullmatch(t)
+    if m is not None and m.group(1) not in ("TCP", "UDP", "SCTP"):
+        return True, m.group(1), None, -1, -1
+    return _BAD_L4
+
+
+def _l4_columns(col: pa.Array, memo: dict[str, _L4Info]) -> tuple[np.ndarray, dict[str, pa.Array]]:
+    """``protocol``, ``src_port``, ``dst_port`` and ``tcp_flags`` from ``l4`` JSON texts (null: no ``l4``), and
+    which rows they are right for (the others are declined).
+
+    Each text becomes its template (:data:`_L4_PORTED`): the digits of every number after a ``:`` (found with
+    numpy on the string buffer) become U+0001, so a batch has a few distinct templates, each mapped once
+    (:func:`_l4_template`, remembered in ``memo``).  The ports are the numbers at the template's indices,
+    valid up to ``2**31 - 1``.
+    """
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    n = len(col)
+    valid = col.is_valid().to_numpy(zero_copy_only=False) if col.null_count else None
+    bufs = col.buffers()
+    wide = pa.types.is_large_string(col.type)
+    offsets = np.frombuffer(bufs[1], dtype=np.int64 if wide else np.int32)[col.offset:col.offset + n + 1]
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    data = (np.frombuffer(bufs[2], dtype=np.uint8)[lo:hi] if bufs[2] is not None else np.zeros(0, dtype=np.uint8))
+    starts = offsets[:-1] - lo
+    pos = np.flatnonzero((data - np.uint8(48)) < 10)  # digits
+    run = np.ones(len(pos), dtype=bool)  # where a run of digits starts
+    run[1:] = np.diff(pos) != 1
+    run_at = np.flatnonzero(run)
+    run_pos, run_len = pos[run_at], np.diff(np.append(run_at, len(pos)))
+    number = (run_pos > 0) & (data[np.maximum(run_pos - 1, 0)] == ord(":"))  # a run after ':' (a whole number)
+    num_pos, num_len = run_pos[number], run_len[number]
+    template = data.copy()
+    template[pos[np.repeat(number, run_len)]] = 1
+    values = np.zeros(len(num_pos), dtype=np.int64)  # the numbers (their first 10 digits: longer ones never match)
+    for k in range(min(10, int(num_len.max()) if len(num_len) else 0)):
+        more = num_len > k
+        values[more] = values[more] * 10 + (data[num_pos[more] + k] - 48)
+    rel = (offsets - lo).astype(np.int64 if wide else np.int32)
+    texts = pa.Array.from_buffers(col.type, n, [None, pa.py_buffer(rel), pa.py_buffer(template)])
+    enc = texts.dictionary_encode()
+    uniq = enc.dictionary.to_pylist()
+    infos = []
+    for t in uniq:
+        info = memo.get(t)
+        if info is None:
+            if len(memo) >= MEMO_TEMPLATES:
+                memo.clear()
+            info = memo[t] = _l4_template(t)
+        infos.append(info)
+    infos.append(_NO_L4)  # null: no l4
+    idx = enc.indices.to_numpy(zero_copy_only=False)
+    if valid is not None:
+        idx = np.where(valid, idx, len(uniq))
+    ok_t = np.array([i[0] for i in infos], dtype=bool)
+    proto_t = pa.array([i[1] for i in infos], type=pa.string())
+    flags_t = pa.array([i[2] for i in infos], type=pa.string())
+    ok_t[_odd_rows(proto_t)] = False
+    ok_t[_odd_rows(flags_t)] = False
+    ok = ok_t[idx]
+    take = pa.array(idx)
+    cols: dict[str, pa.Array] = {"protocol": proto_t.take(take), "tcp_flags": flags_t.take(take)}
+    first = np.searchsorted(num_pos, starts)  # the first number of each row
+    for name, at in (("src_port", 3), ("dst_port", 4)):
+        k = np.array([i[at] for i in infos], dtype=np.int64)[idx]
+        has = k >= 0
+        port = np.zeros(n, dtype=np.int64)
+        port[has] = values[first[has] + k[has]]
+        ok &= port <= _INT32_MAX
+        cols[name] = pa.array(port.astype(np.int32), mask=~has, type=pa.int32())
+    return ok, cols
+
+
 def _convert(
-    rb: pa.RecordBatch, offset: int, lines: _Lines, evidence: str, evidence_id: str
+    rb: pa.RecordBatch, offset: int, lines: _Lines, evidence: str, evidence_id: str,
+    memo: dict[str, _L4Info] | None = None,
 ) -> tuple[pa.Table, np.ndarray]:
     """One DuckDB batch -> (flows rows of its ordinary flows, line numbers of the declined ones)."""
     ok = rb.column("ok").to_numpy(zero_copy_only=False).copy()
     for name in _TEXT_COLUMNS:
         ok[_odd_rows(rb.column(name))] = False
+    l4_ok, l4 = _l4_columns(rb.column("l4_raw"), {} if memo is None else memo)
+    ok &= l4_ok
     rows = np.arange(offset, offset + rb.num_rows, dtype=np.int64)
     rejected = lines.of(rows[~ok])
-    t = pa.Table.from_batches([rb]).filter(pa.array(ok))
+    t = pa.Table.from_batches([rb])
+    if not ok.all():
+        keep = pa.array(ok)
+        t = t.filter(keep)
+        l4 = {k: v.filter(keep) for k, v in l4.items()}
     n = t.num_rows
     line = pa.array(lines.of(rows[ok]), type=pa.int64())
     cols: dict[str, Any] = {
+        **l4,
         "line": line,
         "event_id": pc.binary_join_element_wise(evidence_id, pc.cast(line, pa.string()), ":"),
         "evidence": pa.repeat(evidence, n),

@@ -164,6 +164,12 @@ EDGE_CASES: list[Any] = [
     fl(l4={"TCP": {"source_port": 4294967296}}), fl(l4={"TCP": {"source_port": 2147483648}}),
     fl(l4={"TCP": {"source_port": -1}}), fl(l4={"TCP": {"source_port": 80.0}}), fl(l4={"TCP": {"source_port": 8.5}}),
     fl(l4={"UDP": {"source_port": 1, "destination_port": 2, "flags": {"SYN": True}}}),
+    # l4 templates (numbers after ':' as \x01): port digits, the int32 bound, numbers elsewhere
+    fl(l4={"TCP": {"source_port": 12345678901, "destination_port": 80}}), fl(l4={"UDP": {"destination_port": 53}}),
+    fl(l4={"TCP": {"source_port": 2147483647, "destination_port": 65535, "flags": {"ACK": True}}}),
+    fl(l4={"TCP": {"source_port": 9999999999}}), fl(l4={"TCP": {"source_port": 1e3}}),
+    fl(l4={"ICMPv6": {"type": 128, "code": 12345678901}}), fl(l4={"VRRP": {"x": "a:123", "y": 7}}),
+    fl(l4={"Infinity": {}}), fl(l4={"nan": {"a": 1}}), tcp(flags={"SYN": 1}), tcp(flags={"SYN": True, "NS1": True}),
     # endpoints
     ep(labels=["k8s:app=x", None]), ep(labels=["k8s:app=x", 5]), ep(labels=[]), ep(labels=["reserved:host"]),
     ep(labels=["Io.cilium=1", "-x", "9lives", "nan", "inf", "[x]"]), ep(namespace=""), ep(pod_name=...),

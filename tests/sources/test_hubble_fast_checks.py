@@ -1,0 +1,119 @@
+"""The vectorised checks of the Hubble bulk path, one by one (``hubble_fast``'s consumer side).
+
+The differential tests (``test_hubble_fast.py``) compare whole files with the
+per-record path; these pin what each check accepts and declines, so that a
+check made looser or stricter fails here even where the per-record path would
+happen to give the same cell.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from kubeforensics.sources import hubble_fast
+
+
+def duck_l4(values: list[Any]) -> pa.Array:
+    """``l4`` texts as DuckDB renders them (compact JSON; None: no ``l4``)."""
+    return pa.array([None if v is None else json.dumps(v, separators=(",", ":")) for v in values], pa.string())
+
+
+def l4_rows(values: list[Any]) -> list[tuple[bool, Any, Any, Any, Any]]:
+    ok, cols = hubble_fast._l4_columns(duck_l4(values), {})
+    return list(zip(ok.tolist(), *(cols[c].to_pylist() for c in ("protocol", "src_port", "dst_port", "tcp_flags"))))
+
+
+#: (l4 value, (usable, protocol, src_port, dst_port, tcp_flags)); unusable rows' cells are not looked at.
+L4_CASES: list[tuple[Any, tuple[bool, Any, Any, Any, Any]]] = [
+    (None, (True, None, None, None, None)),
+    ({}, (True, None, None, None, None)),
+    ({"TCP": {"source_port": 32768, "destination_port": 8181, "flags": {"SYN": True}}},
+     (True, "TCP", 32768, 8181, "SYN")),
+    ({"TCP": {"source_port": 1, "destination_port": 2, "flags": {"SYN": True, "ACK": True}}},
+     (True, "TCP", 1, 2, "SYN,ACK")),
+    ({"TCP": {"source_port": 1, "destination_port": 2, "flags": {"SYN": False}}}, (True, "TCP", 1, 2, "")),
+    ({"TCP": {"source_port": 1, "destination_port": 2, "flags": {}}}, (True, "TCP", 1, 2, None)),
+    ({"UDP": {"source_port": 58384, "destination_port": 53}}, (True, "UDP", 58384, 53, None)),
+    ({"UDP": {"destination_port": 53}}, (True, "UDP", None, 53, None)),  # the only number is the destination
+    ({"SCTP": {"source_port": 9}}, (True, "SCTP", 9, None, None)),
+    ({"TCP": {}}, (True, "TCP", None, None, None)),
+    ({"TCP": {"source_port": 0, "destination_port": 2147483647}}, (True, "TCP", 0, 2147483647, None)),
+    ({"TCP": {"source_port": 1, "destination_port": 2147483648}}, (False, None, None, None, None)),  # > int32
+    ({"TCP": {"source_port": 9999999999}}, (False, None, None, None, None)),  # 10 digits, > int32
+    ({"TCP": {"source_port": 12345678901}}, (False, None, None, None, None)),  # 11 digits (first 10 < 2**31)
+    ({"TCP": {"source_port": -1}}, (False, None, None, None, None)),
+    ({"TCP": {"source_port": 80.5}}, (False, None, None, None, None)),
+    ({"TCP": {"source_port": "80"}}, (False, None, None, None, None)),
+    ({"TCP": {"destination_port": 80, "source_port": 1}}, (False, None, None, None, None)),  # not Hubble's order
+    ({"TCP": {"source_port": 1, "flags": {"SYN": 1}}}, (False, None, None, None, None)),
+    ({"TCP": {"source_port": 1, "flags": {"SYN": "true"}}}, (False, None, None, None, None)),
+    ({"TCP": {"source_port": 1, "flags": {"SYN": True, "XYZ": True}}}, (False, None, None, None, None)),
+    ({"ICMPv4": {"type": 8, "code": 0}}, (True, "ICMPv4", None, None, None)),  # a digit in the key stays
+    ({"ICMPv6": {"type": 128, "code": 12345678901}}, (True, "ICMPv6", None, None, None)),
+    ({"VRRP": {"x": "a:123", "y": 7}}, (True, "VRRP", None, None, None)),
+    ({"ICMPv4": {"nested": {"a": 1}}}, (False, None, None, None, None)),
+    ({"TCP": None, "UDP": {"source_port": 1}}, (False, None, None, None, None)),  # two keys
+    ({"UDP": {"source_port": 1}, "TCP": {"source_port": 3}}, (False, None, None, None, None)),
+    ({"Infinity": {}}, (False, None, None, None, None)),  # an odd protocol text
+    ([], (False, None, None, None, None)),
+    ("TCP", (False, None, None, None, None)),
+    (7, (False, None, None, None, None)),
+]
+
+
+def test_l4_columns_case_by_case() -> None:
+    got = l4_rows([v for v, _ in L4_CASES])
+    for (value, want), row in zip(L4_CASES, got):
+        assert row[0] == want[0], value
+        if want[0]:
+            assert row == want, value
+
+
+def test_l4_columns_each_row_alone_and_in_every_order() -> None:
+    """A row's numbers are found among its own (the index of its first number is per row)."""
+    values = [v for v, _ in L4_CASES]
+    together = l4_rows(values)
+    assert [l4_rows([v])[0] for v in values] == together
+    assert l4_rows(values[::-1]) == together[::-1]
+
+
+@pytest.mark.parametrize("kind", ["sliced", "large"])
+def test_l4_columns_of_sliced_and_large_string_arrays(kind: str) -> None:
+    values = [v for v, _ in L4_CASES]
+    arr = duck_l4([{"UDP": {"source_port": 5}}] * 3 + values)
+    arr = arr.slice(3) if kind == "sliced" else arr.cast(pa.large_string())
+    ok, cols = hubble_fast._l4_columns(arr, {})
+    want = l4_rows(values)
+    assert ok.tolist()[-len(values):] == [w[0] for w in want]
+    assert cols["src_port"].to_pylist()[-len(values):] == [w[2] for w in want]
+
+
+def test_l4_templates_are_mapped_once_and_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    real = hubble_fast._l4_template
+
+    def counting(t: str) -> Any:
+        seen.append(t)
+        return real(t)
+
+    monkeypatch.setattr(hubble_fast, "_l4_template", counting)
+    rows = [{"TCP": {"source_port": p, "destination_port": 80, "flags": {"SYN": True}}} for p in (*range(1000, 1100), *range(10, 20))]
+    memo: dict[str, Any] = {}
+    hubble_fast._l4_columns(duck_l4(rows), memo)
+    hubble_fast._l4_columns(duck_l4(rows), memo)
+    assert len(seen) == 2  # one template per number of port digits, each mapped once for both batches
+    monkeypatch.setattr(hubble_fast, "MEMO_TEMPLATES", 1)
+    hubble_fast._l4_columns(duck_l4([{"UDP": {"source_port": 1}}, {"UDP": {"source_port": 10}}]), memo)
+    assert len(memo) == 1
+
+
+def test_l4_template_hides_the_digits_of_numbers_only() -> None:
+    t = duck_l4([{"ICMPv4": {"type": 8, "x": "a:12b", "y": -3}}])
+    memo: dict[str, Any] = {}
+    ok, cols = hubble_fast._l4_columns(t, memo)
+    assert list(memo) == ['{"ICMPv4":{"type":\x01,"x":"a:\x01\x01b","y":-3}}']
+    assert ok.tolist() == [True] and cols["protocol"].to_pylist() == ["ICMPv4"]
