@@ -23,7 +23,13 @@ Declined to the per-record path (it quarantines or keeps them exactly):
 * a value of an unexpected JSON type: text fields holding an object/array or a
   64-bit-overflowing number, integers not written as plain decimal digits (or as
   strings of them), timestamps not of the form ``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z``,
-  lists holding null, anything the reference function raises on.
+  lists holding null, JSON values (labels, namespaces, kprobe arguments) holding a
+  number of 19 digits or more, anything the reference function raises on.
+
+The query checks the event keys, the integers and the times; the text values,
+lists and JSON values are checked by the consumer, per batch: with numpy on the
+first bytes of each value (:func:`_odd_rows`, a regex only for values that could
+be 19 digits), and the JSON values once per distinct value.
 
 A *structural* surprise (a struct field that is a scalar, a list that is a string,
 malformed JSON, invalid UTF-8, duplicate keys, a line longer than
@@ -96,15 +102,35 @@ _COLUMNS: dict[str, str] = {
     "node_name": _V, "time": _V, "cluster_name": _V,
 }
 _EVENTS = ("process_exec", "process_exit", "process_kprobe")
-#: A text value that was not a JSON string/number/boolean, or a 64-bit-overflowing integer.
-_ODD_VALUE_RE2 = r"(^|\x1f)([\[{]|-?\d{19})"
+#: A text value that was not a JSON string/number/boolean (DuckDB renders an object or a list as its JSON
+#: text), or a 64-bit-overflowing integer; looked for by :func:`_odd_rows` in :data:`_TEXT_COLUMNS`.
+_ODD_VALUE_RE2 = r"^([\[{]|-?\d{19})"
+#: First bytes of such a value: an object or list (no regex needed), a digit or a minus (the regex runs on those
+#: whose second byte is a digit and that are long enough for 19 digits).
+_JSON_FIRST = np.zeros(256, dtype=bool)
+_JSON_FIRST[list(b"[{")] = True
+_DIGIT = np.zeros(256, dtype=bool)
+_DIGIT[list(b"0123456789")] = True
+_MINUS = np.zeros(256, dtype=bool)
+_MINUS[ord("-")] = True
+#: The columns of a query batch holding the text fields the reference reads with ``fields.text`` (list
+#: columns: their values; a list must not hold a null either, ``fields.strings`` would drop it).
+_TEXT_COLUMNS = (
+    "node", "cluster", "exec_id", "parent_exec_id", "k_parent_exec_id", "binary", "args", "cwd", "flags",
+    "namespace", "pod", "pod_uid", "workload", "workload_kind", "k_container_id", "container_name", "image",
+    "image_id", "k_docker", "parent_binary", "parent_args", "exit_signal", "function_name", "policy_name", "action",
+    "caps_effective", "caps_permitted", "ancestors",
+)
 #: An integer the way Tetragon writes it (a JSON number, or a string of digits for 64-bit values).
 _INT_RE2 = r"^-?\d{1,18}$"
 #: Text that :func:`redact.text` might change: the shared pre-check, or any non-ASCII character
 #: (RE2 and Python ``re`` fold case differently outside ASCII).
 _REDACT_RE2 = MAYBE_SECRET_PATTERN + r"|[^\x00-\x7F]"
-#: A number token in DuckDB's compact JSON text that a round trip might not keep (beyond 64 bits, NaN).
-_JSON_ODD_RE2 = r"[:\[,]-?\d{19}|(?i)[:\[,]-?(nan|inf)"
+#: A number token in DuckDB's compact JSON text that a round trip might not keep (19 digits and more: DuckDB
+#: keeps the digits, orjson reads up to 64 bits): JSON values holding one are declined (labels, namespaces:
+#: once per distinct value; kprobe args and return).  ``NaN`` and ``Infinity``, which DuckDB accepts too,
+#: make ``orjson.loads`` of the text raise: also declined.
+_JSON_ODD = re.compile(r"[:\[,]-?[0-9]{19}", re.ASCII)
 
 
 def _sql(path: str, gz: bool) -> str:
@@ -118,15 +144,6 @@ def _sql(path: str, gz: bool) -> str:
     def pick(field: str, events: tuple[str, ...] = _EVENTS) -> str:
         return "coalesce(" + ", ".join(f"{e}.{field}" for e in events) + ")"
 
-    texts = [
-        "node_name", "cluster_name", "p.exec_id", "p.parent_exec_id", 'p."binary"', "p.arguments", "p.cwd",
-        "p.flags", "p.pod.namespace", "p.pod.name", "p.pod.uid", "p.pod.workload", "p.pod.workload_kind",
-        "p.pod.container.id", "p.pod.container.name", "p.pod.container.image.name", "p.pod.container.image.id",
-        "p.docker", "par.exec_id", 'par."binary"', "par.arguments", "process_exit.signal",
-        "process_kprobe.function_name", "process_kprobe.policy_name", "process_kprobe.action",
-        "array_to_string(p.cap.effective, chr(31))", "array_to_string(p.cap.permitted, chr(31))",
-        "array_to_string(list_transform(ancestors, lambda a: a.exec_id), chr(31))",
-    ]
     ints = ["p.pid", "p.tid", "p.uid", "p.auid", "par.pid", "process_exit.status"]
 
     def int_ok(e: str) -> str:
@@ -135,25 +152,17 @@ def _sql(path: str, gz: bool) -> str:
     def as_int(e: str) -> str:
         return f"CASE WHEN {e} <> '' THEN TRY_CAST({e} AS BIGINT) END"
 
-    def no_nulls(e: str) -> str:
-        return f"({e} IS NULL OR len({e}) = list_aggregate({e}, 'count'))"
-
+    # The text values (``_TEXT_COLUMNS``), the lists (nulls) and the JSON texts (``_JSON_ODD``) are checked
+    # by the consumer (``_convert``): per batch with numpy, or once per distinct value.
     ok = " AND ".join(
         [
             "n_events = 1",
             "node_name IS NOT NULL",
             "rate_limit_info IS NULL",
-            f"NOT regexp_matches(concat_ws(chr(31), {', '.join(texts)}), '{_ODD_VALUE_RE2}')",
             *(int_ok(e) for e in ints),
             "(t_txt IS NULL OR t_ns IS NOT NULL)",
             "(nullif(p.start_time, '') IS NULL OR st_ns IS NOT NULL)",
             "coalesce(t_ns, st_ns) IS NOT NULL",
-            no_nulls("p.cap.effective"), no_nulls("p.cap.permitted"),
-            f"(p.pod.pod_labels IS NULL OR NOT regexp_matches(CAST(p.pod.pod_labels AS {_V}), '{_JSON_ODD_RE2}'))",
-            f"(p.pod.labels IS NULL OR NOT regexp_matches(CAST(p.pod.labels AS {_V}), '{_JSON_ODD_RE2}'))",
-            f"(p.ns IS NULL OR NOT regexp_matches(CAST(p.ns AS {_V}), '{_JSON_ODD_RE2}'))",
-            f"(k_args IS NULL OR NOT regexp_matches(k_args, '{_JSON_ODD_RE2}'))",
-            f"(k_ret IS NULL OR NOT regexp_matches(k_ret, '{_JSON_ODD_RE2}'))",
         ]
     )
     n_events = " + ".join(f"({e} IS NOT NULL)::INTEGER" for e in _EVENTS)
@@ -179,7 +188,7 @@ SELECT
   CASE WHEN process_exec IS NOT NULL THEN 'exec' WHEN process_exit IS NOT NULL THEN 'exit' ELSE 'kprobe' END
     AS event_type,
   cluster_name AS cluster,
-  coalesce(p.parent_exec_id, par.exec_id) AS parent_exec_id,
+  coalesce(p.parent_exec_id, par.exec_id) AS parent_exec_id, par.exec_id AS k_parent_exec_id,
   {as_int('p.pid')} AS pid, {as_int('p.tid')} AS tid, {as_int('p.uid')} AS uid, {as_int('p.auid')} AS auid,
   p."binary" AS "binary", p.arguments AS args,
   coalesce(regexp_matches(p.arguments, '{_REDACT_RE2}'), false) AS args_flag,
@@ -439,6 +448,56 @@ class _Decline(Exception):
     """A row the reference code would treat differently: it goes record by record."""
 
 
+def _odd_rows(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Rows of a text or list-of-text column holding a value :data:`_ODD_VALUE_RE2` matches, or (a list) a
+    null: the regex runs only on the values whose first byte could start a match (numpy on the offsets)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    parents = None
+    bad: list[np.ndarray] = []
+    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        parents = pc.list_parent_indices(col).to_numpy()
+        col = col.flatten()
+        if col.null_count:
+            bad.append(np.flatnonzero(~col.is_valid().to_numpy(zero_copy_only=False)))
+    n = len(col)
+    if n and col.null_count < n:
+        wide = pa.types.is_large_string(col.type)
+        bufs = col.buffers()
+        offsets = np.frombuffer(bufs[1], dtype=np.int64 if wide else np.int32)[col.offset : col.offset + n + 1].astype(
+            np.int64
+        )
+        data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, dtype=np.uint8)
+        starts = offsets[:-1]
+        size = offsets[1:] - starts
+        present = size > 0
+        if col.null_count:
+            present &= col.is_valid().to_numpy(zero_copy_only=False)
+        first = np.zeros(n, dtype=np.uint8)
+        first[present] = data[starts[present]]
+        bad.append(np.flatnonzero(present & _JSON_FIRST[first]))  # an object or a list: no more to see
+        # 19 digits, after a minus or not: the second byte is a digit and the value long enough
+        long = present & (size >= 19)
+        second = np.zeros(n, dtype=np.uint8)
+        second[long] = data[starts[long] + 1]
+        cand = np.flatnonzero(long & _DIGIT[second] & (_DIGIT[first] | (_MINUS[first] & (size >= 20))))
+        if len(cand):
+            hit = pc.match_substring_regex(col.take(pa.array(cand)), _ODD_VALUE_RE2)
+            bad.append(cand[hit.to_numpy(zero_copy_only=False)])
+    if not bad:
+        return np.zeros(0, dtype=np.int64)
+    idx = np.concatenate(bad)
+    return parents[idx] if parents is not None else idx
+
+
+def _json_text(value: str) -> str:
+    """``value`` (DuckDB's JSON text of a field), or :class:`_Decline` when it holds a number a round trip might
+    not keep (:data:`_JSON_ODD`)."""
+    if _JSON_ODD.search(value):
+        raise _Decline(value[:40])
+    return value
+
+
 def _per_value(col: pa.ChunkedArray | pa.Array, fn: Callable[[Any], Any], typ: pa.DataType,
                bad: np.ndarray) -> pa.Array:
     """``fn`` applied once per distinct value of ``col`` (nulls included); rows where it raises are marked bad."""
@@ -464,9 +523,10 @@ def _labels_of(pod_labels: str | None, labels: str | None) -> str | None:
     from kubeforensics.sources import tetragon
     from kubeforensics.sources.fields import as_json
 
-    value = orjson.loads(pod_labels) if pod_labels is not None else None
+    value = orjson.loads(_json_text(pod_labels)) if pod_labels is not None else None
+    legacy = orjson.loads(_json_text(labels)) if labels is not None else None  # checked even when not used
     if value is None:
-        value = tetragon._labels(orjson.loads(labels) if labels is not None else None, "process.pod.labels")
+        value = tetragon._labels(legacy, "process.pod.labels")
     else:
         value = tetragon._obj(value, "process.pod.pod_labels")
     return as_json(value) if value is not None else None
@@ -480,7 +540,7 @@ def _host_namespaces(ns: str | None) -> list[str] | None:
         return None
     return [
         name
-        for name, v in tetragon._obj(orjson.loads(ns), "process.ns").items()
+        for name, v in tetragon._obj(orjson.loads(_json_text(ns)), "process.ns").items()
         if tetragon._obj(v, "process.ns.<name>").get("is_host") is True
     ]
 
@@ -536,9 +596,9 @@ def _probe_cells(t: pa.Table, cols: dict[str, Any], bad: np.ndarray) -> None:
         row: dict[str, Any] = {}
         try:
             if rets[k] is not None:
-                ev["return"] = orjson.loads(rets[k])
+                ev["return"] = orjson.loads(_json_text(rets[k]))
             if args[k] is not None:
-                ev["args"] = orjson.loads(args[k])
+                ev["args"] = orjson.loads(_json_text(args[k]))
             tetragon._probe("process_kprobe", ev, row)
         except Exception:  # noqa: BLE001 - the per-record path explains
             bad[todo[k]] = True
@@ -561,6 +621,8 @@ def _convert(
     rows = np.arange(offset, offset + rb.num_rows, dtype=np.int64)
     line_of = lines.of(rows)
     ok = rb.column("ok").to_numpy(zero_copy_only=False) & ~np.isin(line_of, odd)
+    for name in _TEXT_COLUMNS:
+        ok[_odd_rows(rb.column(name))] = False
     t = pa.Table.from_batches([rb]).filter(pa.array(ok))
     kept = line_of[ok]
     n = t.num_rows
