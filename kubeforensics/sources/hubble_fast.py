@@ -120,9 +120,17 @@ _ODD = r"[\[{]|-?\d{19}|-?\d[\d.]*[eE][-+]?\d{3,}(\x1f|$)|-?(?i:nan|inf|infinity
 #: ... in the text of one value (``_odd_rows``), and after a field separator in joined values (in SQL).
 _ODD_VALUE_RE2 = "^(" + _ODD + ")"
 _ODD_RE2 = r"(^|\x1f)(" + _ODD + ")"
-#: First bytes an odd value can start with (the others need no regex).
+#: First bytes an odd value can start with (the others need no regex) ...
 _ODD_FIRST = np.zeros(256, dtype=bool)
 _ODD_FIRST[list(b"[{-0123456789nNiI")] = True
+#: ... of which these need more to be odd: a digit (19 digits, or an exponent of 3 digits or more
+#: that ends the value or is followed by ``\x1f``), a letter of ``nan``/``inf``/``infinity`` (the whole
+#: value, or followed by ``\x1f``).
+_DIGIT = np.zeros(256, dtype=bool)
+_DIGIT[list(b"0123456789")] = True
+_LETTER = np.zeros(256, dtype=bool)
+_LETTER[list(b"nNiI")] = True
+_US = 0x1F
 #: Text that ``redact.text`` could change: the shared secret pre-check, or any non-ASCII character
 #: (case folding of non-ASCII letters differs between RE2 and Python).
 _REDACT_RE2 = MAYBE_SECRET_PATTERN + r"|[^\x00-\x7F]"
@@ -369,6 +377,40 @@ _TEXT_COLUMNS = [c.name for c in FLOWS.columns if c.type in ("str", "list<str>")
                  and c.name not in ("event_id", "evidence", "src_service", "dst_service", "http_headers", *_L4_OUT)]
 
 
+def _odd_candidates(cand: np.ndarray, first: np.ndarray, starts: np.ndarray, lens: np.ndarray, data: np.ndarray,
+                    us: bool) -> np.ndarray:
+    """Of the rows ``cand`` (whose values start with a byte of :data:`_ODD_FIRST`), those ``_ODD`` may match:
+    a necessary condition on the value's length and a few of its bytes, so that the regex reads only these.
+
+    ``first``, ``starts`` and ``lens``: each candidate's first byte, where its text starts in ``data`` and its
+    length; ``us``: whether any value holds ``\x1f`` (which may end a match inside a value).
+    """
+    keep = ~(_DIGIT[first] | _LETTER[first])  # [, {, -: the regex decides
+    letter = np.flatnonzero(_LETTER[first])
+    if len(letter):  # nan, inf, infinity: the whole value, or followed by \x1f
+        n = lens[letter]
+        at = starts[letter]
+        keep[letter] = (n == 3) | (n == 8) | (
+            (n > 3) & (data[np.where(n > 3, at + 3, at)] == _US)) | ((n > 8) & (data[np.where(n > 8, at + 8, at)] == _US))
+    digit = np.flatnonzero(_DIGIT[first])
+    if len(digit):
+        if us:
+            keep[digit] = True
+        else:  # 19 leading digits, or (the value ends with the exponent) 3 trailing digits
+            n = lens[digit]
+            end = starts[digit] + n
+            tail = (n >= 5) & _DIGIT[data[np.maximum(end - 1, 0)]] & _DIGIT[data[np.maximum(end - 2, 0)]] \
+                & _DIGIT[data[np.maximum(end - 3, 0)]]
+            long = np.flatnonzero(n >= 19)
+            k = 1
+            while len(long) and k < 19:
+                long = long[_DIGIT[data[starts[digit[long]] + k]]]
+                k += 1
+            tail[long] = True
+            keep[digit] = tail
+    return cand[keep]
+
+
 def _odd_rows(col: pa.Array) -> np.ndarray:
     """Rows of a text or list-of-text column holding a value ``fields.text`` would read otherwise than
     DuckDB (see ``_ODD``), or a list holding a null (``fields.strings`` drops those)."""
@@ -394,6 +436,9 @@ def _odd_rows(col: pa.Array) -> np.ndarray:
         first = np.zeros(n, dtype=np.uint8)
         first[present] = data[starts[present]]
         cand = np.flatnonzero(present & _ODD_FIRST[first])
+        if len(cand):
+            cand = _odd_candidates(cand, first[cand], starts[cand], offsets[1:][cand] - starts[cand], data,
+                                   bool(np.any(data[int(offsets[0]):int(offsets[-1])] == _US)))
         if len(cand):
             hit = pc.match_substring_regex(col.take(pa.array(cand)), _ODD_VALUE_RE2)
             bad.append(cand[hit.to_numpy(zero_copy_only=False)])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -117,3 +118,44 @@ def test_l4_template_hides_the_digits_of_numbers_only() -> None:
     ok, cols = hubble_fast._l4_columns(t, memo)
     assert list(memo) == ['{"ICMPv4":{"type":\x01,"x":"a:\x01\x01b","y":-3}}']
     assert ok.tolist() == [True] and cols["protocol"].to_pylist() == ["ICMPv4"]
+
+
+#: Values for the pre-check of ``_odd_rows`` (:func:`hubble_fast._odd_candidates`): near misses of each branch.
+ODD_CORPUS = [
+    "", "a", "[", "{x", "-", "-1", "-nan", "-1e400", "nan", "NaN", "nAn", "nanx", "na", "inf", "INF", "Inf0", "info",
+    "Infinity", "infinity", "INFINITYx", "infinit", "INGRESS", "IPv4", "IPv6", "nodes", "i", "n",
+    "0", "1", "12", "123", "1e400", "1E400", "1e+400", "1.5E-309", "1.e4000", "12e3456", "1e40", "1e400x", "1e-07",
+    "1234567890123456789", "12345678901234567890", "123456789012345678", "123456789012345678x",
+    "1234567890123456789x", "123456789012345678.9", "10.1.49.14", "10.1.49.140", "172.29.8.88", "1.2.3.4e500",
+    "55381d42-7729-4bf3-987e-000000000000", "5e381000", "5e3810000000000000000000", "9" * 40, "8" * 18 + "e123",
+]
+#: ... and with the unit separator, which may end a match inside a value.
+ODD_US = ["1e400\x1fabc", "nan\x1f", "inf\x1fx", "infinity\x1fy", "12\x1f", "1e40\x1f", "x\x1fnan", "nanx\x1f"]
+
+
+def regex_odd(values: list[str]) -> list[int]:
+    """The rows ``_ODD_VALUE_RE2`` matches, by the regex alone (what the pre-check must never miss)."""
+    hit = pa.compute.match_substring_regex(pa.array(values), hubble_fast._ODD_VALUE_RE2)
+    return [i for i, h in enumerate(hit.to_pylist()) if h]
+
+
+@pytest.mark.parametrize("values", [ODD_CORPUS, ODD_CORPUS + ODD_US, ODD_US], ids=["plain", "with-us", "us-only"])
+def test_odd_rows_equal_the_regex_on_every_value(values: list[str]) -> None:
+    assert hubble_fast._odd_rows(pa.array(values)).tolist() == regex_odd(values)
+    assert hubble_fast._odd_rows(pa.array(values).slice(1)).tolist() == [i - 1 for i in regex_odd(values) if i]
+    lists = pa.array([[v, "x"] for v in values])
+    assert sorted(hubble_fast._odd_rows(lists).tolist()) == regex_odd(values)
+
+
+def test_odd_pre_check_reads_only_near_misses() -> None:
+    """The pre-check leaves the regex only what could match: not IPs, directions, IP versions, hex ids."""
+    values = ["INGRESS", "IPv4", "10.1.49.14", "172.29.8.88", "55381d42-7729-4bf3-987e-00000000000a", "nodes",
+              "123456789012345678x"]
+    arr = pa.array(values)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+    cand = np.arange(len(values))
+    first = data[offsets[:-1]]
+    got = hubble_fast._odd_candidates(cand, first, offsets[:-1], np.diff(offsets), data, False)
+    assert got.tolist() == []
+    assert hubble_fast._odd_candidates(cand, first, offsets[:-1], np.diff(offsets), data, True).tolist() == [2, 3, 4, 6]
