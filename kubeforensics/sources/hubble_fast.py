@@ -437,7 +437,7 @@ def _odd_rows(col: pa.Array) -> np.ndarray:
         first[present] = data[starts[present]]
         cand = np.flatnonzero(present & _ODD_FIRST[first])
         if len(cand):
-            cand = _odd_candidates(cand, first[cand], starts[cand], offsets[1:][cand] - starts[cand], data,
+            cand = _odd_candidates(cand, first[cand], starts[cand], np.diff(offsets)[cand], data,
                                    bool(np.any(data[int(offsets[0]):int(offsets[-1])] == _US)))
         if len(cand):
             hit = pc.match_substring_regex(col.take(pa.array(cand)), _ODD_VALUE_RE2)
