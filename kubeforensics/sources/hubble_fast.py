@@ -31,7 +31,8 @@ implementation.  Declined are
 
 ``l4`` is mapped per batch in numpy, not in SQL (:func:`_l4_columns`): its JSON
 text with the digits of each number after a ``:`` written as U+0001 is a *template*, and the
-few distinct templates of a batch are checked and mapped once each.
+few distinct templates of a batch are checked and mapped once each.  The time
+text is checked and converted per batch too (:func:`_times`, Arrow's cast).
 
 The rows stream out in batches of at most :data:`BATCH_ROWS`, which DuckDB
 computes in a thread two batches ahead of the consumer.  The line mapping and
@@ -213,7 +214,7 @@ def _sql(path: str, gzip: bool, envelopes: bool) -> str:
     texts = [f("source_service") + ".name", f("source_service") + ".namespace",
              f("destination_service") + ".name", f("destination_service") + ".namespace"]
     ok = " AND ".join([
-        "is_flow", "items IS NULL", "time_ns IS NOT NULL",
+        "is_flow", "items IS NULL",
         f"NOT regexp_matches(concat_ws(chr(31), {', '.join(texts)}), {_lit(_ODD_RE2)})",
         ("(drop_desc_raw IS NOT NULL OR drop_raw IS NULL OR drop_raw = '' "
         "OR regexp_matches(drop_raw, '^[1-9][0-9]{0,17}$'))"),
@@ -238,8 +239,6 @@ WITH l4 AS (
   FROM l4
 ), cols AS (
   SELECT *,
-    CASE WHEN regexp_matches(t_txt, '{_TS_RE2}') THEN epoch_ns(TRY_CAST(rtrim(t_txt, 'Z') AS TIMESTAMP_NS)) END
-      AS time_ns,
     {f('uuid')} AS uuid,
     coalesce({f('node_name')}, "node_name") AS node,
     {f('verdict')} AS verdict,
@@ -264,7 +263,7 @@ WITH l4 AS (
     "time" AS k_time, "node_name" AS k_node, {t_flow} AS k_ftime, {f('uuid')} AS k_uuid
   FROM raw
 )
-SELECT coalesce({ok}, false) AS ok, time_ns, {', '.join(_OUT)}, l4_raw, k_time, k_node, k_ftime, k_uuid
+SELECT coalesce({ok}, false) AS ok, t_txt, {', '.join(_OUT)}, l4_raw, k_time, k_node, k_ftime, k_uuid
 FROM cols
 """
 
@@ -543,6 +542,39 @@ def _l4_columns(col: pa.Array, memo: dict[str, _L4Info]) -> tuple[np.ndarray, di
     return ok, cols
 
 
+_TIME = FLOWS.column("time").arrow_type
+_EPOCH = "1970-01-01T00:00:00Z"
+
+
+def _cast_times(texts: pa.Array) -> pa.Array:
+    """Arrow's cast of ISO 8601 texts to ``time``; null for a text it refuses (an impossible date such as
+    February 30: the whole cast fails, so the halves are cast again until the refused texts are alone)."""
+    try:
+        return pc.cast(texts, _TIME)
+    except pa.ArrowInvalid:
+        if len(texts) == 1:
+            return pa.nulls(1, _TIME)
+        half = len(texts) // 2
+        return pa.concat_arrays([_cast_times(texts.slice(0, half)), _cast_times(texts.slice(half))])
+
+
+def _times(col: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Which rows have a usable time text (``YYYY-MM-DDTHH:MM:SS[.fraction]Z``, :data:`_TS_RE2` as the audit path,
+    of a real date), and the ``time`` column (valid for those rows).
+
+    Arrow's cast gives exactly the nanoseconds DuckDB's ``TIMESTAMP_NS`` cast gives for these texts (tested); the
+    regex keeps out the forms it accepts beyond them (offsets, a space for ``T``, other years).
+    """
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    ok = pc.match_substring_regex(col, _TS_RE2).fill_null(False).to_numpy(zero_copy_only=False)
+    texts = col if ok.all() else pc.if_else(pa.array(ok), col, _EPOCH)
+    time = _cast_times(texts)
+    if time.null_count:
+        ok &= time.is_valid().to_numpy(zero_copy_only=False)
+    return ok, time
+
+
 def _convert(
     rb: pa.RecordBatch, offset: int, lines: _Lines, evidence: str, evidence_id: str,
     memo: dict[str, _L4Info] | None = None,
@@ -553,6 +585,8 @@ def _convert(
         ok[_odd_rows(rb.column(name))] = False
     l4_ok, l4 = _l4_columns(rb.column("l4_raw"), {} if memo is None else memo)
     ok &= l4_ok
+    time_ok, time = _times(rb.column("t_txt"))
+    ok &= time_ok
     rows = np.arange(offset, offset + rb.num_rows, dtype=np.int64)
     rejected = lines.of(rows[~ok])
     t = pa.Table.from_batches([rb])
@@ -560,6 +594,7 @@ def _convert(
         keep = pa.array(ok)
         t = t.filter(keep)
         l4 = {k: v.filter(keep) for k, v in l4.items()}
+        time = time.filter(keep)
     n = t.num_rows
     line = pa.array(lines.of(rows[ok]), type=pa.int64())
     cols: dict[str, Any] = {
@@ -567,7 +602,7 @@ def _convert(
         "line": line,
         "event_id": pc.binary_join_element_wise(evidence_id, pc.cast(line, pa.string()), ":"),
         "evidence": pa.repeat(evidence, n),
-        "time": pc.cast(t.column("time_ns"), pa.int64()).cast(FLOWS.column("time").arrow_type),
+        "time": time,
     }
     arrays = []
     for field in FLOWS.arrow_schema:

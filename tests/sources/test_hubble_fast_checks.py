@@ -9,6 +9,7 @@ happen to give the same cell.
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import numpy as np
@@ -159,3 +160,40 @@ def test_odd_pre_check_reads_only_near_misses() -> None:
     got = hubble_fast._odd_candidates(cand, first, offsets[:-1], np.diff(offsets), data, False)
     assert got.tolist() == []
     assert hubble_fast._odd_candidates(cand, first, offsets[:-1], np.diff(offsets), data, True).tolist() == [2, 3, 4, 6]
+
+
+def duck_times(texts: list[str | None]) -> list[int | None]:
+    import duckdb
+
+    rows = duckdb.execute(f"SELECT CASE WHEN regexp_matches(t, '{hubble_fast._TS_RE2}') "
+                          "THEN epoch_ns(TRY_CAST(rtrim(t, 'Z') AS TIMESTAMP_NS)) END "
+                          "FROM (SELECT unnest(?::VARCHAR[]) AS t)", [texts]).fetchall()
+    return [r[0] for r in rows]
+
+
+TIME_TEXTS: list[str | None] = [
+    "2026-10-26T06:34:03.818312679Z", "2026-10-26T06:34:03Z", "2026-10-26T06:34:03.1Z", "2026-10-26T06:34:03.000000001Z",
+    "1900-01-01T00:00:00Z", "2199-12-31T23:59:59.999999999Z", "2024-02-29T12:00:00.5Z", "2000-02-29T00:00:00Z",
+    "2026-02-30T00:00:00Z", "2023-02-29T00:00:00Z", "1900-02-29T00:00:00Z", "2100-02-29T00:00:00Z",
+    "2026-04-31T00:00:00Z", "2026-10-26 06:34:03Z", "2026-10-26T06:34:03.5+02:00", "2026-10-26T06:34:03",
+    "2026-10-26T06:34:03.1234567891Z", "2026-10-26T24:00:00Z", "2026-10-26T23:59:60Z", "1899-12-31T23:59:59Z",
+    "2200-01-01T00:00:00Z", "2026-10-26T06:34:03.Z", "2026-1-26T06:34:03Z", "yesterday", "", None,
+    " 2026-10-26T06:34:03Z", "2026-10-26T06:34:03Z\n", "2026-10-26t06:34:03z",
+]
+
+
+def test_times_as_duckdb_gave_them() -> None:
+    """Usable exactly where the SQL's regex and TIMESTAMP_NS cast gave a time, with the same nanoseconds."""
+    rng = random.Random(7)
+    texts = list(TIME_TEXTS)
+    for _ in range(3000):
+        frac = rng.choice(["", "." + "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 9)))])
+        texts.append(f"{rng.randint(1900, 2199)}-{rng.randint(1, 12):02d}-{rng.randint(1, 31):02d}T"
+                     f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}{frac}Z")
+    ok, time = hubble_fast._times(pa.array(texts, pa.string()))
+    want = duck_times(texts)
+    assert ok.tolist() == [w is not None for w in want]
+    got = time.cast(pa.int64()).to_pylist()
+    assert [g for g, o in zip(got, ok) if o] == [w for w in want if w is not None]
+    assert time.type == hubble_fast.FLOWS.column("time").arrow_type
+    assert sum(w is None for w in want) > 50  # impossible dates among the random ones
