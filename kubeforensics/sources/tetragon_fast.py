@@ -191,7 +191,6 @@ SELECT
   coalesce(p.parent_exec_id, par.exec_id) AS parent_exec_id, par.exec_id AS k_parent_exec_id,
   {as_int('p.pid')} AS pid, {as_int('p.tid')} AS tid, {as_int('p.uid')} AS uid, {as_int('p.auid')} AS auid,
   p."binary" AS "binary", p.arguments AS args,
-  coalesce(regexp_matches(p.arguments, '{_REDACT_RE2}'), false) AS args_flag,
   p.cwd AS cwd, p.flags AS flags, st_ns AS start_time,
   p.pod.namespace AS namespace, p.pod.name AS pod, p.pod.uid AS pod_uid,
   p.pod.workload AS workload, p.pod.workload_kind AS workload_kind,
@@ -200,7 +199,6 @@ SELECT
   p.pod.container.name AS container_name,
   p.pod.container.image.name AS image, p.pod.container.image.id AS image_id,
   par."binary" AS parent_binary, par.arguments AS parent_args,
-  coalesce(regexp_matches(par.arguments, '{_REDACT_RE2}'), false) AS parent_args_flag,
   {as_int('par.pid')} AS parent_pid,
   list_transform(ancestors, lambda a: coalesce(a.exec_id, '')) AS ancestors,
   p.cap.effective AS caps_effective, p.cap.permitted AS caps_permitted,
@@ -562,17 +560,22 @@ def _pod_labels(t: pa.Table, bad: np.ndarray) -> pa.Array | pa.ChunkedArray:
     return pa.array(out, type=pa.string())
 
 
-def _redacted(col: pa.ChunkedArray, flag: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+def _redacted(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """``col`` through :func:`redact.text`: once per distinct value that :data:`_REDACT_RE2` (RE2, as the
+    query used to) flags; the others are kept as they are."""
     from kubeforensics import redact
 
-    idx = np.flatnonzero(flag.to_numpy(zero_copy_only=False))
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    enc = pc.dictionary_encode(col)  # nulls stay null indices
+    uniq = enc.dictionary
+    idx = np.flatnonzero(pc.match_substring_regex(uniq, _REDACT_RE2).to_numpy(zero_copy_only=False))
     if not len(idx):
         return col
-    arr = col.combine_chunks()
-    mask = np.zeros(len(arr), dtype=bool)
+    mask = np.zeros(len(uniq), dtype=bool)
     mask[idx] = True
-    values = [redact.text(arr[int(i)].as_py()) for i in idx]
-    return pc.replace_with_mask(arr, pa.array(mask), pa.array(values, type=pa.string()))
+    values = [redact.text(v) for v in uniq.take(pa.array(idx)).to_pylist()]
+    return pc.replace_with_mask(uniq, pa.array(mask), pa.array(values, type=pa.string())).take(enc.indices)
 
 
 _PROBE_COLUMNS = ("return_value", "decoded_args", "sock_family", "sock_protocol", "saddr", "daddr", "sport", "dport",
@@ -623,7 +626,9 @@ def _convert(
     ok = rb.column("ok").to_numpy(zero_copy_only=False) & ~np.isin(line_of, odd)
     for name in _TEXT_COLUMNS:
         ok[_odd_rows(rb.column(name))] = False
-    t = pa.Table.from_batches([rb]).filter(pa.array(ok))
+    t = pa.Table.from_batches([rb])
+    if not ok.all():  # (a filter copies every column, even when it keeps every row)
+        t = t.filter(pa.array(ok))
     kept = line_of[ok]
     n = t.num_rows
     bad = np.zeros(n, dtype=bool)
@@ -638,8 +643,8 @@ def _convert(
     cid = _per_value(t.column("k_container_id"), hex_of, pa.string(), bad)
     docker = _per_value(t.column("k_docker"), hex_of, pa.string(), bad)
     cols["container_id"] = pc.coalesce(cid, docker)
-    cols["args"] = _redacted(t.column("args"), t.column("args_flag"))
-    cols["parent_args"] = _redacted(t.column("parent_args"), t.column("parent_args_flag"))
+    cols["args"] = _redacted(t.column("args"))
+    cols["parent_args"] = _redacted(t.column("parent_args"))
     _probe_cells(t, cols, bad)
 
     line = pa.array(kept, type=pa.int64())

@@ -344,3 +344,26 @@ def test_a_unit_separator_in_a_text_value_is_declined_by_the_scan(tmp_path: Path
     raw = tmp_path / "raw.jsonl"
     raw.write_bytes(path.read_bytes().replace(b"\\u001f", b"\x1f"))
     assert_same(raw)
+
+
+def test_arguments_are_redacted_once_per_distinct_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        bulk_even_small_files: None) -> None:
+    """Process and parent arguments go through ``redact.text`` per distinct value the pre-check flags, in
+    batches mixing secrets, plain arguments, empty ones and nulls (the per-record path redacts each).  Written
+    as UTF-8 (a ``\\u`` escape would make the scan decline the line)."""
+    monkeypatch.setattr(tetragon_fast, "BATCH_ROWS", 50)
+    args: list[Any] = ["-s https://x", "--token=abcdef0123456789 -v", None, "", "Authorization: Bearer abcdefghijk",
+                       "caf\u00e9 \u017fecret", "https://user:pw@host/x", "plain", "--password hunter2",
+                       "cook\u0131e=abcdefgh1234"]  # (only the non-ASCII part of the pre-check flags the last one)
+    objs = []
+    for k in range(300):
+        a, b = args[k % len(args)], args[(k * 7 + 3) % len(args)]
+        obj = ev(process=process(arguments=a), parent={"exec_id": "p", "pid": 1, "arguments": b})
+        objs.append(json.dumps(obj, ensure_ascii=False))
+    path = write_lines(tmp_path / "t.jsonl", objs)
+    table, declined = bulk_of(path)
+    assert not declined
+    got = table.column("args").to_pylist()
+    assert "--token=abcdef0123456789 -v" not in got and "cook\u0131e=abcdefgh1234" not in got
+    assert "-s https://x" in got and None in got and "" in got
+    assert_same(path, min_vectorised=300)
