@@ -174,7 +174,7 @@ class CaseQuery:
                 f"count(*) OVER w AS stages FROM {source or self.source(table)} WHERE {where} "
                 f"WINDOW w AS (PARTITION BY coalesce(audit_id, event_id)) "
                 f"QUALIFY row_number() OVER (PARTITION BY coalesce(audit_id, event_id) "
-                f"ORDER BY {STAGE_RANK} DESC, line) = 1)"
+                f"ORDER BY {STAGE_RANK} DESC, line, event_id) = 1)"
             )
         return f"SELECT {cols} FROM {self.source(table)} WHERE {where}"
 

@@ -60,3 +60,25 @@ def test_whole_audit_follows_evidence_added_later(tmp_path: Path) -> None:
     case.ingest([second], progress=False)
     assert case.query is q  # the same connection, whose cached ids are now stale
     assert whole() == [("req-1", "ResponseComplete", 2), ("req-2", "ResponseComplete", 1)]
+
+
+def test_one_audit_id_at_the_same_stage_in_two_files_merges_the_same_way_every_time(tmp_path: Path) -> None:
+    """Two files each holding a ResponseComplete record with one auditID (line 1 in both): every read keeps
+    the same one (the lower event id), so the pushed-down findings and the in-memory ones agree."""
+    import json
+
+    import kubeforensics as kf
+
+    rec = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": "same-id",
+           "stage": "ResponseComplete", "requestURI": "/api/v1/namespaces", "verb": "create",
+           "sourceIPs": ["192.0.2.1"], "objectRef": {"resource": "namespaces", "name": "foo", "apiVersion": "v1"},
+           "responseStatus": {"code": 201}, "requestReceivedTimestamp": "2026-01-01T00:00:00.000000Z",
+           "stageTimestamp": "2026-01-01T00:00:00.100000Z"}
+    for name, user in (("a.json", "system:anonymous"), ("b.json", "jane")):
+        (tmp_path / name).write_text(json.dumps({**rec, "user": {"username": user}}) + "\n")
+    case = kf.Case.create(tmp_path / "case")
+    case.ingest([tmp_path / "a.json", tmp_path / "b.json"], progress=False)
+    ids = {case.query.sql("SELECT event_id FROM {audit}")["event_id"].iloc[0] for _ in range(20)}
+    assert len(ids) == 1
+    assert ids == {min(case.query.con.sql(f"SELECT event_id FROM {case.query.source('audit')}").df()["event_id"])}
+    assert case.audit["event_id"].tolist() == list(ids)
