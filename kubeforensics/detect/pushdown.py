@@ -49,6 +49,7 @@ from kubeforensics.detect.engine import evaluate_rule, finish, selected_rules
 from kubeforensics.detect.frames import empty_frame
 from kubeforensics.detect.model import Rule
 from kubeforensics.detect.pyrule import Load, PyRule, basename_sql, sql_in, sql_literal
+from kubeforensics.detect.sigma import columns_read
 from kubeforensics.detect.tuning import TuningConfig
 from kubeforensics.schema import TABLES
 
@@ -243,15 +244,19 @@ def plan(rules: Sequence[Rule], config: TuningConfig) -> list[tuple[list[Rule], 
     by_table: dict[str, list[YamlRule]] = {}
     groups: list[tuple[list[Rule], dict[str, Load] | None]] = []
     whole: list[Rule] = []
+    sigma: list[Rule] = []
     for r in rules:
         if isinstance(r, YamlRule):
             by_table.setdefault(r.table, []).append(r)
         elif isinstance(r, PyRule) and r.plan(config):
             groups.append(([r], _py_loads(r, config)))
         elif r.meta.sources == ("audit",) and not isinstance(r, PyRule):  # Sigma: the audit table
-            groups.append(([r], {"audit": Load(tuple(TABLES["audit"].names))}))
+            sigma.append(r)
         else:
             whole.append(r)
+    if sigma:  # one read for them all, of the columns they read (every column if one may read others)
+        read = columns_read(sigma) or tuple(TABLES["audit"].names)
+        groups.append((sigma, {"audit": Load(read)}))
     for table, rs in by_table.items():
         loads = [_yaml_load(r, config) for r in rs]
         cols = sorted(set().union(*(set(ld.columns) for ld in loads)))

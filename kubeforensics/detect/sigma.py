@@ -27,7 +27,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
@@ -338,6 +338,30 @@ def _fields(trees: list[Any]) -> set[str]:
     for t in trees:
         walk(t)
     return out
+
+
+#: Columns every Sigma hit reads besides the rule's own fields: its identity, key, summary and target.
+HIT_COLUMNS_READ = ("event_id", "time", "user", "verb", "resource", "subresource", "name", "namespace",
+                    "source_ip", "code", "request_uri")
+
+
+def columns_read(rules: Sequence[Any]) -> tuple[str, ...] | None:
+    """The audit columns these Sigma rules read, or None when any of them may read others.
+
+    A field with no mapping reads nothing (it never matches); a keyword search (no field) reads
+    :data:`KEYWORD_COLUMNS`; ``capabilities`` reads the pod's capabilities and privileged flag."""
+    cols = set(HIT_COLUMNS_READ) | set(KEYWORD_COLUMNS)
+    for r in rules:
+        if not isinstance(r, SigmaRule):
+            return None
+        for name in _fields(r.trees):
+            if name == "capabilities":
+                cols |= {"pod_capabilities", "pod_privileged"}
+            elif name in FIELD_MAP:
+                cols.add(FIELD_MAP[name])
+            else:
+                cols |= {c for prefix, c in JSON_PREFIXES.items() if name.startswith(prefix)}
+    return tuple(sorted(cols))
 
 
 def load_sigma(path: str | Path, *, strict: bool = False) -> dict[str, SigmaRule]:

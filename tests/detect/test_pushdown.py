@@ -51,6 +51,42 @@ def test_scenario_case_findings_equal_in_memory(name, tmp_path, caplog):
     assert _comparable(got) == _comparable(expected)
 
 
+def test_sigma_rules_share_one_narrow_read(conformance, tmp_path, caplog):
+    """Sigma rules read the audit table once, only the columns they use, and find what they find on
+    the whole tables: the shipped scenarios and the conformance audit records, with the Sigma corpus."""
+    from kubeforensics.detect.sigma import load_sigma
+
+    import shutil
+
+    sigma = tmp_path / "sigma"
+    shutil.copytree(conformance / "sigma-kubernetes", sigma)
+    head = "logsource: {product: kubernetes, service: audit}\nlevel: high\nstatus: test\n"
+    (sigma / "x_keyword.yml").write_text(  # a keyword search: the keyword columns
+        f"title: secrets anywhere\nid: 11111111-1111-4111-8111-111111111111\n{head}"
+        "detection:\n  keywords: ['secrets']\n  condition: keywords\n")
+    (sigma / "x_request_object.yml").write_text(  # a field of the request object: its JSON column
+        f"title: hostNetwork pod\nid: 22222222-2222-4222-8222-222222222222\n{head}"
+        "detection:\n  sel:\n    verb: create\n    requestObject.spec.hostNetwork: true\n  condition: sel\n")
+    case = Case.create(tmp_path / "case")
+    case.ingest([ROOT / "sample_data" / n for n in SCENARIOS] + [conformance / "audit"], progress=False)
+    rules = list(load_sigma(sigma).values())
+    groups = [g for g in plan(rules, CFG) if g[0][0] in rules]
+    assert len(groups) == 1 and len(groups[0][0]) == len(rules) > 10
+    read = groups[0][1]["audit"].columns
+    assert {"request_object", "pod_host_paths", "user_agent", "verb", "event_id"} <= set(read)
+    assert set(read) < set(TABLES["audit"].names)
+    expected = run_rules(case.frames(), sigma=sigma, config=CFG)
+    with caplog.at_level(logging.WARNING, logger="kubeforensics.detect.pushdown"):
+        got = case.findings(sigma=sigma, config=CFG)
+    fell_back = [r.getMessage() for r in caplog.records if r.name == "kubeforensics.detect.pushdown"]
+    assert not fell_back  # no rule fell back to whole tables
+    assert expected["rule_id"].str.startswith("SIGMA-").sum() >= 5
+    assert {"SIGMA-11111111-1111-4111-8111-111111111111", "SIGMA-22222222-2222-4222-8222-222222222222"} <= set(
+        expected["rule_id"])
+    assert got.attrs["errors"] == {} == expected.attrs["errors"]
+    assert _comparable(got) == _comparable(expected)
+
+
 def _as_case(tmp: Path, frames: dict[str, list[dict]]) -> CaseQuery:
     for table, rows in frames.items():
         d = tmp / "tables" / table
