@@ -54,9 +54,9 @@ def test_scenario_case_findings_equal_in_memory(name, tmp_path, caplog):
 def test_sigma_rules_share_one_narrow_read(conformance, tmp_path, caplog):
     """Sigma rules read the audit table once, only the columns they use, and find what they find on
     the whole tables: the shipped scenarios and the conformance audit records, with the Sigma corpus."""
-    from kubeforensics.detect.sigma import load_sigma
-
     import shutil
+
+    from kubeforensics.detect.sigma import load_sigma
 
     sigma = tmp_path / "sigma"
     shutil.copytree(conformance / "sigma-kubernetes", sigma)
