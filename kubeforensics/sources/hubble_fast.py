@@ -32,7 +32,9 @@ implementation.  Declined are
 ``l4`` is mapped per batch in numpy, not in SQL (:func:`_l4_columns`): its JSON
 text with the digits of each number after a ``:`` written as U+0001 is a *template*, and the
 few distinct templates of a batch are checked and mapped once each.  The time
-text is checked and converted per batch too (:func:`_times`, Arrow's cast).
+text is checked and converted per batch too (:func:`_times`, Arrow's cast), and
+so are the endpoints' identities and the redaction pre-check of ``Summary``,
+once per distinct text (:func:`_identities`, :func:`_matching_rows`).
 
 The rows stream out in batches of at most :data:`BATCH_ROWS`, which DuckDB
 computes in a thread two batches ahead of the consumer.  The line mapping and
@@ -103,7 +105,7 @@ _L7 = _struct({
     "http": _struct({"method": _V, "url": _V, "code": _V, "protocol": _V, "headers": "JSON"}),
 })
 #: The flow fields the ``flows`` table reads.  String leaves are read as VARCHAR (DuckDB renders JSON
-#: numbers and booleans there as ``fields.text`` does; odd values are declined, see ``_ODD_RE2``);
+#: numbers and booleans there as ``fields.text`` does; odd values are declined, see ``_ODD``);
 #: ``l4`` as JSON text, to see its protocol key and the order of its fields.
 _FLOW: dict[str, str] = {
     "time": _V, "uuid": _V, "node_name": _V, "verdict": _V, "drop_reason": _V, "drop_reason_desc": _V,
@@ -118,9 +120,8 @@ _FLOW: dict[str, str] = {
 #: double range orjson refuses the line; DuckDB keeps the text), NaN or Infinity (orjson refuses those too).
 #: DuckDB renders other JSON numbers exactly as ``str()`` of orjson's value (tested on random doubles).
 _ODD = r"[\[{]|-?\d{19}|-?\d[\d.]*[eE][-+]?\d{3,}(\x1f|$)|-?(?i:nan|inf|infinity)(\x1f|$)"
-#: ... in the text of one value (``_odd_rows``), and after a field separator in joined values (in SQL).
+#: ... in the text of one value (``_odd_rows``).
 _ODD_VALUE_RE2 = "^(" + _ODD + ")"
-_ODD_RE2 = r"(^|\x1f)(" + _ODD + ")"
 #: First bytes an odd value can start with (the others need no regex) ...
 _ODD_FIRST = np.zeros(256, dtype=bool)
 _ODD_FIRST[list(b"[{-0123456789nNiI")] = True
@@ -161,7 +162,10 @@ _L4_OUT = ("protocol", "src_port", "dst_port", "tcp_flags")
 _INT32_MAX = 2**31 - 1
 _INT_RE2 = r"^-?\d{1,18}$"
 #: The ``flows`` columns the query computes (the provenance columns and ``time`` are added per batch).
-_OUT = [c for c in FLOWS.names if c not in ("event_id", "time", "evidence", "line", *_L4_OUT)]
+_OUT = [c for c in FLOWS.names if c not in ("event_id", "time", "evidence", "line", "src_identity", "dst_identity",
+                                              *_L4_OUT)]
+#: The texts the query gives for the checks and conversions of :func:`_convert`: identities, services' names.
+_RAW = ["src_identity_raw", "dst_identity_raw", "ss_name", "ss_ns", "ds_name", "ds_ns"]
 
 
 def _lit(s: str) -> str:
@@ -202,7 +206,7 @@ def _sql(path: str, gzip: bool, envelopes: bool) -> str:
     def endpoint(e: str, p: str) -> str:
         return (
             f"nullif({e}.namespace, '') AS {p}_namespace, nullif({e}.pod_name, '') AS {p}_pod, "
-            f"{e}.labels AS {p}_labels, TRY_CAST(nullif({e}.identity, '') AS BIGINT) AS {p}_identity, "
+            f"{e}.labels AS {p}_labels, {e}.identity AS {p}_identity_raw, "
             f"{e}.workloads[1].name AS {p}_workload"
         )
 
@@ -210,20 +214,17 @@ def _sql(path: str, gzip: bool, envelopes: bool) -> str:
         return f"({raw} IS NULL OR {raw} = '' OR (regexp_matches({raw}, '{_INT_RE2}') AND {cast} IS NOT NULL))"
 
     src_e, dst_e, l7, dns, http = f("source"), f("destination"), f("l7"), f("l7") + ".dns", f("l7") + ".http"
-    # Text columns of the output are checked per batch (``_odd_rows``); these are read but not output as such.
-    texts = [f("source_service") + ".name", f("source_service") + ".namespace",
-             f("destination_service") + ".name", f("destination_service") + ".namespace"]
+    # Checked per batch (``_odd_rows``) but not output as such: the services' texts.
+    texts = [f"{f(s)}.{k} AS {a}" for s, a0 in (("source_service", "ss"), ("destination_service", "ds"))
+             for k, a in (("name", a0 + "_name"), ("namespace", a0 + "_ns"))]
     ok = " AND ".join([
         "is_flow", "items IS NULL",
-        f"NOT regexp_matches(concat_ws(chr(31), {', '.join(texts)}), {_lit(_ODD_RE2)})",
         ("(drop_desc_raw IS NOT NULL OR drop_raw IS NULL OR drop_raw = '' "
         "OR regexp_matches(drop_raw, '^[1-9][0-9]{0,17}$'))"),
         "(reply_raw IS NULL OR lower(reply_raw) IN ('true', 'false'))",
-        f"(summary IS NULL OR NOT regexp_matches(summary, {_lit(_REDACT_RE2)}))",
         f"(http_url IS NULL OR NOT regexp_matches(http_url, {_lit(_REDACT_RE2)}))",
         (f"(http_headers IS NULL OR (regexp_matches(http_headers, {_lit(_HEADERS_SHAPE_RE2)}) "
         f"AND NOT regexp_matches(http_headers, {_lit(_HEADERS_DECLINE_RE2)})))"),
-        int_ok(f"{src_e}.identity", "src_identity"), int_ok(f"{dst_e}.identity", "dst_identity"),
         int_ok(f"{dns}.rcode", "dns_rcode"), int_ok(f"{http}.code", "http_code"),
     ])
     t_flow = f("time")
@@ -260,10 +261,11 @@ WITH l4 AS (
     TRY_CAST(nullif({http}.code, '') AS INTEGER) AS http_code, {http}.protocol AS http_protocol,
     CAST({http}.headers AS VARCHAR) AS http_headers,
     {f('Summary')} AS summary,
+    {', '.join(texts)},
     "time" AS k_time, "node_name" AS k_node, {t_flow} AS k_ftime, {f('uuid')} AS k_uuid
   FROM raw
 )
-SELECT coalesce({ok}, false) AS ok, t_txt, {', '.join(_OUT)}, l4_raw, k_time, k_node, k_ftime, k_uuid
+SELECT coalesce({ok}, false) AS ok, t_txt, {', '.join(_OUT)}, l4_raw, {', '.join(_RAW)}, k_time, k_node, k_ftime, k_uuid
 FROM cols
 """
 
@@ -575,14 +577,53 @@ def _times(col: pa.Array) -> tuple[np.ndarray, pa.Array]:
     return ok, time
 
 
+def _dictionary(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The distinct values of a column and, for each row, the index of its value (nulls: one past the last)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    enc = col.dictionary_encode()
+    idx = enc.indices
+    if idx.null_count:
+        idx = idx.fill_null(len(enc.dictionary))
+    return enc.dictionary, idx.to_numpy(zero_copy_only=False)
+
+
+def _matching_rows(col: pa.Array, pattern: str) -> np.ndarray:
+    """Rows whose text RE2 ``pattern`` matches (as SQL's ``regexp_matches``), the regex read once per distinct text."""
+    values, idx = _dictionary(col)
+    hit = pc.match_substring_regex(values, pattern).to_numpy(zero_copy_only=False)
+    if not hit.any():
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.append(hit, False)[idx])
+
+
+def _identities(col: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """An endpoint's ``identity`` as DuckDB's text: which rows read as the per-record path reads them (null, empty,
+    or a decimal of at most 18 digits: :data:`_INT_RE2`), and the int64 column (null for null and empty).
+
+    Converted once per distinct text (Arrow's cast of such a decimal is DuckDB's ``BIGINT`` cast)."""
+    values, idx = _dictionary(col)
+    good = pc.match_substring_regex(values, _INT_RE2)
+    ints = pc.cast(pc.if_else(good, values, "0"), pa.int64())
+    usable = np.append((good.to_numpy(zero_copy_only=False) | pc.equal(values, "").to_numpy(zero_copy_only=False)),
+                       True)
+    cells = pa.concat_arrays([pc.if_else(good, ints, pa.scalar(None, pa.int64())), pa.nulls(1, pa.int64())])
+    return usable[idx], cells.take(pa.array(idx))
+
+
 def _convert(
     rb: pa.RecordBatch, offset: int, lines: _Lines, evidence: str, evidence_id: str,
     memo: dict[str, _L4Info] | None = None,
 ) -> tuple[pa.Table, np.ndarray]:
     """One DuckDB batch -> (flows rows of its ordinary flows, line numbers of the declined ones)."""
     ok = rb.column("ok").to_numpy(zero_copy_only=False).copy()
-    for name in _TEXT_COLUMNS:
+    for name in (*_TEXT_COLUMNS, "ss_name", "ss_ns", "ds_name", "ds_ns"):
         ok[_odd_rows(rb.column(name))] = False
+    ok[_matching_rows(rb.column("summary"), _REDACT_RE2)] = False
+    ids: dict[str, pa.Array] = {}
+    for side in ("src", "dst"):
+        usable, ids[side + "_identity"] = _identities(rb.column(side + "_identity_raw"))
+        ok &= usable
     l4_ok, l4 = _l4_columns(rb.column("l4_raw"), {} if memo is None else memo)
     ok &= l4_ok
     time_ok, time = _times(rb.column("t_txt"))
@@ -594,11 +635,13 @@ def _convert(
         keep = pa.array(ok)
         t = t.filter(keep)
         l4 = {k: v.filter(keep) for k, v in l4.items()}
+        ids = {k: v.filter(keep) for k, v in ids.items()}
         time = time.filter(keep)
     n = t.num_rows
     line = pa.array(lines.of(rows[ok]), type=pa.int64())
     cols: dict[str, Any] = {
         **l4,
+        **ids,
         "line": line,
         "event_id": pc.binary_join_element_wise(evidence_id, pc.cast(line, pa.string()), ":"),
         "evidence": pa.repeat(evidence, n),

@@ -141,12 +141,14 @@ EDGE_CASES: list[Any] = [
     fl(source_service={"name": "kube-dns", "namespace": "kube-system"}), fl(destination_service={"name": "x"}),
     fl(destination_service={"namespace": "ns"}), fl(destination_service={"name": ""}),
     fl(destination_service={"name": 5, "namespace": "n"}), fl(destination_service={"name": {"a": 1}}),
-    fl(destination_service=None),
+    fl(destination_service=None), fl(destination_service={"name": "a\x1fnan", "namespace": "n"}),
+    fl(source_service={"name": "x", "namespace": 1e300}), fl(source_service={"name": [1], "namespace": "n"}),
     # destination names, summary
     fl(destination_names=["api.stripe.com", "b"]), fl(destination_names=[]), fl(destination_names=[None, "x"]),
     fl(destination_names=["x", 5]), fl(destination_names=[{"x": 1}]),
     fl(Summary="curl -H 'Authorization: Bearer abcdefgh12345678' http://x"), fl(Summary="caf\u00e9"),
     fl(Summary="password=hunter2"), fl(Summary=""), fl(Summary=...), fl(Summary="[retry] SYN"),
+    fl(Summary="TOKEN"), fl(Summary="TCP Flags: SYN"), fl(Summary=5),
     # IP
     fl(IP=...), fl(IP={}), fl(IP={"source": "fd00::1", "destination": "fd00::2", "ipVersion": "IPv6"}),
     # l4
@@ -174,7 +176,8 @@ EDGE_CASES: list[Any] = [
     ep(labels=["k8s:app=x", None]), ep(labels=["k8s:app=x", 5]), ep(labels=[]), ep(labels=["reserved:host"]),
     ep(labels=["Io.cilium=1", "-x", "9lives", "nan", "inf", "[x]"]), ep(namespace=""), ep(pod_name=...),
     ep(identity="16777217"), ep(identity=18446744073709551615), ep(identity=-5), ep(identity=1.5),
-    ep(identity=""), ep(identity=" 7"), ep(identity=True), ep(workloads=[]), ep(workloads=[{"kind": "X"}]),
+    ep(identity=""), ep(identity=" 7"), ep(identity=True), ep(identity=123456789012345678),
+    ep(identity=1234567890123456789), ep(identity="-0"), ep(identity="007"), ep("destination", identity="x"), ep(workloads=[]), ep(workloads=[{"kind": "X"}]),
     ep(workloads=[None]), ep(workloads=[{"name": 5}]), ep(workloads=[{"name": "a"}, {"name": "b"}]),
     ep("destination", namespace=7), fl(source=...), fl(destination=None), fl(source={}),
     # L7

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Any
 
 import numpy as np
@@ -197,3 +198,38 @@ def test_times_as_duckdb_gave_them() -> None:
     assert [g for g, o in zip(got, ok) if o] == [w for w in want if w is not None]
     assert time.type == hubble_fast.FLOWS.column("time").arrow_type
     assert sum(w is None for w in want) > 50  # impossible dates among the random ones
+
+
+IDENTITIES: list[str | None] = [
+    "16777217", "-5", "", None, "1.5", " 7", "7 ", "true", "18446744073709551615", "123456789012345678",
+    "1234567890123456789", "-123456789012345678", "-0", "007", "0", "+7", "1e3", "x", "2", "2", None, "",
+]
+
+
+def test_identities_as_the_sql_read_them() -> None:
+    """Usable and valued as the SQL's regex and BIGINT cast gave them (each distinct text converted once)."""
+    import duckdb
+
+    rows = duckdb.execute(
+        f"SELECT (raw IS NULL OR raw = '' OR (regexp_matches(raw, '{hubble_fast._INT_RE2}') "
+        "AND TRY_CAST(nullif(raw, '') AS BIGINT) IS NOT NULL)), TRY_CAST(nullif(raw, '') AS BIGINT) "
+        "FROM (SELECT unnest(?::VARCHAR[]) AS raw)", [IDENTITIES]).fetchall()
+    ok, cells = hubble_fast._identities(pa.array(IDENTITIES, pa.string()))
+    assert ok.tolist() == [r[0] for r in rows]
+    assert [c for c, o in zip(cells.to_pylist(), ok) if o] == [r[1] for r in rows if r[0]]
+    assert cells.type == pa.int64()
+    assert hubble_fast._identities(pa.array(IDENTITIES, pa.string()).slice(3))[0].tolist() == ok.tolist()[3:]
+
+
+SUMMARIES: list[str | None] = [
+    "TCP Flags: SYN", "TCP Flags: SYN, ACK", None, "", "Bearer abc", "TOKEN", "x-passwd", "caf\u00e9",
+    "https://u:p@host", "plain text", "TCP Flags: SYN", "authorization: x", "LS0tLS1CRUdJTiBx", None,
+]
+
+
+def test_matching_rows_as_regexp_matches_per_row() -> None:
+    """Rows of text the redaction pre-check matches: the same rows as the regex read on every row."""
+    want = [i for i, s in enumerate(SUMMARIES) if s is not None and re.search(hubble_fast._REDACT_RE2, s)]
+    assert len(want) >= 6
+    assert hubble_fast._matching_rows(pa.array(SUMMARIES), hubble_fast._REDACT_RE2).tolist() == want
+    assert hubble_fast._matching_rows(pa.array([None, None], pa.string()), hubble_fast._REDACT_RE2).tolist() == []
