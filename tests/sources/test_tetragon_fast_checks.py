@@ -367,3 +367,42 @@ def test_arguments_are_redacted_once_per_distinct_value(tmp_path: Path, monkeypa
     assert "--token=abcdef0123456789 -v" not in got and "cook\u0131e=abcdefgh1234" not in got
     assert "-s https://x" in got and None in got and "" in got
     assert_same(path, min_vectorised=300)
+
+
+def reference_odd_rows(values: list[Any]) -> list[int]:
+    """Rows of ``values`` (texts or lists of texts) :func:`tetragon_fast._odd_rows` must give, by regex."""
+    import re
+
+    odd = re.compile(r"([\[{]|-?[0-9]{19})")
+    out = []
+    for k, v in enumerate(values):
+        items = v if isinstance(v, list) else [v]
+        if (isinstance(v, list) and None in v) or any(s is not None and odd.match(s) for s in items):
+            out.append(k)
+    return out
+
+
+def test_odd_rows_agrees_with_a_regex_on_any_arrow_layout() -> None:
+    """Nulls whose slot is not empty, sliced arrays, empty values at the end of the data, chunked and list
+    columns: the numpy check reads offsets and validity as Arrow lays them out."""
+    rnd = random.Random(5)
+    pool = [None, "", "a", "[", "{x", "-", "-1", "1" * 18, "1" * 19, "-" + "1" * 19, "-" + "1" * 18 + "x", "1" * 18 + "x",
+            "x" + "1" * 19, "9" * 30, "-a" + "1" * 19, " [", "/bin/sh", "-w 5", "12ab"]
+    # a null slot over "[x": offsets 0..2 with the validity bit unset
+    masked = pa.StringArray.from_buffers(3, pa.py_buffer(np.array([0, 2, 3, 3], dtype=np.int32).tobytes()),
+                                         pa.py_buffer(b"[xa"), pa.py_buffer(np.packbits([0, 1, 1], bitorder="little")))
+    assert masked.to_pylist() == [None, "a", ""]
+    assert tetragon_fast._odd_rows(masked).tolist() == []
+    for _ in range(200):
+        values = [rnd.choice(pool) for _ in range(rnd.randrange(1, 40))]
+        arr = pa.array(values, type=pa.string())
+        lo = rnd.randrange(len(values))
+        for col, want in ((arr, values), (arr.slice(lo), values[lo:]), (pa.chunked_array([arr[:lo], arr[lo:]]), values),
+                          (arr.cast(pa.large_string()), values)):
+            assert sorted(tetragon_fast._odd_rows(col).tolist()) == sorted(set(reference_odd_rows(want))), want
+        lists = [None if rnd.random() < 0.1 else [rnd.choice(pool) for _ in range(rnd.randrange(0, 4))]
+                 for _ in range(rnd.randrange(1, 20))]
+        larr = pa.array(lists, type=pa.list_(pa.string()))
+        lo = rnd.randrange(len(lists))
+        for col, want in ((larr, lists), (larr.slice(lo), lists[lo:])):
+            assert sorted(set(tetragon_fast._odd_rows(col).tolist())) == reference_odd_rows(want), want
