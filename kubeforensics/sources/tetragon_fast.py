@@ -27,9 +27,9 @@ Declined to the per-record path (it quarantines or keeps them exactly):
   number of 19 digits or more, anything the reference function raises on.
 
 The query checks the event keys, the integers and the times; the text values,
-lists and JSON values are checked by the consumer, per batch: with numpy on the
-first bytes of each value (:func:`_odd_rows`, a regex only for values that could
-be 19 digits), and the JSON values once per distinct value.
+lists and JSON values are checked by the consumer, per batch: the text values with
+numpy on the bytes of each value (:func:`_odd_rows`), the JSON values once per
+distinct value, in the reference calls that parse them.
 
 A *structural* surprise (a struct field that is a scalar, a list that is a string,
 malformed JSON, invalid UTF-8, duplicate keys, a line longer than
