@@ -64,13 +64,13 @@ from kubeforensics.schema import PROCESSES
 from kubeforensics.sources import bulk_lines
 from kubeforensics.sources.audit_fast import (
     _CHUNK,
+    _TS_RE2,
     BATCH_ROWS,
     MAX_OBJECT_BYTES,
     MIN_BULK_BYTES,
     _connect,
     _json_lines_head,
     _Lines,
-    _ts_ns,
 )
 from kubeforensics.sources.records import BOM, _is_multiline_document, open_evidence
 
@@ -133,6 +133,12 @@ _REDACT_RE2 = MAYBE_SECRET_PATTERN + r"|[^\x00-\x7F]"
 _JSON_ODD = re.compile(r"[:\[,]-?[0-9]{19}", re.ASCII)
 
 
+def _cast_ns(e: str) -> str:
+    """Nanoseconds of a timestamp text; NULL when absent or not a timestamp DuckDB reads.  Its form
+    (:data:`_TS_RE2`, which the reference reads the same) is checked by the consumer (:func:`_bad_times`)."""
+    return f"epoch_ns(TRY_CAST({e} AS TIMESTAMP_NS))"
+
+
 def _sql(path: str, gz: bool) -> str:
     spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in _COLUMNS.items()) + "}"
     src = (
@@ -153,7 +159,8 @@ def _sql(path: str, gz: bool) -> str:
         return f"CASE WHEN {e} <> '' THEN TRY_CAST({e} AS BIGINT) END"
 
     # The text values (``_TEXT_COLUMNS``), the lists (nulls) and the JSON texts (``_JSON_ODD``) are checked
-    # by the consumer (``_convert``): per batch with numpy, or once per distinct value.
+    # by the consumer (``_convert``): per batch with numpy, or once per distinct value; so is the form of the
+    # times (``_TS_RE2``, Arrow's RE2 on k_t_txt and k_start_time): the query only casts them.
     ok = " AND ".join(
         [
             "n_events = 1",
@@ -178,10 +185,10 @@ WITH raw AS (
     CAST(process_kprobe."return" AS {_V}) AS k_ret
   FROM {src}
 ), timed AS (
-  SELECT *, {_ts_ns('t_txt')} AS t_ns, {_ts_ns('p.start_time')} AS st_ns FROM raw
+  SELECT *, {_cast_ns('t_txt')} AS t_ns, {_cast_ns('p.start_time')} AS st_ns FROM raw
 ), checked AS (SELECT *, coalesce({ok}, false) AS ok FROM timed)
 SELECT
-  ok,
+  ok, t_txt AS k_t_txt, p.start_time AS k_start_time,
   time AS k_time, node_name AS node, p.exec_id AS exec_id, p.pid AS k_pid,
   coalesce(t_ns, st_ns) AS time,
   CASE WHEN t_ns IS NOT NULL THEN 'time' ELSE 'process.start_time' END AS time_source,
@@ -489,6 +496,13 @@ def _odd_rows(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return parents[idx] if parents is not None else idx
 
 
+def _bad_times(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Rows holding a time text other than ``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`` (:data:`_TS_RE2`; null and empty
+    texts are absent times, not bad ones)."""
+    good = pc.or_kleene(pc.match_substring_regex(col, _TS_RE2), pc.equal(col, ""))
+    return ~pc.fill_null(good, True).to_numpy(zero_copy_only=False)
+
+
 def _json_text(value: str) -> str:
     """``value`` (DuckDB's JSON text of a field), or :class:`_Decline` when it holds a number a round trip might
     not keep (:data:`_JSON_ODD`)."""
@@ -627,6 +641,7 @@ def _convert(
     ok = rb.column("ok").to_numpy(zero_copy_only=False) & ~np.isin(line_of, odd)
     for name in _TEXT_COLUMNS:
         ok[_odd_rows(rb.column(name))] = False
+    ok &= ~_bad_times(rb.column("k_t_txt")) & ~_bad_times(rb.column("k_start_time"))
     t = pa.Table.from_batches([rb])
     if not ok.all():  # (a filter copies every column, even when it keeps every row)
         t = t.filter(pa.array(ok))

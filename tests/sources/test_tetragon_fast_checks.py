@@ -406,3 +406,41 @@ def test_odd_rows_agrees_with_a_regex_on_any_arrow_layout() -> None:
         lo = rnd.randrange(len(lists))
         for col, want in ((larr, lists), (larr.slice(lo), lists[lo:])):
             assert sorted(set(tetragon_fast._odd_rows(col).tolist())) == reference_odd_rows(want), want
+
+
+def _exit_time(v: str) -> dict[str, Any]:
+    obj = ev("process_exit", time=None)
+    obj["process_exit"]["time"] = v
+    return obj
+
+
+#: Where each time text sits: the envelope's, process_exit's own (read when the envelope has none), and
+#: process.start_time (always read; the row's time when there is no other).
+TIME_FIELDS = {
+    "time": lambda v: ev(time=v),
+    "exit.time": _exit_time,
+    "start_time": lambda v: ev(process=process(start_time=v)),
+    "start_time only": lambda v: ev(time=None, process=process(start_time=v)),
+}
+#: Times DuckDB casts but in another form than ``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`` (the reference reads some of
+#: them otherwise): declined ...
+ODD_TIMES = ["2024-05-06 10:21:04", "2024-05-06T10:21:04+02:00", "2024-05-06", "2024-05-06T10:21:04.1234567891Z",
+             "2224-05-06T10:21:04Z", "2024-05-06T10:21:04z", "2024-05-06T10:21:04", " 2024-05-06T10:21:04Z",
+             "2024-05-06T10:21:04Z\n", "2024-13-06T10:21:04Z", "2024-05-06T24:21:04Z", "2024-05-06T10:21:04.Z"]
+#: ... and times in that form (or absent: empty), kept.
+PLAIN_TIMES = ["2024-05-06T10:21:04Z", "2024-05-06T10:21:04.1Z", "2024-05-06T10:21:04.123456789Z",
+               "1999-12-31T23:59:59Z", "2124-01-01T00:00:00.5Z"]
+
+
+@pytest.mark.parametrize("field", sorted(TIME_FIELDS))
+def test_times_in_another_form_are_declined(tmp_path: Path, bulk_even_small_files: None, field: str) -> None:
+    make = TIME_FIELDS[field]
+    objs = [ev()] + [make(v) for v in ODD_TIMES] + [make(v) for v in PLAIN_TIMES]
+    if field == "start_time":
+        objs.append(make(""))
+    path = write_lines(tmp_path / "t.jsonl", objs)
+    _table, declined = bulk_of(path)
+    assert set(range(2, 2 + len(ODD_TIMES))) <= declined
+    kept = set(range(2 + len(ODD_TIMES), len(objs) + 1))
+    assert not kept & declined, sorted(kept & declined)
+    assert_same(path, min_vectorised=len(kept) + 1)
