@@ -233,3 +233,8 @@ def test_matching_rows_as_regexp_matches_per_row() -> None:
     assert len(want) >= 6
     assert hubble_fast._matching_rows(pa.array(SUMMARIES), hubble_fast._REDACT_RE2).tolist() == want
     assert hubble_fast._matching_rows(pa.array([None, None], pa.string()), hubble_fast._REDACT_RE2).tolist() == []
+
+
+def test_identities_of_a_column_without_any() -> None:
+    ok, cells = hubble_fast._identities(pa.array([None, None, None], pa.string()))
+    assert ok.tolist() == [True] * 3 and cells.to_pylist() == [None] * 3 and cells.type == pa.int64()
