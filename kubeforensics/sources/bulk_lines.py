@@ -395,3 +395,62 @@ def streamed(batches: Callable[[BulkResult], Iterator[pa.Table]]) -> BulkResult:
     result = BulkResult(iter(()))
     result.batches = batches(result)
     return result
+
+
+# ------------------------------------------------------------------------------- value checks, per batch
+#: A text value that was not a JSON string/number/boolean (DuckDB renders an object or a list read as VARCHAR
+#: as its JSON text), or an integer of 19 digits or more (orjson, the reference, reads 64-bit overflow as a
+#: float; DuckDB keeps the digits).
+ODD_TEXT_RE2 = r"^([\[{]|-?\d{19})"
+_JSON_FIRST = np.zeros(256, dtype=bool)
+_JSON_FIRST[list(b"[{")] = True
+_DIGIT = np.zeros(256, dtype=bool)
+_DIGIT[list(b"0123456789")] = True
+_MINUS = np.zeros(256, dtype=bool)
+_MINUS[ord("-")] = True
+
+
+def odd_text_rows(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Rows of a text or list-of-text column holding a value :data:`ODD_TEXT_RE2` matches, or (a list) a null.
+
+    numpy on the string offsets finds each value's first two bytes: an object or
+    a list is odd outright; the regex runs only on the values long enough for 19
+    digits whose first bytes could start them.  The row numbers may repeat.
+    """
+    import pyarrow.compute as pc
+
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    parents = None
+    bad: list[np.ndarray] = []
+    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        parents = pc.list_parent_indices(col).to_numpy()
+        col = col.flatten()
+        if col.null_count:
+            bad.append(np.flatnonzero(~col.is_valid().to_numpy(zero_copy_only=False)))
+    n = len(col)
+    if n and col.null_count < n:
+        wide = pa.types.is_large_string(col.type)
+        bufs = col.buffers()
+        offsets = np.frombuffer(bufs[1], dtype=np.int64 if wide else np.int32)[col.offset: col.offset + n + 1]
+        offsets = offsets.astype(np.int64)
+        data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, dtype=np.uint8)
+        starts = offsets[:-1]
+        size = np.diff(offsets)
+        present = size > 0
+        if col.null_count:
+            present &= col.is_valid().to_numpy(zero_copy_only=False)
+        first = np.zeros(n, dtype=np.uint8)
+        first[present] = data[starts[present]]
+        bad.append(np.flatnonzero(present & _JSON_FIRST[first]))  # an object or a list: no more to see
+        long = present & (size >= 19)  # 19 digits, after a minus or not: the second byte is a digit
+        second = np.zeros(n, dtype=np.uint8)
+        second[long] = data[starts[long] + 1]
+        cand = np.flatnonzero(long & _DIGIT[second] & (_DIGIT[first] | (_MINUS[first] & (size >= 20))))
+        if len(cand):
+            hit = pc.match_substring_regex(col.take(pa.array(cand)), ODD_TEXT_RE2)
+            bad.append(cand[hit.to_numpy(zero_copy_only=False)])
+    if not bad:
+        return np.zeros(0, dtype=np.int64)
+    idx = np.concatenate(bad)
+    return parents[idx] if parents is not None else idx

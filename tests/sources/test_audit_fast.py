@@ -885,3 +885,33 @@ def test_duplicate_keys_in_annotations_and_user_extra_are_read_as_the_reference(
     rows = {r["audit_id"]: r for r in fast.tables["audit"].to_pylist()}
     assert rows["dup-ann"]["decision"] == "forbid"
     assert rows["dup-extra"]["sa_pod_name"] == "last" and rows["extra"]["sa_pod_name"] == "first"
+
+
+_TEXTS = ["", "a", "[", "{", "-", "1", "-1", "x" * 30, "1" * 18, "1" * 19, "-" + "1" * 18, "-" + "1" * 19,
+          "1" * 18 + "a", "12345678901234567890abc", "-1234567890123456789x", "a1234567890123456789012", "[]",
+          "{}", " [", "\x1f{", "-a234567890123456789", "é" + "1" * 19, "1é" + "1" * 18]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_odd_text_rows_agrees_with_the_regex(seed: int) -> None:
+    """``bulk_lines.odd_text_rows``: the rows the regex matches (or, in lists, holding a null), on plain,
+    sliced, chunked and list columns, with nulls."""
+    import random
+
+    from kubeforensics.sources import bulk_lines
+
+    rng = random.Random(seed)
+    values = [rng.choice(_TEXTS + [None]) for _ in range(300)]
+    want = {i for i, v in enumerate(values) if v is not None and re.match(r"[\[{]|-?\d{19}", v, re.ASCII)}
+    col = pa.array(values, pa.string())
+    assert set(bulk_lines.odd_text_rows(col).tolist()) == want
+    assert set(bulk_lines.odd_text_rows(col.slice(7)).tolist()) == {i - 7 for i in want if i >= 7}
+    chunked = pa.chunked_array([col.slice(0, 100), col.slice(100)])
+    assert set(bulk_lines.odd_text_rows(chunked).tolist()) == want
+    lists = [None if rng.random() < 0.1 else [rng.choice(_TEXTS + [None]) for _ in range(rng.randrange(4))]
+             for _ in range(200)]
+    want_l = {i for i, vs in enumerate(lists) if vs is not None
+              and any(v is None or re.match(r"[\[{]|-?\d{19}", v, re.ASCII) for v in vs)}
+    lcol = pa.array(lists, pa.list_(pa.string()))
+    assert set(bulk_lines.odd_text_rows(lcol).tolist()) == want_l
+    assert set(bulk_lines.odd_text_rows(lcol.slice(5)).tolist()) == {i - 5 for i in want_l if i >= 5}
