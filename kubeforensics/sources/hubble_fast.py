@@ -560,6 +560,20 @@ def _cast_times(texts: pa.Array) -> pa.Array:
         return pa.concat_arrays([_cast_times(texts.slice(0, half)), _cast_times(texts.slice(half))])
 
 
+#: Days of each month (February of a leap year has 29).
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
+def _possible_dates(texts: pa.Array) -> np.ndarray:
+    """Which texts of :data:`_TS_RE2`'s form name a day their month has (not February 30, April 31, ...)."""
+    def number(start: int, stop: int) -> np.ndarray:
+        return pc.cast(pc.utf8_slice_codeunits(texts, start, stop), pa.int64()).to_numpy(zero_copy_only=False)
+
+    year, month, day = number(0, 4), number(5, 7), number(8, 10)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    return day <= _MONTH_DAYS[month] + (leap & (month == 2))
+
+
 def _times(col: pa.Array) -> tuple[np.ndarray, pa.Array]:
     """Which rows have a usable time text (``YYYY-MM-DDTHH:MM:SS[.fraction]Z``, :data:`_TS_RE2` as the audit path,
     of a real date), and the ``time`` column (valid for those rows).
@@ -571,7 +585,11 @@ def _times(col: pa.Array) -> tuple[np.ndarray, pa.Array]:
         col = col.combine_chunks()
     ok = pc.match_substring_regex(col, _TS_RE2).fill_null(False).to_numpy(zero_copy_only=False)
     texts = col if ok.all() else pc.if_else(pa.array(ok), col, _EPOCH)
-    time = _cast_times(texts)
+    try:
+        time = pc.cast(texts, _TIME)
+    except pa.ArrowInvalid:  # impossible dates (found at once, not by halves), then any other refusal by halves
+        ok &= _possible_dates(texts)
+        time = _cast_times(pc.if_else(pa.array(ok), col, _EPOCH))
     if time.null_count:
         ok &= time.is_valid().to_numpy(zero_copy_only=False)
     return ok, time

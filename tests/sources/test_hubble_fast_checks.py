@@ -238,3 +238,25 @@ def test_matching_rows_as_regexp_matches_per_row() -> None:
 def test_identities_of_a_column_without_any() -> None:
     ok, cells = hubble_fast._identities(pa.array([None, None, None], pa.string()))
     assert ok.tolist() == [True] * 3 and cells.to_pylist() == [None] * 3 and cells.type == pa.int64()
+
+
+def test_times_of_a_batch_of_impossible_dates() -> None:
+    """Impossible dates among many are declined at once (the batch is not cast again by halves for each)."""
+    texts = [f"2026-{m:02d}-{d:02d}T00:00:00Z" for m in range(1, 13) for d in range(1, 32)] * 40 + [None, "x"]
+    texts += [f"{y}-02-29T00:00:00Z" for y in (1900, 2000, 2024, 2100)]
+    calls = 0
+    real = hubble_fast._cast_times
+
+    def counting(t: pa.Array) -> pa.Array:
+        nonlocal calls
+        calls += 1
+        return real(t)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hubble_fast, "_cast_times", counting)
+        ok, time = hubble_fast._times(pa.array(texts, pa.string()))
+    assert calls == 1
+    want = duck_times(texts)
+    assert ok.tolist() == [w is not None for w in want]
+    assert [g for g, o in zip(time.cast(pa.int64()).to_pylist(), ok) if o] == [w for w in want if w is not None]
+    assert ok.sum() == 365 * 40 + 2
