@@ -444,3 +444,31 @@ def test_times_in_another_form_are_declined(tmp_path: Path, bulk_even_small_file
     kept = set(range(2 + len(ODD_TIMES), len(objs) + 1))
     assert not kept & declined, sorted(kept & declined)
     assert_same(path, min_vectorised=len(kept) + 1)
+
+
+#: Where each integer field sits (the reference reads it with ``fields.integer``).
+INT_FIELDS = {
+    "process.pid": lambda v: ev(process=process(pid=v)),
+    "process.tid": lambda v: ev(process=process(tid=v)),
+    "process.uid": lambda v: ev(process=process(uid=v)),
+    "process.auid": lambda v: ev(process=process(auid=v)),
+    "parent.pid": lambda v: ev(parent={"exec_id": "p", "pid": v}),
+    "exit.status": lambda v: ev("process_exit", status=v),
+}
+#: Integers not written as ``-?[0-9]{1,18}`` (as a JSON number or a string): declined ...
+ODD_INTS: list[Any] = ["12a", "+5", " 7", "7 ", "1e3", "0x10", "--1", "-", "1234567890123456789", 1234567890123456789,
+                       -1234567890123456789, 1.5, 1e3, True, "\u0661\u0662"]
+#: ... and ones that are, kept.
+PLAIN_INTS: list[Any] = [0, 7, -7, "7", "-7", "000123", 123456789012345678, "-123456789012345678", ""]
+
+
+@pytest.mark.parametrize("field", sorted(INT_FIELDS))
+def test_integers_in_another_form_are_declined(tmp_path: Path, bulk_even_small_files: None, field: str) -> None:
+    make = INT_FIELDS[field]
+    objs = [ev()] + [make(v) for v in ODD_INTS] + [make(v) for v in PLAIN_INTS]
+    path = write_lines(tmp_path / "t.jsonl", [json.dumps(o, ensure_ascii=False) for o in objs])
+    _table, declined = bulk_of(path)
+    assert set(range(2, 2 + len(ODD_INTS))) <= declined
+    kept = set(range(2 + len(ODD_INTS), len(objs) + 1))
+    assert not kept & declined, sorted(kept & declined)
+    assert_same(path, min_vectorised=len(kept) + 1)
