@@ -230,6 +230,10 @@ def _line_hits(line: bytes) -> int:
 
 
 _LINE_START = np.frombuffer(b'{"process_', dtype=np.uint8)
+#: The scan reads this much at a time: a block small enough to stay in a core's L2 cache between its passes
+#: (newlines, key count, backslash), which then do not each read it from memory (measured: 1 MB ~0.33 CPU-s
+#: on the 490 MB export against ~0.4 for 16 MB chunks, more under memory contention).
+_SCAN_CHUNK = 1 << 20
 
 
 class _Scan:
@@ -252,7 +256,7 @@ class _Scan:
         if size <= 0:
             return True
         if len(self._eq) < size:
-            self._eq = np.empty(max(size, _CHUNK), dtype=bool)
+            self._eq = np.empty(max(size, _SCAN_CHUNK), dtype=bool)
         data = np.frombuffer(buf, dtype=np.uint8, count=size, offset=start)
         nl = np.flatnonzero(np.equal(data, 10, out=self._eq[:size]))
         closed = len(nl) > 0 and int(nl[-1]) == size - 1
@@ -320,7 +324,7 @@ def _read_blocks(f: Any, st: _Scan) -> bool:
     of it): the whole lines of a chunk go to :meth:`_Scan.block` in place, and only
     the line cut at its end is copied, to be completed by the next chunk.
     """
-    buf = bytearray(_CHUNK)
+    buf = bytearray(_SCAN_CHUNK)
     view = memoryview(buf)
     carry: list[bytes] = []  # the start of a line cut by the end of the previous chunk(s)
     first = True

@@ -61,7 +61,7 @@ def reference_scan(text: bytes, chunk: int) -> tuple[list[int], list[int], list[
 
 
 def assert_scan_agrees(path: Path, text: bytes, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tetragon_fast, "_CHUNK", chunk)
+    monkeypatch.setattr(tetragon_fast, "_SCAN_CHUNK", chunk)
     gz = path.name.endswith(".gz")
     path.write_bytes(gzip.compress(text) if gz else text)
     got, want = tetragon_fast.scan(path, offsets=not gz), reference_scan(text, chunk)
@@ -153,7 +153,7 @@ def test_scan_reads_a_clean_file_block_by_block(tmp_path: Path, monkeypatch: pyt
         finally:
             monkeypatch.setattr(tetragon_fast, "_line_hits", real)
 
-    monkeypatch.setattr(tetragon_fast, "_CHUNK", 4096)
+    monkeypatch.setattr(tetragon_fast, "_SCAN_CHUNK", 4096)
     text = b"\n".join(_clean(k) for k in range(3000)) + b"\n"
     path = tmp_path / "c.jsonl"
     path.write_bytes(text)
