@@ -50,7 +50,9 @@ Differences from the per-record path, by design:
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -135,12 +137,6 @@ def _absent(e: str) -> str:
     return f"({e} IS NULL OR json_type({e}) = 'NULL')"
 
 
-def _distinct_keys(e: str) -> str:
-    """No key repeated in the JSON object ``e``: for a repeated key (a forged line) orjson, the reference,
-    keeps the last value and DuckDB's JSON functions the first, so such a line is declined."""
-    return f"len(json_keys({e})) = len(list_distinct(json_keys({e})))"
-
-
 def _ts_ns(e: str) -> str:
     """Nanoseconds of an API-server timestamp; NULL when absent, not in that form, or not a valid date."""
     # (as one TIMESTAMP_NS cast: the same value as seconds + padded fraction, twice as fast; tested.  The cast
@@ -174,20 +170,14 @@ def _sql(path: str, gzip: bool) -> str:
             # the per-record path quarantines the line; here it would stop the bulk path for the rest of the file
             "coalesce(json_type(requestObject, '$.kind') NOT IN ('ARRAY', 'OBJECT'), true)",
             _absent("impersonatedUser"),
-            (
-                f"(extra_txt IS NULL OR extra_txt = '{{}}' OR (regexp_matches(extra_txt, '{_EXTRA_SHAPE_RE2}') "
-                f"AND NOT regexp_matches(extra_txt, '{_EXTRA_DECLINE_RE2}') AND {_distinct_keys('user.extra')}))"
-            ),
+            # user.extra and annotations are checked once per distinct text by the consumer (_Memo.extra, .annotations)
             ("(responseStatus.code IS NULL OR (regexp_matches(responseStatus.code, '^-?\\d{1,10}$') "
             "AND TRY_CAST(responseStatus.code AS INTEGER) IS NOT NULL))"),
-            f"(annotations IS NULL OR ann_txt = 'null' OR (ann_txt[1] = '{{' AND {_distinct_keys('annotations')}))",
-            # decision and reason must be strings (json_extract_string would turn an object into text)
-            "(decision_j IS NULL OR json_type(decision_j) IN ('VARCHAR', 'NULL'))",
-            "(reason_j IS NULL OR json_type(reason_j) IN ('VARCHAR', 'NULL'))",
         ]
     )
     # The first string of each key's array (the shape check allows nothing else), in one parse of user.extra:
     # four times faster than finding each ``"key":["`` with strpos and cutting the text up to the next quote.
+    # Rows whose text is not of that shape, or repeats a key, are declined by the consumer (_extra_cells).
     sa_paths = ", ".join(f"'$.\"{key}\"[0]'" for _, key in _SA_KEYS)
     sa = ",\n  ".join(f"sa_values[{n}] AS {col}" for n, (col, _) in enumerate(_SA_KEYS, start=1))
     return f"""
@@ -197,8 +187,6 @@ WITH raw AS (
     CAST(annotations AS VARCHAR) AS ann_txt,
     nullif(CAST(requestObject AS VARCHAR), 'null') AS ro_txt,
     nullif(CAST(responseObject AS VARCHAR), 'null') AS resp_txt,
-    json_extract(annotations, '$."authorization.k8s.io/decision"') AS decision_j,
-    json_extract(annotations, '$."authorization.k8s.io/reason"') AS reason_j,
     {_ts_ns('requestReceivedTimestamp')} AS rr_ns,
     {_ts_ns('stageTimestamp')} AS st_ns,
     {_ts_ns('timestamp')} AS tt_ns
@@ -228,11 +216,8 @@ SELECT
   coalesce(strpos({uri}, '?') > 0 AND regexp_matches({query}, '{URI_HINTS_RE2}|{_NON_ASCII}'), false) AS uri_flag,
   CASE WHEN ok THEN TRY_CAST(responseStatus.code AS INTEGER) END AS code,
   responseStatus.reason AS status_reason, responseStatus.message AS status_message,
-  CASE WHEN ok AND ann_txt <> '{{}}' THEN json_extract_string(decision_j, '$') END AS decision,
-  CASE WHEN ok AND ann_txt <> '{{}}' THEN json_extract_string(reason_j, '$') END AS authz_reason,
+  extra_txt AS k_extra, ann_txt AS k_ann,
   {sa},
-  CASE WHEN ok AND ann_txt <> 'null' THEN ann_txt END AS annotations,
-  CASE WHEN ok AND extra_txt <> '{{}}' THEN extra_txt END AS user_extra,
   CASE WHEN ok THEN ro_txt END AS request_object,
   CASE WHEN ok THEN resp_txt END AS response_object,
   coalesce(objectRef.subresource IN ('exec', 'attach'), false) OR ro_txt IS NOT NULL OR resp_txt IS NOT NULL
@@ -410,6 +395,7 @@ class _Memo:
         self.queries: dict[str, str] = {}
         self.execs: dict[str | None, tuple[Any, ...]] = {}
         self.specs: dict[bytes, dict[str, Any]] = {}
+        self.anns: dict[str, tuple[Any, ...]] = {}
 
     def safe_uri(self, uri: str) -> str:
         from kubeforensics.sources import audit
@@ -452,6 +438,96 @@ class _Memo:
             got = self.specs[key] = {}
             audit.pod_columns(spec, got)
         row.update(got)
+
+
+    def annotations(self, texts: list[str]) -> list[tuple[Any, ...]]:
+        """Per distinct ``annotations`` text: ``(ok, annotations, decision, authz_reason)`` (:func:`_ann_cells`)."""
+        got = [self.anns.get(t) for t in texts]
+        if any(g is None for g in got):
+            if len(self.anns) + len(texts) > MEMO_ENTRIES:
+                self.anns.clear()
+            for t in texts:
+                if t not in self.anns:
+                    self.anns[t] = _ann_cells(t)
+            got = [self.anns[t] for t in texts]
+        return got  # type: ignore[return-value]
+
+
+_EXTRA_KEY = re.compile(r'"([^"\\]*)":\[')
+_DECISION, _REASON = "authorization.k8s.io/decision", "authorization.k8s.io/reason"
+
+
+def _extra_cells(texts: pa.Array) -> tuple[np.ndarray, list[pa.Array]]:
+    """Per distinct ``user.extra`` text (DuckDB's compact JSON): ok, and the ``user_extra`` cells.
+
+    ok when the per-record path stores it unchanged: ``{}``, or an object of arrays of plain strings
+    (:data:`_EXTRA_SHAPE_RE2`) holding nothing ``redact.text`` could change (:data:`_EXTRA_DECLINE_RE2`)
+    with no key twice (orjson, the reference, keeps the last of a repeated key; DuckDB's functions the
+    first).  The patterns run in RE2, as they did in the query.  In such a text every key, and nothing
+    else, is followed by ``":[``: counting that and each claim's ``"<claim>":[`` settles the repeats of
+    the usual texts (claims only) without Python; texts with other keys are split in Python.  The claims
+    themselves (``sa_*``) are read by the query.
+    """
+    n = len(texts)
+    empty = pc.equal(texts, "{}").to_numpy(zero_copy_only=False)
+    plain = (pc.match_substring_regex(texts, _EXTRA_SHAPE_RE2).to_numpy(zero_copy_only=False)
+             & ~pc.match_substring_regex(texts, _EXTRA_DECLINE_RE2).to_numpy(zero_copy_only=False))
+    keys = pc.count_substring(texts, '":[').to_numpy(zero_copy_only=False)
+    claims = [pc.count_substring(texts, f'"{key}":[').to_numpy(zero_copy_only=False) for _, key in _SA_KEYS]
+    ok = plain & np.all(np.stack(claims) <= 1, axis=0)
+    other = np.flatnonzero(ok & (keys - np.sum(claims, axis=0) > 1))  # two or more other keys: may repeat
+    if len(other):
+        for k, text in zip(other, texts.take(pa.array(other)).to_pylist()):
+            found = _EXTRA_KEY.findall(text)
+            ok[k] = len(found) == len(set(found))
+    ok |= empty
+    return ok, [pc.if_else(pa.array(empty), pa.nulls(n, pa.string()), texts)]
+
+
+def _ann_cells(text: str) -> tuple[Any, ...]:
+    """``annotations`` the bulk path can store (DuckDB's text, equal once parsed): JSON ``null`` (none), or
+    an object with no key twice whose decision and reason are strings or null."""
+    if text == "null":
+        return (True, None, None, None)
+    if text[:1] != "{":
+        return (False, None, None, None)
+    try:
+        pairs = json.loads(text, object_pairs_hook=lambda kv: kv)
+    except ValueError:
+        return (False, None, None, None)
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        return (False, None, None, None)
+    d = dict(pairs)
+    decision, reason = d.get(_DECISION), d.get(_REASON)
+    if not (decision is None or isinstance(decision, str)) or not (reason is None or isinstance(reason, str)):
+        return (False, None, None, None)
+    return (True, text, decision, reason)
+
+
+def _per_text(col: pa.Array | pa.ChunkedArray, cells: Any, width: int,
+              vectorised: bool = False) -> tuple[np.ndarray, list[pa.Array]]:
+    """``cells(distinct texts)`` spread over the rows: (ok per row, one array per further cell).
+
+    ``cells`` takes a list of texts and gives a tuple ``(ok, *cells)`` per text, or (``vectorised``) takes
+    the Arrow array of texts and gives ``(ok array, [cell arrays])``.  Rows without a text are ok, with
+    null cells."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    n = len(col)
+    if col.null_count == n:
+        return np.ones(n, dtype=bool), [pa.nulls(n, pa.string()) for _ in range(width)]
+    enc = pc.dictionary_encode(col)
+    idx = enc.indices
+    if vectorised:
+        ok_d, cols = cells(enc.dictionary)
+    else:
+        got = cells(enc.dictionary.to_pylist())
+        ok_d = np.array([g[0] for g in got], dtype=bool)
+        cols = [pa.array([g[k] for g in got], pa.string()) for k in range(1, width + 1)]
+    ok_u = np.append(ok_d, True)
+    where = pc.fill_null(idx, len(ok_d)).to_numpy(zero_copy_only=False)
+    return ok_u[where], [c.take(idx) for c in cols]
 
 
 #: Distinct queries remembered by :class:`_Memo` before it starts afresh.
@@ -521,13 +597,21 @@ def _convert(
     from kubeforensics import redact
     memo = memo or _Memo()
     ok = _odd_strings(rb, rb.column("ok").to_numpy(zero_copy_only=False))
+    extra_ok, extra_cols = _per_text(rb.column("k_extra"), _extra_cells, 1, vectorised=True)
+    ann_ok, ann_cols = _per_text(rb.column("k_ann"), memo.annotations, 3)
+    ok = ok & extra_ok & ann_ok
+    texts = dict(zip(["user_extra", "annotations", "decision", "authz_reason"],
+                     extra_cols + ann_cols))
     rows = np.arange(offset, offset + rb.num_rows, dtype=np.int64)
     rejected = lines.of(rows[~ok])
-    t = pa.Table.from_batches([rb]).filter(pa.array(ok))
+    mask = pa.array(ok)
+    t = pa.Table.from_batches([rb]).filter(mask)
     n = t.num_rows
     line = pa.array(lines.of(rows[ok]), type=pa.int64())
     cols: dict[str, Any] = {name: t.column(name) for name in t.column_names}
     cols["line"] = line
+    for name, arr in texts.items():
+        cols[name] = arr.filter(mask)
     cols["event_id"] = pc.binary_join_element_wise(evidence_id, pc.cast(line, pa.string()), ":")
     cols["evidence"] = pa.repeat(evidence, n)
     for name in ("time", "request_time", "stage_time"):

@@ -320,7 +320,8 @@ def test_malformed_line_after_batches_were_streamed(tmp_path: Path, monkeypatch:
     sizes = [t.num_rows for t in res.batches]
     assert len(sizes) >= 5 and not res.complete
     assert res.next_line == res.records + len(res.python_lines) + 1 <= at + 1  # stopped before the bad line
-    fast = assert_same(path, min_vectorised=10_000)
+    # how far DuckDB's parallel reader gets before it meets the bad line depends on its threads' timing
+    fast = assert_same(path, min_vectorised=5_000)
     acc = fast.account
     assert (acc.records, acc.ingested, acc.quarantined) == (24_000, 23_999, 1)
     assert [q.line for q in fast.quarantine] == [at + 1]
@@ -879,12 +880,67 @@ def test_duplicate_keys_in_annotations_and_user_extra_are_read_as_the_reference(
     extra = {"user": {"username": "system:serviceaccount:shop:web", "extra": {claim: ["first"]}}}
     dup_extra = json.dumps(ev(auditID="dup-extra", **extra)).replace(
         f'"{claim}": ["first"]', f'"{claim}": ["first"], "{claim}": ["last"]')
-    lines = [ev(auditID=f"plain-{i}") for i in range(50)] + [dup_ann, dup_extra, ev(auditID="extra", **extra)]
+    others = {"user": {"username": "u", "extra": {"k": ["1"], "j": ["2"], claim: ["p"], "i": ["3"]}}}
+    dup_other = json.dumps(ev(auditID="dup-other", **others)).replace('"i": ["3"]', '"i": ["3"], "k": ["4"]')
+    lines = [ev(auditID=f"plain-{i}") for i in range(50)] + [dup_ann, dup_extra, ev(auditID="extra", **extra),
+                                                             dup_other, ev(auditID="others", **others)]
     path = write_lines(tmp_path / "dups.jsonl", lines)
     fast = assert_same(path, min_vectorised=51)
     rows = {r["audit_id"]: r for r in fast.tables["audit"].to_pylist()}
     assert rows["dup-ann"]["decision"] == "forbid"
     assert rows["dup-extra"]["sa_pod_name"] == "last" and rows["extra"]["sa_pod_name"] == "first"
+    res = audit_fast.bulk(path, "dups.jsonl", "x")
+    assert res is not None and sum(t.num_rows for t in res.batches) == 52
+    assert sorted(res.python_lines) == [51, 52, 54]  # the three lines repeating a key; "others" is kept
+    assert json.loads(rows["dup-other"]["user_extra"])["k"] == ["4"]
+
+
+_CLAIM = "authentication.kubernetes.io/pod-name"
+_ANNOTATIONS = [None, {}, [], ["x"], "allow", 5, {"authorization.k8s.io/decision": "allow"},
+                {"authorization.k8s.io/decision": None, "authorization.k8s.io/reason": None},
+                {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": {"x": 1}},
+                {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": 7},
+                {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": ["a"]},
+                {"authorization.k8s.io/decision": True, "authorization.k8s.io/reason": "r"},
+                {"authorization.k8s.io/decision": {"v": "allow"}},
+                {"authorization.k8s.io/decision": "allow", "other": {"nested": [1, {"k": None}]}}]
+_EXTRAS = [None, {}, [], "x", {_CLAIM: "web-1"}, {_CLAIM: []}, {_CLAIM: [5]}, {_CLAIM: [None]}, {_CLAIM: [["web"]]},
+           {_CLAIM: [{"a": "b"}]}, {_CLAIM: {"a": ["b"]}}, {_CLAIM: ["web-1"], "k": "v"}, {_CLAIM: ["a", "b"]},
+           {_CLAIM: ["we\"b"]}, {_CLAIM: ["web-1"], "k": [1.5]}]
+
+
+def test_odd_annotations_and_user_extra_are_read_as_the_reference(tmp_path: Path) -> None:
+    """annotations and user.extra of every JSON shape (checked once per distinct text by the consumer): the
+    bulk path keeps the plain ones and declines the rest, whose cells the per-record path gives."""
+    lines = [ev(auditID=f"plain-{i}") for i in range(50)]
+    for n, ann in enumerate(_ANNOTATIONS):
+        for k in range(2):  # each text twice: the second is the remembered result
+            e = ev(auditID=f"ann-{n}-{k}")
+            if ann is None:
+                e.pop("annotations", None)
+            else:
+                e["annotations"] = ann
+            lines.append(e)
+    for n, extra in enumerate(_EXTRAS):
+        for k in range(2):
+            e = ev(auditID=f"extra-{n}-{k}", user={"username": "system:serviceaccount:shop:web"})
+            if extra is not None:
+                e["user"]["extra"] = extra
+            lines.append(e)
+    path = write_lines(tmp_path / "shapes.jsonl", lines)
+    fast = assert_same(path, min_vectorised=50)
+    res = audit_fast.bulk(path, "shapes.jsonl", "x")
+    assert res is not None and sum(t.num_rows for t in res.batches) > 50
+    declined = {json.loads(line)["auditID"] for line in path.read_text().splitlines()
+                if path.read_text().splitlines().index(line) + 1 in set(res.python_lines)}
+    assert {f"ann-{n}-{k}" for n in (2, 3, 4, 5, 8, 9, 10, 11, 12) for k in (0, 1)} <= declined
+    assert {f"extra-{n}-{k}" for n in (2, 3, 4, 6, 7, 8, 9, 10, 11, 14) for k in (0, 1)} <= declined
+    kept = {f"ann-{n}-{k}" for n in (0, 1, 6, 7, 13) for k in (0, 1)} | {
+        f"extra-{n}-{k}" for n in (0, 1, 5, 12) for k in (0, 1)}
+    assert not kept & declined
+    rows = {r["audit_id"]: r for r in fast.tables["audit"].to_pylist()}
+    assert rows["extra-12-1"]["sa_pod_name"] == "a" and rows["extra-5-0"]["sa_pod_name"] is None
+    assert rows["ann-6-1"]["decision"] == "allow" and rows["ann-7-0"]["decision"] is None
 
 
 _TEXTS = ["", "a", "[", "{", "-", "1", "-1", "x" * 30, "1" * 18, "1" * 19, "-" + "1" * 18, "-" + "1" * 19,
