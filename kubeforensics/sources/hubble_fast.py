@@ -61,7 +61,7 @@ from __future__ import annotations
 import logging
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -261,11 +261,10 @@ WITH l4 AS (
     TRY_CAST(nullif({http}.code, '') AS INTEGER) AS http_code, {http}.protocol AS http_protocol,
     CAST({http}.headers AS VARCHAR) AS http_headers,
     {f('Summary')} AS summary,
-    {', '.join(texts)},
-    "time" AS k_time, "node_name" AS k_node, {t_flow} AS k_ftime, {f('uuid')} AS k_uuid
+    {', '.join(texts)}
   FROM raw
 )
-SELECT coalesce({ok}, false) AS ok, t_txt, {', '.join(_OUT)}, l4_raw, {', '.join(_RAW)}, k_time, k_node, k_ftime, k_uuid
+SELECT coalesce({ok}, false) AS ok, t_txt, {', '.join(_OUT)}, l4_raw, {', '.join(_RAW)}
 FROM cols
 """
 
@@ -338,11 +337,22 @@ def scan_plain(path: Path) -> tuple[_Lines, np.ndarray] | None:
 
 
 #: Fields that identify a line: (path of JSON keys, DuckDB column), compared by ``bulk_lines.matches``.
-_KEYS_ENVELOPE: bulk_lines.Keys = (
-    (("time",), "k_time"), (("node_name",), "k_node"), (("flow", "time"), "k_ftime"), (("flow", "uuid"), "k_uuid"),
-)
+#: In envelopes, the columns the query gives anyway: the time text (the flow's, else the envelope's), the node
+#: (the flow's, else the envelope's) and the flow's uuid, taken from the line as the query takes them.
+def _keys_envelope(obj: dict[str, Any]) -> Iterable[tuple[Any, str]]:
+    flow = obj.get("flow")
+    flow = flow if isinstance(flow, dict) else {}
+    t = flow.get("time")
+    if t is None or t == "":
+        t = obj.get("time")
+    node = flow.get("node_name")
+    if node is None:
+        node = obj.get("node_name")
+    return ((t, "t_txt"), (node, "node"), (flow.get("uuid"), "uuid"))
+
+
 _KEYS_BARE: bulk_lines.Keys = (
-    (("time",), "k_time"), (("node_name",), "k_node"), (("uuid",), "k_uuid"), (("verdict",), "verdict"),
+    (("time",), "t_txt"), (("node_name",), "node"), (("uuid",), "uuid"), (("verdict",), "verdict"),
 )
 
 
@@ -358,7 +368,7 @@ def _stream(
     False (so does a DuckDB error, or a file that is not JSON lines of objects);
     the lines from ``result.next_line`` on then go record by record.
     """
-    keys = _KEYS_ENVELOPE if envelopes else _KEYS_BARE
+    keys: bulk_lines.Keys | bulk_lines.Fields = _keys_envelope if envelopes else _KEYS_BARE
 
     def open_lines() -> tuple[_Lines | None, bulk_lines.Cursor | None]:
         return bulk_lines.open_lines(path, gz, keys, scan_gz=scan_lines, scan=scan_plain, chunk=_CHUNK,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pytest
 
 from kubeforensics.sources import hubble_fast
+from tests.sources.bulk_helpers import bulk_with_wrong_mapping, write_lines
 
 
 def duck_l4(values: list[Any]) -> pa.Array:
@@ -260,3 +262,32 @@ def test_times_of_a_batch_of_impossible_dates() -> None:
     assert ok.tolist() == [w is not None for w in want]
     assert [g for g, o in zip(time.cast(pa.int64()).to_pylist(), ok) if o] == [w for w in want if w is not None]
     assert ok.sum() == 365 * 40 + 2
+
+
+def flow_line(n: int, *, uuid: bool = True, flow_time: bool = True, same_time: bool = False,
+              bare: bool = False) -> dict[str, Any]:
+    t = f"2026-10-26T06:34:03.{0 if same_time else n:09d}Z"
+    f: dict[str, Any] = {"verdict": "FORWARDED", "IP": {"source": "10.1.49.14", "destination": "10.1.49.15"},
+                         "l4": {"TCP": {"source_port": 1000 + n % 50000, "destination_port": 80}}}
+    if uuid:
+        f["uuid"] = f"u-{n}"
+    if flow_time:
+        f["time"] = t
+    return {**f, "time": t, "node_name": "n1"} if bare else {"flow": f, "node_name": "n1", "time": t}
+
+
+@pytest.mark.parametrize("form", ["no-uuid", "same-time", "envelope-time", "bare-no-uuid", "bare-same-time"])
+def test_row_to_line_mapping_is_checked_with_each_identifying_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """The fields that identify a line (time text, node, uuid; the verdict too in bare files) are compared each:
+    lines told apart by the time alone, or by the uuid alone, still stop a wrong mapping; a flow whose time is
+    the envelope's maps as it should."""
+    monkeypatch.setattr(hubble_fast, "MIN_BULK_BYTES", 0)
+    kw = {"uuid": "no-uuid" not in form, "same_time": "same-time" in form, "flow_time": form != "envelope-time",
+          "bare": form.startswith("bare")}
+    path = write_lines(tmp_path / "f.json", [flow_line(n, **kw) for n in range(3000)])
+    res = hubble_fast.bulk(path, "f.json", "x")
+    assert res is not None
+    assert sum(t.num_rows for t in res.batches) == 3000 and res.complete and not res.python_lines
+    assert bulk_with_wrong_mapping(hubble_fast, path, "skipped-line", monkeypatch) == 1000
