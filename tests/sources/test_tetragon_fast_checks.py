@@ -4,9 +4,11 @@
   finds the same lines, blank lines, odd lines and line offsets as a line-by-line
   reading of the text, for any chunk size (lines across chunks, longer than a chunk).
 * The value checks of ``_convert`` (numpy on the first bytes of each text value,
-  the JSON-number check once per distinct value) decline an odd value in each
-  field they look at, keep the plain values close to those, and the table is the
-  per-record path's (``assert_same``).
+  the JSON-number check once per distinct value, the form of the times with
+  Arrow's RE2) and of the query (integers) decline an odd value in each field they
+  look at, keep the plain values close to those, and the table is the per-record
+  path's (``assert_same``); ``_odd_rows`` agrees with a regex on any Arrow layout.
+* The arguments are redacted once per distinct value the pre-check flags.
 """
 
 from __future__ import annotations
