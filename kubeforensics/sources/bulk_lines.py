@@ -400,7 +400,7 @@ def streamed(batches: Callable[[BulkResult], Iterator[pa.Table]]) -> BulkResult:
 # ------------------------------------------------------------------------------- value checks, per batch
 #: A text value that was not a JSON string/number/boolean (DuckDB renders an object or a list read as VARCHAR
 #: as its JSON text), or an integer of 19 digits or more (orjson, the reference, reads 64-bit overflow as a
-#: float; DuckDB keeps the digits).
+#: float; DuckDB keeps the digits): what :func:`odd_text_rows` finds, as a regular expression.
 ODD_TEXT_RE2 = r"^([\[{]|-?\d{19})"
 _JSON_FIRST = np.zeros(256, dtype=bool)
 _JSON_FIRST[list(b"[{")] = True
@@ -408,14 +408,16 @@ _DIGIT = np.zeros(256, dtype=bool)
 _DIGIT[list(b"0123456789")] = True
 _MINUS = np.zeros(256, dtype=bool)
 _MINUS[ord("-")] = True
+_ODD_FIRST = _JSON_FIRST | _DIGIT | _MINUS
+_NINETEEN = np.arange(19)
 
 
 def odd_text_rows(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Rows of a text or list-of-text column holding a value :data:`ODD_TEXT_RE2` matches, or (a list) a null.
 
-    numpy on the string offsets finds each value's first two bytes: an object or
-    a list is odd outright; the regex runs only on the values long enough for 19
-    digits whose first bytes could start them.  The row numbers may repeat.
+    numpy on the first bytes of the values (the string offsets into the data
+    buffer), and on the next 19 bytes of the few values starting with a digit
+    or a minus; no regex.  The row numbers may repeat.
     """
     import pyarrow.compute as pc
 
@@ -429,27 +431,29 @@ def odd_text_rows(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
         if col.null_count:
             bad.append(np.flatnonzero(~col.is_valid().to_numpy(zero_copy_only=False)))
     n = len(col)
-    if n and col.null_count < n:
+    data = col.buffers()[2] if n and col.null_count < n else None
+    if data is not None and data.size:
         wide = pa.types.is_large_string(col.type)
-        bufs = col.buffers()
-        offsets = np.frombuffer(bufs[1], dtype=np.int64 if wide else np.int32)[col.offset: col.offset + n + 1]
-        offsets = offsets.astype(np.int64)
-        data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, dtype=np.uint8)
+        offsets = np.frombuffer(col.buffers()[1], dtype=np.int64 if wide else np.int32)[col.offset: col.offset + n + 1]
+        text = np.frombuffer(data, dtype=np.uint8)
         starts = offsets[:-1]
-        size = np.diff(offsets)
-        present = size > 0
+        present = np.greater(offsets[1:], starts)
         if col.null_count:
             present &= col.is_valid().to_numpy(zero_copy_only=False)
-        first = np.zeros(n, dtype=np.uint8)
-        first[present] = data[starts[present]]
-        bad.append(np.flatnonzero(present & _JSON_FIRST[first]))  # an object or a list: no more to see
-        long = present & (size >= 19)  # 19 digits, after a minus or not: the second byte is a digit
-        second = np.zeros(n, dtype=np.uint8)
-        second[long] = data[starts[long] + 1]
-        cand = np.flatnonzero(long & _DIGIT[second] & (_DIGIT[first] | (_MINUS[first] & (size >= 20))))
-        if len(cand):
-            hit = pc.match_substring_regex(col.take(pa.array(cand)), ODD_TEXT_RE2)
-            bad.append(cand[hit.to_numpy(zero_copy_only=False)])
+        # the first byte of each value (of the last byte of the data for an empty value at the end: not present)
+        odd_first = _ODD_FIRST[text[np.minimum(starts, len(text) - 1)]] & present
+        if odd_first.any():
+            cand = np.flatnonzero(odd_first)
+            at, size = starts[cand], np.subtract(offsets[cand + 1], starts[cand])
+            first = text[at]
+            bad.append(cand[_JSON_FIRST[first]])  # an object or a list: no more to see
+            # 19 digits, after a minus or not (the 19 bytes after the sign, in values long enough for them)
+            sign = _MINUS[first]
+            second = text[np.minimum(at + 1, len(text) - 1)]
+            long = (_DIGIT[first] | sign) & np.greater_equal(size, sign + 19) & _DIGIT[second]
+            if long.any():
+                digits = _DIGIT[text[(at[long] + sign[long])[:, None] + _NINETEEN]].all(axis=1)
+                bad.append(cand[long][digits])
     if not bad:
         return np.zeros(0, dtype=np.int64)
     idx = np.concatenate(bad)

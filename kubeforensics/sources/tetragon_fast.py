@@ -28,7 +28,7 @@ Declined to the per-record path (it quarantines or keeps them exactly):
 
 The query checks the event keys, the integers and the times; the text values,
 lists and JSON values are checked by the consumer, per batch: the text values with
-numpy on the bytes of each value (:func:`_odd_rows`), the JSON values once per
+numpy on the bytes of each value (:func:`bulk_lines.odd_text_rows`), the JSON values once per
 distinct value, in the reference calls that parse them.
 
 A *structural* surprise (a struct field that is a scalar, a list that is a string,
@@ -103,16 +103,8 @@ _COLUMNS: dict[str, str] = {
 }
 _EVENTS = ("process_exec", "process_exit", "process_kprobe")
 #: A text value that was not a JSON string/number/boolean (DuckDB renders an object or a list as its JSON
-#: text), or a 64-bit-overflowing integer: a value matching ``^([\[{]|-?[0-9]{19})``, looked for with numpy
-#: by :func:`_odd_rows` in :data:`_TEXT_COLUMNS`.  The first bytes such a value starts with:
-_JSON_FIRST = np.zeros(256, dtype=bool)
-_JSON_FIRST[list(b"[{")] = True
-_DIGIT = np.zeros(256, dtype=bool)
-_DIGIT[list(b"0123456789")] = True
-_MINUS = np.zeros(256, dtype=bool)
-_MINUS[ord("-")] = True
-_ODD_FIRST = _JSON_FIRST | _DIGIT | _MINUS
-_NINETEEN = np.arange(19)
+#: text), or a 64-bit-overflowing integer (``bulk_lines.ODD_TEXT_RE2``) is looked for with numpy by
+#: :func:`bulk_lines.odd_text_rows` in :data:`_TEXT_COLUMNS`.
 #: The columns of a query batch holding the text fields the reference reads with ``fields.text`` (list
 #: columns: their values; a list must not hold a null either, ``fields.strings`` would drop it).
 _TEXT_COLUMNS = (
@@ -457,49 +449,6 @@ class _Decline(Exception):
     """A row the reference code would treat differently: it goes record by record."""
 
 
-def _odd_rows(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Rows of a text or list-of-text column holding a value that starts with ``[`` or ``{`` or with 19 digits
-    (after a minus or not), or (a list) a null: numpy on the first bytes of the values (the string offsets into
-    the data buffer), and on the next 19 bytes of the few values starting with a digit or a minus."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    parents = None
-    bad: list[np.ndarray] = []
-    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
-        parents = pc.list_parent_indices(col).to_numpy()
-        col = col.flatten()
-        if col.null_count:
-            bad.append(np.flatnonzero(~col.is_valid().to_numpy(zero_copy_only=False)))
-    n = len(col)
-    data = col.buffers()[2] if n and col.null_count < n else None
-    if data is not None and data.size:
-        wide = pa.types.is_large_string(col.type)
-        offsets = np.frombuffer(col.buffers()[1], dtype=np.int64 if wide else np.int32)[col.offset : col.offset + n + 1]
-        text = np.frombuffer(data, dtype=np.uint8)
-        starts = offsets[:-1]
-        present = np.greater(offsets[1:], starts)
-        if col.null_count:
-            present &= col.is_valid().to_numpy(zero_copy_only=False)
-        # the first byte of each value (of the last byte of the data for an empty value at the end: not present)
-        odd_first = _ODD_FIRST[text[np.minimum(starts, len(text) - 1)]] & present
-        if odd_first.any():
-            cand = np.flatnonzero(odd_first)
-            at, size = starts[cand], np.subtract(offsets[cand + 1], starts[cand])
-            first = text[at]
-            bad.append(cand[_JSON_FIRST[first]])  # an object or a list: no more to see
-            # 19 digits, after a minus or not (the 19 bytes after the sign, in values long enough for them)
-            sign = _MINUS[first]
-            second = text[np.minimum(at + 1, len(text) - 1)]
-            long = (_DIGIT[first] | sign) & np.greater_equal(size, sign + 19) & _DIGIT[second]
-            if long.any():
-                digits = _DIGIT[text[(at[long] + sign[long])[:, None] + _NINETEEN]].all(axis=1)
-                bad.append(cand[long][digits])
-    if not bad:
-        return np.zeros(0, dtype=np.int64)
-    idx = np.concatenate(bad)
-    return parents[idx] if parents is not None else idx
-
-
 def _bad_times(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Rows holding a time text other than ``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`` (:data:`_TS_RE2`; null and empty
     texts are absent times, not bad ones)."""
@@ -644,7 +593,7 @@ def _convert(
     line_of = lines.of(rows)
     ok = rb.column("ok").to_numpy(zero_copy_only=False) & ~np.isin(line_of, odd)
     for name in _TEXT_COLUMNS:
-        ok[_odd_rows(rb.column(name))] = False
+        ok[bulk_lines.odd_text_rows(rb.column(name))] = False
     ok &= ~_bad_times(rb.column("k_t_txt")) & ~_bad_times(rb.column("k_start_time"))
     t = pa.Table.from_batches([rb])
     if not ok.all():  # (a filter copies every column, even when it keeps every row)

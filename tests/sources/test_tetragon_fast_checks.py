@@ -7,7 +7,7 @@
   the JSON-number check once per distinct value, the form of the times with
   Arrow's RE2) and of the query (integers) decline an odd value in each field they
   look at, keep the plain values close to those, and the table is the per-record
-  path's (``assert_same``); ``_odd_rows`` agrees with a regex on any Arrow layout.
+  path's (``assert_same``); ``bulk_lines.odd_text_rows`` agrees with a regex on any Arrow layout.
 * The arguments are redacted once per distinct value the pre-check flags.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from kubeforensics.sources import tetragon_fast
+from kubeforensics.sources import bulk_lines, tetragon_fast
 from kubeforensics.sources.records import BOM, _is_multiline_document
 from tests.sources.bulk_helpers import write_lines
 from tests.sources.test_tetragon import process
@@ -372,7 +372,7 @@ def test_arguments_are_redacted_once_per_distinct_value(tmp_path: Path, monkeypa
 
 
 def reference_odd_rows(values: list[Any]) -> list[int]:
-    """Rows of ``values`` (texts or lists of texts) :func:`tetragon_fast._odd_rows` must give, by regex."""
+    """Rows of ``values`` (texts or lists of texts) :func:`bulk_lines.odd_text_rows` must give, by regex."""
     import re
 
     odd = re.compile(r"([\[{]|-?[0-9]{19})")
@@ -394,20 +394,20 @@ def test_odd_rows_agrees_with_a_regex_on_any_arrow_layout() -> None:
     masked = pa.StringArray.from_buffers(3, pa.py_buffer(np.array([0, 2, 3, 3], dtype=np.int32).tobytes()),
                                          pa.py_buffer(b"[xa"), pa.py_buffer(np.packbits([0, 1, 1], bitorder="little")))
     assert masked.to_pylist() == [None, "a", ""]
-    assert tetragon_fast._odd_rows(masked).tolist() == []
+    assert bulk_lines.odd_text_rows(masked).tolist() == []
     for _ in range(200):
         values = [rnd.choice(pool) for _ in range(rnd.randrange(1, 40))]
         arr = pa.array(values, type=pa.string())
         lo = rnd.randrange(len(values))
         for col, want in ((arr, values), (arr.slice(lo), values[lo:]), (pa.chunked_array([arr[:lo], arr[lo:]]), values),
                           (arr.cast(pa.large_string()), values)):
-            assert sorted(tetragon_fast._odd_rows(col).tolist()) == sorted(set(reference_odd_rows(want))), want
+            assert sorted(bulk_lines.odd_text_rows(col).tolist()) == sorted(set(reference_odd_rows(want))), want
         lists = [None if rnd.random() < 0.1 else [rnd.choice(pool) for _ in range(rnd.randrange(0, 4))]
                  for _ in range(rnd.randrange(1, 20))]
         larr = pa.array(lists, type=pa.list_(pa.string()))
         lo = rnd.randrange(len(lists))
         for col, want in ((larr, lists), (larr.slice(lo), lists[lo:])):
-            assert sorted(set(tetragon_fast._odd_rows(col).tolist())) == reference_odd_rows(want), want
+            assert sorted(set(bulk_lines.odd_text_rows(col).tolist())) == reference_odd_rows(want), want
 
 
 def _exit_time(v: str) -> dict[str, Any]:
