@@ -83,6 +83,9 @@ MAX_OBJECT_BYTES = 16 * 1024 * 1024
 #: Smaller files go record by record: starting DuckDB costs more than it saves (and rows keep file order).
 MIN_BULK_BYTES = 1024 * 1024
 _CHUNK = 16 * 1024 * 1024
+#: Reads of the line scan of an uncompressed file: its arrays stay in the CPU caches (0.16 -> 0.12 CPU-s per
+#: 300 MB against 16 MB reads).
+_SCAN_CHUNK = 1024 * 1024
 
 _V = "VARCHAR"
 #: String leaves are read as VARCHAR: DuckDB renders numbers and booleans there exactly as
@@ -323,7 +326,7 @@ def _json_lines_head(path: Path) -> bool:
 
 def scan_plain(path: Path) -> tuple[_Lines, np.ndarray] | None:
     """:func:`scan_lines` for an uncompressed file, also giving where each line starts (see ``bulk_lines``)."""
-    return bulk_lines.scan_plain(path, chunk=_CHUNK, max_line=MAX_OBJECT_BYTES)
+    return bulk_lines.scan_plain(path, chunk=_SCAN_CHUNK, max_line=MAX_OBJECT_BYTES)
 
 
 def _stream(path: Path, gz: bool, evidence: str, evidence_id: str, result: BulkResult) -> Iterator[pa.Table]:
