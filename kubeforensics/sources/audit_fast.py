@@ -460,29 +460,40 @@ _EXTRA_KEY = re.compile(r'"([^"\\]*)":\[')
 _DECISION, _REASON = "authorization.k8s.io/decision", "authorization.k8s.io/reason"
 
 
+#: A user.extra text of service-account claims only, each at most once, in sorted order (Go writes a map's
+#: keys sorted), arrays of plain strings: the usual text, which needs no other shape or repeat check.
+_EXTRA_CLAIMS_RE2 = "^\\{" + "".join(
+    f'("{re.escape(key)}":\\[("[^"\\\\]*"(,"[^"\\\\]*")*)?\\],?)?' for key in sorted(k for _, k in _SA_KEYS)
+) + "\\}$"
+
+
 def _extra_cells(texts: pa.Array) -> tuple[np.ndarray, list[pa.Array]]:
     """Per distinct ``user.extra`` text (DuckDB's compact JSON): ok, and the ``user_extra`` cells.
 
     ok when the per-record path stores it unchanged: ``{}``, or an object of arrays of plain strings
     (:data:`_EXTRA_SHAPE_RE2`) holding nothing ``redact.text`` could change (:data:`_EXTRA_DECLINE_RE2`)
     with no key twice (orjson, the reference, keeps the last of a repeated key; DuckDB's functions the
-    first).  The patterns run in RE2, as they did in the query.  In such a text every key, and nothing
-    else, is followed by ``":[``: counting that and each claim's ``"<claim>":[`` settles the repeats of
-    the usual texts (claims only) without Python; texts with other keys are split in Python.  The claims
+    first).  The patterns run in RE2, as they did in the query.  The usual text, the service-account
+    claims once each in sorted order (:data:`_EXTRA_CLAIMS_RE2`), needs nothing more.  In any other text
+    of the shape every key, and nothing else, is followed by ``":[``: counting that and each claim's
+    ``"<claim>":[`` settles repeats of claims; texts with other keys are split in Python.  The claims
     themselves (``sa_*``) are read by the query.
     """
     n = len(texts)
     empty = pc.equal(texts, "{}").to_numpy(zero_copy_only=False)
-    plain = (pc.match_substring_regex(texts, _EXTRA_SHAPE_RE2).to_numpy(zero_copy_only=False)
-             & ~pc.match_substring_regex(texts, _EXTRA_DECLINE_RE2).to_numpy(zero_copy_only=False))
-    keys = pc.count_substring(texts, '":[').to_numpy(zero_copy_only=False)
-    claims = [pc.count_substring(texts, f'"{key}":[').to_numpy(zero_copy_only=False) for _, key in _SA_KEYS]
-    ok = plain & np.all(np.stack(claims) <= 1, axis=0)
-    other = np.flatnonzero(ok & (keys - np.sum(claims, axis=0) > 1))  # two or more other keys: may repeat
-    if len(other):
-        for k, text in zip(other, texts.take(pa.array(other)).to_pylist()):
-            found = _EXTRA_KEY.findall(text)
-            ok[k] = len(found) == len(set(found))
+    ok = ~pc.match_substring_regex(texts, _EXTRA_DECLINE_RE2).to_numpy(zero_copy_only=False)
+    usual = pc.match_substring_regex(texts, _EXTRA_CLAIMS_RE2).to_numpy(zero_copy_only=False)
+    rest = np.flatnonzero(ok & ~usual)
+    if len(rest):
+        more = texts.take(pa.array(rest))
+        shape = pc.match_substring_regex(more, _EXTRA_SHAPE_RE2).to_numpy(zero_copy_only=False)
+        keys = pc.count_substring(more, '":[').to_numpy(zero_copy_only=False)
+        claims = [pc.count_substring(more, f'"{key}":[').to_numpy(zero_copy_only=False) for _, key in _SA_KEYS]
+        good = shape & np.all(np.stack(claims) <= 1, axis=0)
+        for k in np.flatnonzero(good & (keys - np.sum(claims, axis=0) > 1)):  # two or more other keys
+            found = _EXTRA_KEY.findall(more[int(k)].as_py())
+            good[k] = len(found) == len(set(found))
+        ok[rest] = good
     ok |= empty
     return ok, [pc.if_else(pa.array(empty), pa.nulls(n, pa.string()), texts)]
 
