@@ -426,7 +426,7 @@ class _Memo:
                 self.execs.clear()
             row: dict[str, Any] = {"name": name}
             audit.object_columns(row, None, None, uri, resource, subresource, verb)
-            got = self.execs[key] = tuple(row.get(c) for c in _CELL_COLUMNS)
+            got = self.execs[key] = tuple(map(row.get, _CELL_COLUMNS))
         return got
 
     def pod_columns(self, spec: Mapping[str, Any], row: dict[str, Any]) -> None:
@@ -586,7 +586,7 @@ def _object_cells(t: pa.Table, raw_uri: pa.Array, cols: dict[str, Any], memo: _M
         resp = loads(resp_txt[k]) if resp_txt[k] is not None else None
         audit.object_columns(row, ro, resp, uris[k], resources[k], sub, verbs[k], pod_cols=memo.pod_columns)
         names[k] = row["name"]
-        cells.append(tuple(row.get(c) for c in _CELL_COLUMNS))
+        cells.append(tuple(map(row.get, _CELL_COLUMNS)))
     n = t.num_rows
     cols["name"] = _replace(t.column("name").combine_chunks(), todo, names, AUDIT.column("name").arrow_type)
     for j, c in enumerate(_CELL_COLUMNS):
