@@ -412,6 +412,48 @@ _ODD_FIRST = _JSON_FIRST | _DIGIT | _MINUS
 _NINETEEN = np.arange(19)
 
 
+def flat_strings(col: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray | None, np.ndarray]:
+    """The string values of a text or list-of-text column: ``(values, parents, nulls)``.
+
+    ``parents[i]`` is the row of value ``i`` (None for a text column: the row
+    itself); ``nulls`` the values that are null inside a list (a text column: none).
+    """
+    import pyarrow.compute as pc
+
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
+        return col, None, np.zeros(0, dtype=np.int64)
+    parents = pc.list_parent_indices(col).to_numpy()
+    values = col.flatten()
+    nulls = np.flatnonzero(~values.is_valid().to_numpy(zero_copy_only=False)) if values.null_count else \
+        np.zeros(0, dtype=np.int64)
+    return values, parents, nulls
+
+
+def string_bytes(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(offsets, data, present)`` of a string array, no copy: value ``i`` is ``data[offsets[i]:offsets[i + 1]]``,
+    ``present`` where it is neither null nor empty.  None when no value has a byte."""
+    n = len(values)
+    data = values.buffers()[2] if n and values.null_count < n else None
+    if data is None or not data.size:
+        return None
+    wide = pa.types.is_large_string(values.type)
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64 if wide else np.int32)[values.offset: values.offset + n + 1]
+    present = np.greater(offsets[1:], offsets[:-1])
+    if values.null_count:
+        present &= values.is_valid().to_numpy(zero_copy_only=False)
+    return offsets, np.frombuffer(data, dtype=np.uint8), present
+
+
+def rows_of(found: list[np.ndarray], parents: np.ndarray | None) -> np.ndarray:
+    """The rows of the values ``found`` (see :func:`flat_strings`)."""
+    if not found:
+        return np.zeros(0, dtype=np.int64)
+    idx = np.concatenate(found)
+    return parents[idx] if parents is not None else idx
+
+
 def odd_text_rows(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Rows of a text or list-of-text column holding a value :data:`ODD_TEXT_RE2` matches, or (a list) a null.
 
@@ -419,27 +461,12 @@ def odd_text_rows(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     buffer), and on the next 19 bytes of the few values starting with a digit
     or a minus; no regex.  The row numbers may repeat.
     """
-    import pyarrow.compute as pc
-
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    parents = None
-    bad: list[np.ndarray] = []
-    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
-        parents = pc.list_parent_indices(col).to_numpy()
-        col = col.flatten()
-        if col.null_count:
-            bad.append(np.flatnonzero(~col.is_valid().to_numpy(zero_copy_only=False)))
-    n = len(col)
-    data = col.buffers()[2] if n and col.null_count < n else None
-    if data is not None and data.size:
-        wide = pa.types.is_large_string(col.type)
-        offsets = np.frombuffer(col.buffers()[1], dtype=np.int64 if wide else np.int32)[col.offset: col.offset + n + 1]
-        text = np.frombuffer(data, dtype=np.uint8)
+    values, parents, nulls = flat_strings(col)
+    bad = [nulls] if len(nulls) else []
+    layout = string_bytes(values)
+    if layout is not None:
+        offsets, text, present = layout
         starts = offsets[:-1]
-        present = np.greater(offsets[1:], starts)
-        if col.null_count:
-            present &= col.is_valid().to_numpy(zero_copy_only=False)
         # the first byte of each value (of the last byte of the data for an empty value at the end: not present)
         odd_first = _ODD_FIRST[text[np.minimum(starts, len(text) - 1)]] & present
         if odd_first.any():
@@ -454,7 +481,4 @@ def odd_text_rows(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
             if long.any():
                 digits = _DIGIT[text[(at[long] + sign[long])[:, None] + _NINETEEN]].all(axis=1)
                 bad.append(cand[long][digits])
-    if not bad:
-        return np.zeros(0, dtype=np.int64)
-    idx = np.concatenate(bad)
-    return parents[idx] if parents is not None else idx
+    return rows_of(bad, parents)

@@ -425,38 +425,22 @@ def _odd_candidates(cand: np.ndarray, first: np.ndarray, starts: np.ndarray, len
 def _odd_rows(col: pa.Array) -> np.ndarray:
     """Rows of a text or list-of-text column holding a value ``fields.text`` would read otherwise than
     DuckDB (see ``_ODD``), or a list holding a null (``fields.strings`` drops those)."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    parents = None
-    bad: list[np.ndarray] = []
-    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
-        parents = pc.list_parent_indices(col).to_numpy()
-        col = col.flatten()
-        if col.null_count:
-            bad.append(np.flatnonzero(~col.is_valid().to_numpy(zero_copy_only=False)))
-    n = len(col)
-    if n and col.null_count < n:
-        wide = pa.types.is_large_string(col.type)
-        bufs = col.buffers()
-        offsets = np.frombuffer(bufs[1], dtype=np.int64 if wide else np.int32)[col.offset:col.offset + n + 1]
-        data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, dtype=np.uint8)
+    values, parents, nulls = bulk_lines.flat_strings(col)
+    bad = [nulls] if len(nulls) else []
+    layout = bulk_lines.string_bytes(values)
+    if layout is not None:
+        offsets, data, present = layout
         starts = offsets[:-1]
-        present = np.greater(offsets[1:], starts)
-        if col.null_count:
-            present &= col.is_valid().to_numpy(zero_copy_only=False)
-        first = np.zeros(n, dtype=np.uint8)
+        first = np.zeros(len(values), dtype=np.uint8)
         first[present] = data[starts[present]]
         cand = np.flatnonzero(present & _ODD_FIRST[first])
         if len(cand):
             cand = _odd_candidates(cand, first[cand], starts[cand], np.diff(offsets)[cand], data,
                                    bool(np.any(data[int(offsets[0]):int(offsets[-1])] == _US)))
         if len(cand):
-            hit = pc.match_substring_regex(col.take(pa.array(cand)), _ODD_VALUE_RE2)
+            hit = pc.match_substring_regex(values.take(pa.array(cand)), _ODD_VALUE_RE2)
             bad.append(cand[hit.to_numpy(zero_copy_only=False)])
-    if not bad:
-        return np.zeros(0, dtype=np.int64)
-    idx = np.concatenate(bad)
-    return parents[idx] if parents is not None else idx
+    return bulk_lines.rows_of(bad, parents)
 
 
 #: What one ``l4`` template gives: (usable, protocol, TCP flags, index of the source port's number among
