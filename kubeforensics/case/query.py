@@ -217,14 +217,20 @@ class CaseQuery:
     def rows(self, table: str, event_ids: Sequence[str]) -> pd.DataFrame:
         """The rows of ``table`` with these event ids (audit stages merged), ordered by time."""
         ids = pa.table({"event_id": pa.array(sorted({str(e) for e in event_ids}), pa.string())})
-        self.con.register("_kf_wanted", ids)
+        params: list[Any] = []
+        sql = (f"SELECT * FROM {self.whole_sql(table, params)} "
+               "WHERE event_id IN (SELECT event_id FROM _kf_wanted) ORDER BY time, event_id")
+        return self.frame_with(sql, params, table, _kf_wanted=ids)
+
+    def frame_with(self, sql: str, params: Sequence[Any], table: str, **inputs: pa.Table) -> pd.DataFrame:
+        """``sql`` (rows of ``table``'s spec) with Arrow tables registered under the given names meanwhile."""
+        for name, value in inputs.items():
+            self.con.register(name, value)
         try:
-            params: list[Any] = []
-            sql = (f"SELECT * FROM {self.whole_sql(table, params)} "
-                   "WHERE event_id IN (SELECT event_id FROM _kf_wanted) ORDER BY time, event_id")
             return self.to_frame(sql, params, TABLES[table])
         finally:
-            self.con.unregister("_kf_wanted")
+            for name in inputs:
+                self.con.unregister(name)
 
     def arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         return self.con.sql(sql, params=list(params or [])).to_arrow_table()

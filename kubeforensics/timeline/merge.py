@@ -32,8 +32,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from kubeforensics.schema import TABLES
-
 if TYPE_CHECKING:
     from kubeforensics.case import Case
 
@@ -81,14 +79,10 @@ def _near(query: Any, table: str, times: pd.Series, margin: pd.Timedelta) -> pd.
     ends = np.r_[first[1:] - 1, len(lo) - 1]
     iv = pa.table({"lo": pa.array(lo[first], pa.timestamp("ns", "UTC")),
                    "hi": pa.array(run_end[ends], pa.timestamp("ns", "UTC"))})
-    query.con.register("_kf_near", iv)
-    try:
-        params: list[Any] = []
-        sql = (f"SELECT r.* FROM {query.whole_sql(table, params)} r JOIN _kf_near n "
-               "ON r.time >= n.lo AND r.time <= n.hi ORDER BY r.time, r.event_id")
-        return query.to_frame(sql, params, TABLES[table])
-    finally:
-        query.con.unregister("_kf_near")
+    params: list[Any] = []
+    sql = (f"SELECT r.* FROM {query.whole_sql(table, params)} r JOIN _kf_near n "
+           "ON r.time >= n.lo AND r.time <= n.hi ORDER BY r.time, r.event_id")
+    return query.frame_with(sql, params, table, _kf_near=iv)
 
 
 def _in_containers(query: Any, alerts: pd.DataFrame) -> pd.DataFrame:
@@ -99,14 +93,10 @@ def _in_containers(query: Any, alerts: pd.DataFrame) -> pd.DataFrame:
     keys = sorted(set(cid(ids[ids.str.len() >= 12]).str[:12]))
     if not keys:
         return query.frame("processes", limit=0)
-    query.con.register("_kf_keys", pa.table({"k": pa.array(keys, pa.string())}))
-    try:
-        params: list[Any] = []
-        src = query.whole_sql("processes", params)
-        inner = query.whole_sql("processes", params)
-        # the key anywhere in the id, case-insensitively: a superset of cid(...)[:12] == key
-        sql = (f"SELECT * FROM {src} WHERE exec_id IN (SELECT p.exec_id FROM {inner} p JOIN _kf_keys k "
-               "ON strpos(lower(p.container_id), k.k) > 0 WHERE p.exec_id <> '') ORDER BY time, event_id")
-        return query.to_frame(sql, params, TABLES["processes"])
-    finally:
-        query.con.unregister("_kf_keys")
+    params: list[Any] = []
+    src = query.whole_sql("processes", params)
+    inner = query.whole_sql("processes", params)
+    # the key anywhere in the id, case-insensitively: a superset of cid(...)[:12] == key
+    sql = (f"SELECT * FROM {src} WHERE exec_id IN (SELECT p.exec_id FROM {inner} p JOIN _kf_keys k "
+           "ON strpos(lower(p.container_id), k.k) > 0 WHERE p.exec_id <> '') ORDER BY time, event_id")
+    return query.frame_with(sql, params, "processes", _kf_keys=pa.table({"k": pa.array(keys, pa.string())}))
