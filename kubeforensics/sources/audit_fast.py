@@ -11,6 +11,11 @@ implementation.  The exact Python functions still run for the few cells that
 need them (exec/attach command decoding, request-URI and status-message
 redaction), so those columns are identical by construction.
 
+The query checks the kind, the times, the request/response objects, the status code and the
+impersonation; the consumer checks the rest per batch, off DuckDB's per-row path: the string fields and
+lists with numpy (:func:`_odd_strings`), ``user.extra`` and ``annotations`` once per distinct text
+(:func:`_extra_cells`, :func:`_ann_cells`).
+
 The rows stream out in batches of at most :data:`BATCH_ROWS` (the case store
 writes each one to Parquet and drops it), so memory does not grow with the file.
 DuckDB computes them in a worker thread two batches ahead of the consumer, while
