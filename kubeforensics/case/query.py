@@ -64,6 +64,10 @@ FILTER_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
 #: ``KUBEFORENSICS_DUCKDB_MEMORY`` overrides (e.g. ``4GB``).
 MEMORY_LIMIT = os.environ.get("KUBEFORENSICS_DUCKDB_MEMORY", "2GB")
 
+#: One API request (``schema.AUDIT_REQUEST_KEY``; a row without an audit id is a request of its own): the
+#: stages of a request share it; records that share only the audit id stay apart.
+REQUEST_KEY = ('coalesce(audit_id, event_id), coalesce("user", \'\'), coalesce(verb, \'\'), '
+               "coalesce(request_uri, '')")
 STAGE_RANK = "CASE stage WHEN 'ResponseComplete' THEN 4 WHEN 'Panic' THEN 3 WHEN 'ResponseStarted' THEN 2 WHEN 'RequestReceived' THEN 1 ELSE 0 END"
 
 
@@ -172,8 +176,8 @@ class CaseQuery:
             return (
                 f"SELECT {cols} FROM (SELECT * REPLACE (min(time) OVER w AS time), "
                 f"count(*) OVER w AS stages FROM {source or self.source(table)} WHERE {where} "
-                f"WINDOW w AS (PARTITION BY coalesce(audit_id, event_id)) "
-                f"QUALIFY row_number() OVER (PARTITION BY coalesce(audit_id, event_id) "
+                f"WINDOW w AS (PARTITION BY {REQUEST_KEY}) "
+                f"QUALIFY row_number() OVER (PARTITION BY {REQUEST_KEY} "
                 f"ORDER BY {STAGE_RANK} DESC, line, event_id) = 1)"
             )
         return f"SELECT {cols} FROM {self.source(table)} WHERE {where}"

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kubeforensics.schema import TABLES, TableSpec
+from kubeforensics.schema import TABLES, TableSpec, audit_request_keys
 
 Tables = Mapping[str, Any]
 
@@ -160,7 +160,7 @@ def dedupe_audit(audit: pd.DataFrame, *, light: bool = False) -> pd.DataFrame:
     # choose rows on a few small columns, then take every column once
     k = pd.DataFrame(
         {
-            "id": audit["audit_id"].astype(object).values,
+            "id": audit_request_keys(audit).values,  # audit id, user, verb and URI: one request
             "req": audit["request_time"]
             .where(audit["request_time"].notna(), audit["time"])
             .dt.tz_convert(None)

@@ -8,13 +8,14 @@ table holding one row per request.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
-from kubeforensics.schema import TABLES, empty_table, to_arrow
+from kubeforensics.schema import TABLES, audit_request_keys, empty_table, to_arrow
 
 #: Most complete stage first.
 STAGE_RANK: dict[str, int] = {"ResponseComplete": 0, "ResponseStarted": 1, "Panic": 2, "RequestReceived": 3}
@@ -83,7 +84,7 @@ def empty_frame(table: str) -> pd.DataFrame:
 
 
 def dedup_audit(audit: pd.DataFrame) -> pd.DataFrame:
-    """One row per request: keep the most complete stage of each ``audit_id``.
+    """One row per request: keep the most complete stage of each request (``audit_id`` with user, verb and URI).
 
     The kept row's ``time`` becomes the earliest request time seen for that
     request (``request_time`` when present, else ``time``).  Rows without an
@@ -97,11 +98,12 @@ def dedup_audit(audit: pd.DataFrame) -> pd.DataFrame:
     if not rep.any():
         return audit
     part = audit[rep.to_numpy()]
+    key = audit_request_keys(part)  # one request: audit id, user, verb and URI (schema.AUDIT_REQUEST_KEY)
     rank = part["stage"].map(STAGE_RANK).fillna(9)
     req = part["request_time"].where(part["request_time"].notna(), part["time"]) if "request_time" in part else part["time"]
-    earliest = req.groupby(part["audit_id"]).transform("min")
-    order = part.assign(_rank=rank.to_numpy()).sort_values(["audit_id", "_rank"], kind="stable")
-    keep_idx = order.drop_duplicates("audit_id", keep="first").index
+    earliest = req.groupby(key).transform("min")
+    order = part.assign(_key=key, _rank=rank.to_numpy()).sort_values(["_key", "_rank"], kind="stable")
+    keep_idx = order.drop_duplicates("_key", keep="first").index
     drop = part.index.difference(keep_idx)
     out = audit.drop(index=drop)
     out.loc[keep_idx, "time"] = earliest.loc[keep_idx]

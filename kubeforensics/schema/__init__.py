@@ -17,6 +17,7 @@ from __future__ import annotations
 from kubeforensics.schema.tables import (
     ALERTS,
     AUDIT,
+    AUDIT_REQUEST_KEY,
     FLOW_AUX,
     FLOWS,
     K8S_EVENTS,
@@ -27,6 +28,7 @@ from kubeforensics.schema.tables import (
     TIMELINE,
     Column,
     TableSpec,
+    audit_request_keys,
     empty_table,
     to_arrow,
 )
@@ -34,6 +36,7 @@ from kubeforensics.schema.tables import (
 __all__ = [
     "ALERTS",
     "AUDIT",
+    "AUDIT_REQUEST_KEY",
     "FLOWS",
     "FLOW_AUX",
     "K8S_EVENTS",
@@ -44,6 +47,7 @@ __all__ = [
     "TIMELINE",
     "Column",
     "TableSpec",
+    "audit_request_keys",
     "empty_table",
     "to_arrow",
 ]

@@ -410,3 +410,21 @@ def to_arrow(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     if not rows:
         return empty_table(spec)
     return pa.Table.from_pylist(list(rows), schema=spec.arrow_schema)
+
+
+#: What identifies one API request in the audit table: the stages of a request share its audit id, user, verb
+#: and request URI.  Records that share only the audit id (two clusters' logs, a forged line reusing an id)
+#: are different requests, and stay two rows when stages are merged.
+AUDIT_REQUEST_KEY = ("audit_id", "user", "verb", "request_uri")
+
+
+def audit_request_keys(audit: Any) -> Any:
+    """Per row of an audit DataFrame, its request key (:data:`AUDIT_REQUEST_KEY` joined by U+001F), or ``""``
+    where ``audit_id`` is null or empty (such a row is a request of its own)."""
+    ids = audit["audit_id"].astype(object)
+    has = ids.notna() & (ids != "")
+    key = ids.where(has, "").astype(str)
+    for col in AUDIT_REQUEST_KEY[1:]:
+        if col in audit:  # a hand-made frame may lack one: it then does not tell requests apart
+            key = key + "\x1f" + audit[col].astype(object).where(audit[col].notna(), "").astype(str)
+    return key.where(has, "")

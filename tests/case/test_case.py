@@ -55,7 +55,11 @@ def test_conformance_corpus_full_accounting(conformance_case: kf.Case) -> None:
 def test_tables_have_canonical_dtypes_and_stage_dedup(conformance_case: kf.Case) -> None:
     audit = conformance_case.audit
     assert str(audit["time"].dtype) == "datetime64[ns, UTC]"
-    assert audit["audit_id"].dropna().is_unique  # stages of one request merged
+    # stages of one request merged: one row per audit id, user, verb and URI
+    assert not audit.dropna(subset=["audit_id"]).duplicated(["audit_id", "user", "verb", "request_uri"]).any()
+    # two of the corpus's trace files reuse one audit id for requests by two users: both stay
+    shared = audit[audit["audit_id"] == "841d3e6d-90d2-43df-8da4-684738bee3d5"]
+    assert sorted(shared["user"]) == ["some-user", "system:anonymous"]
     assert audit["event_id"].is_unique
     flows = conformance_case.flows
     assert str(flows["time"].dtype) == "datetime64[ns, UTC]"

@@ -62,23 +62,36 @@ def test_whole_audit_follows_evidence_added_later(tmp_path: Path) -> None:
     assert whole() == [("req-1", "ResponseComplete", 2), ("req-2", "ResponseComplete", 1)]
 
 
-def test_one_audit_id_at_the_same_stage_in_two_files_merges_the_same_way_every_time(tmp_path: Path) -> None:
-    """Two files each holding a ResponseComplete record with one auditID (line 1 in both): every read keeps
-    the same one (the lower event id), so the pushed-down findings and the in-memory ones agree."""
+def test_records_sharing_only_an_audit_id_stay_two_requests(tmp_path: Path) -> None:
+    """Two files each holding a ResponseComplete record with one auditID (line 1 in both), by two users: two
+    requests (a forged line reusing an id must not hide the other), in storage reads, in memory and in
+    findings alike; the stages of one request still merge into one row."""
     import json
 
     import kubeforensics as kf
+    from kubeforensics.correlate.frames import dedupe_audit
+    from kubeforensics.detect.frames import dedup_audit
 
     rec = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": "same-id",
            "stage": "ResponseComplete", "requestURI": "/api/v1/namespaces", "verb": "create",
            "sourceIPs": ["192.0.2.1"], "objectRef": {"resource": "namespaces", "name": "foo", "apiVersion": "v1"},
            "responseStatus": {"code": 201}, "requestReceivedTimestamp": "2026-01-01T00:00:00.000000Z",
            "stageTimestamp": "2026-01-01T00:00:00.100000Z"}
+    stages = [{**rec, "user": {"username": "jane"}, "stage": "RequestReceived", "auditID": "staged"},
+              {**rec, "user": {"username": "jane"}, "auditID": "staged"}]
     for name, user in (("a.json", "system:anonymous"), ("b.json", "jane")):
         (tmp_path / name).write_text(json.dumps({**rec, "user": {"username": user}}) + "\n")
+    (tmp_path / "c.json").write_text("".join(json.dumps(r) + "\n" for r in stages))
     case = kf.Case.create(tmp_path / "case")
-    case.ingest([tmp_path / "a.json", tmp_path / "b.json"], progress=False)
-    ids = {case.query.sql("SELECT event_id FROM {audit}")["event_id"].iloc[0] for _ in range(20)}
-    assert len(ids) == 1
-    assert ids == {min(case.query.con.sql(f"SELECT event_id FROM {case.query.source('audit')}").df()["event_id"])}
-    assert case.audit["event_id"].tolist() == list(ids)
+    case.ingest([tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"], progress=False)
+    stored = case.query.con.sql(f"SELECT count(*) FROM {case.query.source('audit')}").fetchall()
+    assert stored == [(4,)]
+    audit = case.audit
+    assert sorted(audit["user"]) == ["jane", "jane", "system:anonymous"]
+    assert audit.loc[audit["audit_id"] == "staged", "stage"].tolist() == ["ResponseComplete"]
+    from kubeforensics.schema import AUDIT
+
+    raw = case.query.to_frame(f"SELECT * FROM {case.query.source('audit')}", [], AUDIT)
+    assert sorted(dedup_audit(raw)["user"]) == sorted(dedupe_audit(raw)["user"]) == sorted(audit["user"])
+    found = case.findings(refresh=True)
+    assert (found["rule_id"] == "KF-AUD-101").sum() == 1  # the anonymous create is not merged away
