@@ -26,7 +26,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from kubeforensics.schema import TABLES, TableSpec
+from kubeforensics.schema import AUDIT_REQUEST_KEY, TABLES, TableSpec
 
 #: Which columns each entity filter looks at, per table (OR across the columns).
 FILTER_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -66,8 +66,7 @@ MEMORY_LIMIT = os.environ.get("KUBEFORENSICS_DUCKDB_MEMORY", "2GB")
 
 #: One API request (``schema.AUDIT_REQUEST_KEY``; a row without an audit id is a request of its own): the
 #: stages of a request share it; records that share only the audit id stay apart.
-REQUEST_KEY = ('coalesce(audit_id, event_id), coalesce("user", \'\'), coalesce(verb, \'\'), '
-               "coalesce(request_uri, '')")
+REQUEST_KEY = ", ".join(["coalesce(audit_id, event_id)", *(f"coalesce(\"{c}\", '')" for c in AUDIT_REQUEST_KEY[1:])])
 STAGE_RANK = "CASE stage WHEN 'ResponseComplete' THEN 4 WHEN 'Panic' THEN 3 WHEN 'ResponseStarted' THEN 2 WHEN 'RequestReceived' THEN 1 ELSE 0 END"
 
 

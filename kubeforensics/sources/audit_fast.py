@@ -447,18 +447,15 @@ class _Memo:
             audit.pod_columns(spec, got)
         row.update(got)
 
-
-    def annotations(self, texts: list[str]) -> list[tuple[Any, ...]]:
-        """Per distinct ``annotations`` text: ``(ok, annotations, decision, authz_reason)`` (:func:`_ann_cells`)."""
-        got = [self.anns.get(t) for t in texts]
-        if any(g is None for g in got):
-            if len(self.anns) + len(texts) > MEMO_ENTRIES:
-                self.anns.clear()
-            for t in texts:
-                if t not in self.anns:
-                    self.anns[t] = _ann_cells(t)
-            got = [self.anns[t] for t in texts]
-        return got  # type: ignore[return-value]
+    def annotations(self, texts: pa.Array) -> tuple[np.ndarray, list[pa.Array]]:
+        """Per distinct ``annotations`` text (:func:`_ann_cells`, remembered): ok, and the cells
+        ``annotations, decision, authz_reason``."""
+        values = texts.to_pylist()
+        if len(self.anns) + len(values) > MEMO_ENTRIES:
+            self.anns.clear()
+        got = [self.anns.get(t) or self.anns.setdefault(t, _ann_cells(t)) for t in values]
+        return (np.array([g[0] for g in got], dtype=bool),
+                [pa.array([g[k] for g in got], pa.string()) for k in (1, 2, 3)])
 
 
 _EXTRA_KEY = re.compile(r'"([^"\\]*)":\[')
@@ -524,13 +521,11 @@ def _ann_cells(text: str) -> tuple[Any, ...]:
     return (True, text, decision, reason)
 
 
-def _per_text(col: pa.Array | pa.ChunkedArray, cells: Any, width: int,
-              vectorised: bool = False) -> tuple[np.ndarray, list[pa.Array]]:
+def _per_text(col: pa.Array | pa.ChunkedArray, cells: Any, width: int) -> tuple[np.ndarray, list[pa.Array]]:
     """``cells(distinct texts)`` spread over the rows: (ok per row, one array per further cell).
 
-    ``cells`` takes a list of texts and gives a tuple ``(ok, *cells)`` per text, or (``vectorised``) takes
-    the Arrow array of texts and gives ``(ok array, [cell arrays])``.  Rows without a text are ok, with
-    null cells."""
+    ``cells`` takes the Arrow array of a batch's distinct texts and gives ``(ok array, [width cell
+    arrays])``.  Rows without a text are ok, with null cells."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
     n = len(col)
@@ -538,12 +533,7 @@ def _per_text(col: pa.Array | pa.ChunkedArray, cells: Any, width: int,
         return np.ones(n, dtype=bool), [pa.nulls(n, pa.string()) for _ in range(width)]
     enc = pc.dictionary_encode(col)
     idx = enc.indices
-    if vectorised:
-        ok_d, cols = cells(enc.dictionary)
-    else:
-        got = cells(enc.dictionary.to_pylist())
-        ok_d = np.array([g[0] for g in got], dtype=bool)
-        cols = [pa.array([g[k] for g in got], pa.string()) for k in range(1, width + 1)]
+    ok_d, cols = cells(enc.dictionary)
     ok_u = np.append(ok_d, True)
     where = pc.fill_null(idx, len(ok_d)).to_numpy(zero_copy_only=False)
     return ok_u[where], [c.take(idx) for c in cols]
@@ -616,7 +606,7 @@ def _convert(
     from kubeforensics import redact
     memo = memo or _Memo()
     ok = _odd_strings(rb, rb.column("ok").to_numpy(zero_copy_only=False))
-    extra_ok, extra_cols = _per_text(rb.column("k_extra"), _extra_cells, 1, vectorised=True)
+    extra_ok, extra_cols = _per_text(rb.column("k_extra"), _extra_cells, 1)
     ann_ok, ann_cols = _per_text(rb.column("k_ann"), memo.annotations, 3)
     ok = ok & extra_ok & ann_ok
     texts = dict(zip(["user_extra", "annotations", "decision", "authz_reason"],
