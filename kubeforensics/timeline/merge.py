@@ -69,7 +69,7 @@ def _near(query: Any, table: str, times: pd.Series, margin: pd.Timedelta) -> pd.
     """The rows of ``table`` within ``margin`` of any of ``times`` (merged intervals, one range join)."""
     t = pd.to_datetime(times, utc=True).dropna().sort_values()
     if t.empty:
-        return query.frame(table, columns=None, limit=0)
+        return query.frame(table, limit=0)
     lo = (t - margin).to_numpy()
     hi = (t + margin).to_numpy()
     # merge overlapping intervals: a new one starts where the running end is before the next start
