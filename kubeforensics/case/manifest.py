@@ -31,17 +31,16 @@ def now_iso() -> str:
 def copy_and_hash(src: Path, dest_dir: Path) -> tuple[str, int, Path]:
     """Copy ``src`` into ``dest_dir/<sha12>/<name>`` and hash the copy; returns (sha256, size, dest).
 
-    The copy is made by the kernel (``copy_file_range``/``sendfile`` through :func:`shutil.copyfile`)
-    and the hash is taken of the copy, so the digest describes exactly the bytes the case keeps and
-    the readers parse (3.4x faster than hashing while copying through Python buffers: 1.1 s per GB).
-    The copy is made read-only.  When the same content is already there the copy is discarded.
+    The kernel copies (``sendfile``, a :data:`COPY_CHUNK` at a time) while a second thread hashes
+    the part of the copy already written, reading it back from the page cache: the digest describes
+    exactly the bytes the case keeps and the readers parse, and the copy and the hash take the time
+    of the longer of the two instead of their sum (:func:`_copy_hashing`).  The copy is made
+    read-only.  When the same content is already there the copy is discarded.
     """
     tmp = dest_dir / f".incoming-{os.getpid()}-{src.name}"
     dest_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, tmp)
     try:
-        digest = sha256_path(tmp)
-        size = tmp.stat().st_size
+        digest, size = _copy_hashing(src, tmp)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -54,6 +53,93 @@ def copy_and_hash(src: Path, dest_dir: Path) -> tuple[str, int, Path]:
         shutil.move(str(tmp), final)
         final.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
     return digest, size, final
+
+
+#: Bytes the kernel copies before the hashing thread is told about them.
+COPY_CHUNK = 32 << 20
+
+
+def _copy_hashing(src: Path, dest: Path) -> tuple[str, int]:
+    """Copy ``src`` to ``dest`` and return (sha256 of what ``dest`` holds, its size).
+
+    The main thread copies with ``os.sendfile`` (or, where the kernel refuses it, through a
+    buffer) and publishes how many bytes are written; the hashing thread reads ``dest`` up to
+    that mark and waits for more.  hashlib drops the GIL on large updates, so on two cores the
+    two run side by side (1 GB: copy 0.2-2 s depending on write-back, hash 0.8 s).  A source
+    that grows while it is copied is copied up to where ``sendfile`` ends; the hash is of
+    exactly the bytes written, read back from ``dest``.
+    """
+    import threading
+
+    cond = threading.Condition()
+    state: dict[str, Any] = {"written": 0, "done": False, "error": None}
+    result: dict[str, Any] = {}
+
+    def hash_copy() -> None:
+        h = hashlib.sha256()
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        read = 0
+        try:
+            with open(dest, "rb", buffering=0) as f:
+                while True:
+                    with cond:
+                        while state["written"] <= read and not state["done"]:
+                            cond.wait()
+                        limit, done = state["written"], state["done"]
+                    while read < limit:
+                        n = f.readinto(view[: min(len(buf), limit - read)])
+                        if not n:
+                            raise OSError(f"{dest}: the copy is shorter than the bytes written to it")
+                        h.update(view[:n])
+                        read += n
+                    if done and read >= state["written"]:
+                        break
+            result["digest"], result["size"] = h.hexdigest(), read
+        except BaseException as exc:  # noqa: BLE001 - raised by the copying thread
+            result["error"] = exc
+
+    worker = threading.Thread(target=hash_copy, name="kf-evidence-hash", daemon=True)
+    with open(src, "rb") as fi, open(dest, "wb") as fo:
+        worker.start()
+        try:
+            _copy_into(fi, fo, cond, state)
+        finally:
+            with cond:
+                state["done"] = True
+                cond.notify()
+            worker.join()
+    if "error" in result:
+        raise result["error"]
+    return result["digest"], result["size"]
+
+
+def _copy_into(fi: Any, fo: Any, cond: Any, state: dict[str, Any]) -> None:
+    """Copy ``fi`` to ``fo`` a :data:`COPY_CHUNK` at a time, publishing ``state["written"]`` under ``cond``."""
+    fin, fout = fi.fileno(), fo.fileno()
+    use_sendfile = hasattr(os, "sendfile")
+    offset = 0
+    while True:
+        n = 0
+        if use_sendfile:
+            try:
+                n = os.sendfile(fout, fin, offset, COPY_CHUNK)
+            except OSError:
+                use_sendfile = False  # e.g. a file system without it: copy through a buffer from here
+                fi.seek(offset)
+                fo.seek(offset)
+        if not use_sendfile:
+            data = fi.read(COPY_CHUNK)
+            n = len(data)
+            if n:
+                fo.write(data)
+                fo.flush()
+        if not n:
+            return
+        offset += n
+        with cond:
+            state["written"] = offset
+            cond.notify()
 
 
 def sha256_bytes(data: bytes) -> str:
