@@ -12,7 +12,13 @@ events/s and peak memory:
 
 * ``raw pyarrow``: ``pyarrow.json.read_json`` with an explicit schema of the
   columns we extract, doing nothing else — the physical parse limit here;
-* ``raw duckdb``: ``read_ndjson`` with explicit columns into Arrow;
+* ``raw duckdb``: ``read_ndjson`` with explicit columns into Arrow (through
+  ``con.sql``: ``con.execute(...).to_arrow_table()`` makes an extra copy of
+  the rows, as DuckDB warns);
+* ``raw duckdb, our columns`` (``raw-duckdb-ours``): the same with the 20
+  columns our audit query reads (``audit_fast._COLUMNS``: the request and
+  response objects, ``user.extra`` and annotations as JSON), streamed in
+  batches and dropped: what our reader reads before it computes anything;
 * ``kf-parse-only``: our audit reader (``FileIngest.batches``: DuckDB bulk path
   plus the declined lines record by record) without the case store;
 * ``kubeforensics``: ``Case.ingest`` — copy + sha256 + parse + normalise +
@@ -20,6 +26,13 @@ events/s and peak memory:
   that peak memory does not grow with the file (``kf-quarter``);
 * ``naive pandas``: ``pandas.read_json(lines=True)`` (on ``--naive-events``
   events, extrapolated, since it needs ~9 GB per million events).
+
+Each child also reports the CPU-seconds (user + system, all threads) of the
+measured call.  Then the *floor*: the CPU-seconds of the steps every ingest
+must take whatever its code (reading our columns; copying and hashing the
+evidence, ``copy-hash``; writing the output tables to Parquet with the case
+store's writer, ``parquet-write``), and the best rate they would allow on this
+machine's cores if nothing else ran: how far a ratio to ``raw duckdb`` can go.
 """
 
 from __future__ import annotations
@@ -34,14 +47,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 
 def generate(path: Path, n: int, seed: int = 1) -> int:
     """Write n audit events as JSON lines; returns bytes written."""
     rnd = random.Random(seed)
-    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
     nodes = [f"node-{i}" for i in range(6)]
     ns = ["default", "shop", "payments", "kube-system", "monitoring"]
     size = 0
@@ -142,8 +155,49 @@ def run_raw_duckdb(path: str) -> int:
                  "sourceIPs": "VARCHAR[]", "responseStatus": "STRUCT(code INTEGER)"})
     spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in cols.items()) + "}"
     con = duckdb.connect()
-    t = con.execute(f"SELECT * FROM read_ndjson('{path}', columns={spec})").to_arrow_table()
+    t = con.sql(f"SELECT * FROM read_ndjson('{path}', columns={spec})").to_arrow_table()
     return t.num_rows
+
+
+def run_raw_duckdb_ours(path: str) -> int:
+    import duckdb
+
+    from kubeforensics.sources import audit_fast
+
+    spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in audit_fast._COLUMNS.items()) + "}"
+    con = duckdb.connect()
+    reader = con.sql(f"SELECT * FROM read_ndjson('{path}', columns={spec})").to_arrow_reader(audit_fast.BATCH_ROWS)
+    return sum(b.num_rows for b in reader)
+
+
+def run_copy_hash(path: str, lines: int) -> int:
+    from kubeforensics.case.manifest import copy_and_hash
+
+    with tempfile.TemporaryDirectory(dir=Path(path).parent) as d:
+        copy_and_hash(Path(path), Path(d))
+    return lines
+
+
+def count_lines(path: str) -> int:
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 24), b""))
+
+
+def parquet_write_setup(path: str) -> list:
+    from kubeforensics.sources import READERS, FileIngest
+
+    return list(FileIngest(path, READERS, "audit", evidence_id="bench").batches())
+
+
+def run_parquet_write(path: str, batches: list) -> int:
+    from kubeforensics.case.store import _TableWriter
+
+    with tempfile.TemporaryDirectory(dir=Path(path).parent) as d:
+        out = _TableWriter(Path(d), "bench")
+        for spec, table in batches:
+            out.put(spec, table)
+        out.close()
+    return sum(t.num_rows for _, t in batches)
 
 
 def run_ours(path: str) -> int:
@@ -171,20 +225,37 @@ def run_naive(path: str) -> int:
     return len(pd.read_json(path, lines=True))
 
 
-METHODS = {"raw-pyarrow": run_raw_pyarrow, "raw-duckdb": run_raw_duckdb, "kf-parse-only": run_parse_only,
-           "kubeforensics": run_ours, "kf-quarter": run_ours, "naive-pandas": run_naive}
+METHODS = {"raw-pyarrow": run_raw_pyarrow, "raw-duckdb": run_raw_duckdb, "raw-duckdb-ours": run_raw_duckdb_ours,
+           "kf-parse-only": run_parse_only, "kubeforensics": run_ours, "kf-quarter": run_ours,
+           "naive-pandas": run_naive, "copy-hash": run_copy_hash, "parquet-write": run_parquet_write}
+#: Untimed preparation of a method (its result is the method's second argument).
+SETUP = {"parquet-write": parquet_write_setup, "copy-hash": count_lines}
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def child(method: str, path: str) -> None:
-    t = time.perf_counter()
-    n = METHODS[method](path)
-    dt = time.perf_counter() - t
+    # imported before the clock starts, so that no method is charged for them
+    import duckdb  # noqa: F401
+    import pyarrow.json  # noqa: F401
+
+    import kubeforensics.case.store
+    import kubeforensics.sources.audit_fast  # noqa: F401
+
+    args = (path, SETUP[method](path)) if method in SETUP else (path,)
+    c, t = _cpu(), time.perf_counter()
+    n = METHODS[method](*args)
+    dt, cpu = time.perf_counter() - t, _cpu() - c
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"method": method, "events": n, "seconds": dt, "peak_mb": peak_kb / 1024}))
+    print(json.dumps({"method": method, "events": n, "seconds": dt, "cpu": cpu, "peak_mb": peak_kb / 1024}))
 
 
 def measure(method: str, path: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", method, str(path)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, __file__, "--child", method, str(path)], capture_output=True, text=True,
+                         check=False)
     if out.returncode != 0:
         raise SystemExit(f"{method} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -207,20 +278,30 @@ def main() -> None:
     size = generate(big, args.events)
     generate(small, args.naive_events)
     qsize = generate(quarter, args.events // 4, seed=2)
-    print(f"# {datetime.now(timezone.utc):%Y-%m-%d} {platform.node()} {os.cpu_count()} cores, "
+    print(f"# {datetime.now(UTC):%Y-%m-%d} {platform.node()} {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; {args.events:,} audit events, {size / 1e6:.0f} MB "
           f"(generated in {time.perf_counter() - t:.0f} s)")
     rows = []
-    for method in ("raw-pyarrow", "raw-duckdb", "kf-parse-only", "kubeforensics"):
+    for method in ("raw-pyarrow", "raw-duckdb", "raw-duckdb-ours", "kf-parse-only", "kubeforensics"):
         rows.append(measure(method, big))
     rows.append(measure("kf-quarter", quarter))
     rows.append(measure("naive-pandas", small))
     raw_best = max(r["events"] / r["seconds"] for r in rows[:2])
-    print(f"{'method':<16}{'events':>12}{'seconds':>10}{'events/s':>12}{'% of raw':>10}{'peak MB':>10}")
+    print(f"{'method':<16}{'events':>12}{'seconds':>10}{'CPU-s':>8}{'events/s':>12}{'% of raw':>10}{'peak MB':>10}")
     for r in rows:
         rate = r["events"] / r["seconds"]
-        print(f"{r['method']:<16}{r['events']:>12,}{r['seconds']:>10.2f}{rate:>12,.0f}{100 * rate / raw_best:>9.0f}%{r['peak_mb']:>10,.0f}")
-    full, part = rows[3], rows[4]
+        print(f"{r['method']:<16}{r['events']:>12,}{r['seconds']:>10.2f}{r['cpu']:>8.2f}{rate:>12,.0f}"
+              f"{100 * rate / raw_best:>9.0f}%{r['peak_mb']:>10,.0f}")
+    floor = [rows[2], measure("copy-hash", big), measure("parquet-write", big)]
+    cores = os.cpu_count() or 1
+    need = sum(r["cpu"] for r in floor)
+    steps = " + ".join(f"{r['method']} {r['cpu']:.2f}" for r in floor)
+    # CPU-seconds against CPU-seconds: the raw read keeps every core busy, so its rate is cores / its CPU per event
+    print(f"# floor: {steps} = {need:.2f} CPU-s for {args.events:,} events, {100 * rows[1]['cpu'] / need:.0f}% of "
+          f"raw duckdb's {rows[1]['cpu']:.2f} CPU-s (at best {args.events / (need / cores):,.0f} events/s on {cores} "
+          f"cores) before any normalisation; kubeforensics took {rows[4]['cpu']:.2f} CPU-s "
+          f"({100 * rows[1]['cpu'] / rows[4]['cpu']:.0f}% of raw by CPU)")
+    full, part = rows[4], rows[5]
     print(f"# peak memory: {part['peak_mb']:,.0f} MB for {qsize / 1e6:.0f} MB, {full['peak_mb']:,.0f} MB for "
           f"{size / 1e6:.0f} MB ({full['peak_mb'] / max(size / 1e6, 1):.2f} MB per MB of input); "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
