@@ -132,6 +132,11 @@ _DIGIT = np.zeros(256, dtype=bool)
 _DIGIT[list(b"0123456789")] = True
 _LETTER = np.zeros(256, dtype=bool)
 _LETTER[list(b"nNiI")] = True
+#: The bytes of ``[\d.]`` and of ``[eE]``: an exponent form is a digit, then these, then an ``e`` or ``E``.
+_MANTISSA = _DIGIT.copy()
+_MANTISSA[ord(".")] = True
+_EXP = np.zeros(256, dtype=bool)
+_EXP[list(b"eE")] = True
 _US = 0x1F
 #: Text that ``redact.text`` could change: the shared secret pre-check, or any non-ASCII character
 #: (case folding of non-ASCII letters differs between RE2 and Python).
@@ -401,47 +406,82 @@ def _odd_candidates(cand: np.ndarray, first: np.ndarray, starts: np.ndarray, len
     letter = np.flatnonzero(_LETTER[first])
     if len(letter):  # nan, inf, infinity: the whole value, or followed by \x1f
         n = lens[letter]
-        at = starts[letter]
-        keep[letter] = (n == 3) | (n == 8) | (
-            (n > 3) & (data[np.where(n > 3, at + 3, at)] == _US)) | ((n > 8) & (data[np.where(n > 8, at + 8, at)] == _US))
+        hit = (n == 3) | (n == 8)
+        if us:
+            at = starts[letter]
+            hit |= ((n > 3) & (data[np.where(n > 3, at + 3, at)] == _US)) \
+                | ((n > 8) & (data[np.where(n > 8, at + 8, at)] == _US))
+        keep[letter] = hit
     digit = np.flatnonzero(_DIGIT[first])
     if len(digit):
         if us:
             keep[digit] = True
-        else:  # 19 leading digits, or (the value ends with the exponent) 3 trailing digits
+        else:
             n = lens[digit]
-            end = starts[digit] + n
-            tail = (n >= 5) & _DIGIT[data[np.maximum(end - 1, 0)]] & _DIGIT[data[np.maximum(end - 2, 0)]] \
-                & _DIGIT[data[np.maximum(end - 3, 0)]]
-            long = np.flatnonzero(n >= 19)
+            at = starts[digit]
+            expo = np.zeros(len(digit), dtype=bool)
+            # the exponent form: the value ends with 3 digits (its last byte checked first, then the few left) ...
+            end = at + n
+            walk = np.flatnonzero(n >= 5)
+            for back in (1, 2, 3):
+                walk = walk[_DIGIT[data[end[walk] - back]]]
+            # ... after an e or E that only [\d.] precede (from the second byte, with room for 3 digits after it)
             k = 1
-            while len(long) and k < 19:
-                long = long[_DIGIT[data[starts[digit[long]] + k]]]
+            while len(walk):
+                b = data[at[walk] + k]
+                expo[walk[_EXP[b]]] = True
                 k += 1
-            tail[long] = True
-            keep[digit] = tail
+                walk = walk[_MANTISSA[b] & (n[walk] - 4 >= k)]
+            # 19 leading digits (the 19th byte first: a hex id or a name fails at once)
+            long = np.flatnonzero(n >= 19)
+            for k in range(18, 0, -1):
+                if not len(long):
+                    break
+                long = long[_DIGIT[data[at[long] + k]]]
+            expo[long] = True
+            keep[digit] = expo
     return cand[keep]
 
 
 def _odd_rows(col: pa.Array) -> np.ndarray:
     """Rows of a text or list-of-text column holding a value ``fields.text`` would read otherwise than
-    DuckDB (see ``_ODD``), or a list holding a null (``fields.strings`` drops those)."""
-    values, parents, nulls = bulk_lines.flat_strings(col)
-    bad = [nulls] if len(nulls) else []
-    layout = bulk_lines.string_bytes(values)
-    if layout is not None:
-        offsets, data, present = layout
+    DuckDB (see ``_ODD``), or a list holding a null (``fields.strings`` drops those).
+
+    The first byte of each value decides most (:data:`_ODD_FIRST`), the few candidates left
+    (:func:`_odd_candidates`) go to the regex; a list's values are mapped to their rows only when one is odd."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    is_list = pa.types.is_list(col.type) or pa.types.is_large_list(col.type)
+    values = col.flatten() if is_list else col
+    bad = []
+    if is_list and values.null_count:
+        bad.append(np.flatnonzero(~values.is_valid().to_numpy(zero_copy_only=False)))
+    n = len(values)
+    buf = values.buffers()[2] if n and values.null_count < n else None
+    if buf is not None and buf.size:
+        wide = pa.types.is_large_string(values.type)
+        offsets: np.ndarray = np.frombuffer(values.buffers()[1], dtype=np.int64 if wide else np.int32)[
+            values.offset:values.offset + n + 1]
+        data = np.frombuffer(buf, dtype=np.uint8)
         starts = offsets[:-1]
-        first = np.zeros(len(values), dtype=np.uint8)
-        first[present] = data[starts[present]]
+        # the first byte of each value (of the last byte of the data for an empty value at the end: not present)
+        first = data[np.minimum(starts, len(data) - 1)]
+        present = np.greater(offsets[1:], starts)
+        if values.null_count:
+            present &= values.is_valid().to_numpy(zero_copy_only=False)
         cand = np.flatnonzero(present & _ODD_FIRST[first])
         if len(cand):
-            cand = _odd_candidates(cand, first[cand], starts[cand], np.diff(offsets)[cand], data,
+            cand = _odd_candidates(cand, first[cand], starts[cand], offsets[cand + 1] - starts[cand], data,
                                    bool(np.any(data[int(offsets[0]):int(offsets[-1])] == _US)))
         if len(cand):
             hit = pc.match_substring_regex(values.take(pa.array(cand)), _ODD_VALUE_RE2)
             bad.append(cand[hit.to_numpy(zero_copy_only=False)])
-    return bulk_lines.rows_of(bad, parents)
+    if not bad:
+        return np.zeros(0, dtype=np.int64)
+    idx = np.concatenate(bad)
+    if not len(idx) or not is_list:
+        return idx
+    return pc.list_parent_indices(col).to_numpy()[idx]
 
 
 #: What one ``l4`` template gives: (usable, protocol, TCP flags, index of the source port's number among

@@ -132,6 +132,8 @@ ODD_CORPUS = [
     "1234567890123456789", "12345678901234567890", "123456789012345678", "123456789012345678x",
     "1234567890123456789x", "123456789012345678.9", "10.1.49.14", "10.1.49.140", "172.29.8.88", "1.2.3.4e500",
     "55381d42-7729-4bf3-987e-000000000000", "5e381000", "5e3810000000000000000000", "9" * 40, "8" * 18 + "e123",
+    "12e345", "1.2e345", "12.e3456", "1e-345", "1.2.3e+456", "1234567890123456", "1x34567890123456789",
+    "12345678901234567x9",
 ]
 #: ... and with the unit separator, which may end a match inside a value.
 ODD_US = ["1e400\x1fabc", "nan\x1f", "inf\x1fx", "infinity\x1fy", "12\x1f", "1e40\x1f", "x\x1fnan", "nanx\x1f"]
@@ -152,9 +154,11 @@ def test_odd_rows_equal_the_regex_on_every_value(values: list[str]) -> None:
 
 
 def test_odd_pre_check_reads_only_near_misses() -> None:
-    """The pre-check leaves the regex only what could match: not IPs, directions, IP versions, hex ids."""
+    """The pre-check leaves the regex only what could match: not IPs, directions, IP versions, hex ids (ending
+    with digits or not), long digit runs with no exponent, 19 bytes of which one is no digit."""
     values = ["INGRESS", "IPv4", "10.1.49.14", "172.29.8.88", "55381d42-7729-4bf3-987e-00000000000a", "nodes",
-              "123456789012345678x"]
+              "123456789012345678x", "55381d42-7729-4bf3-987e-000000000000", "10.1.49.140", "1234567890123456",
+              "1x34567890123456789", "12345678901234567x9", "1.2.3.4-567", "1e4x12"]
     arr = pa.array(values)
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
@@ -162,7 +166,15 @@ def test_odd_pre_check_reads_only_near_misses() -> None:
     first = data[offsets[:-1]]
     got = hubble_fast._odd_candidates(cand, first, offsets[:-1], np.diff(offsets), data, False)
     assert got.tolist() == []
-    assert hubble_fast._odd_candidates(cand, first, offsets[:-1], np.diff(offsets), data, True).tolist() == [2, 3, 4, 6]
+    assert hubble_fast._odd_candidates(cand, first, offsets[:-1], np.diff(offsets), data, True).tolist() == [
+        2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13]
+    near = ["1e400", "12e345", "1.2e345", "1234567890123456789", "1.5E-309"]  # each one the regex matches
+    arr = pa.array(near)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+    got = hubble_fast._odd_candidates(np.arange(len(near)), data[offsets[:-1]], offsets[:-1], np.diff(offsets), data,
+                                      False)
+    assert got.tolist() == regex_odd(near) == list(range(len(near)))
 
 
 def duck_times(texts: list[str | None]) -> list[int | None]:
