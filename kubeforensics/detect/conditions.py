@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -66,7 +67,7 @@ def endpoint(df: pd.DataFrame, side: str) -> pd.Series:
 EAGER: dict[str, tuple[str, ...]] = {"processes": ("binary_name", "parent_name")}
 
 
-def derive(table: str, df: pd.DataFrame, names: "Iterable[str] | None" = None) -> pd.DataFrame:
+def derive(table: str, df: pd.DataFrame, names: Iterable[str] | None = None) -> pd.DataFrame:
     """``df`` with derived columns of ``table`` added (``names``, default all of :data:`DERIVED`)."""
     wanted = [n for n in (names if names is not None else DERIVED.get(table, {})) if n in DERIVED.get(table, {})]
     wanted = [n for n in wanted if n not in df.columns]
@@ -125,7 +126,7 @@ def _text(s: pd.Series) -> pd.Series:
     return s
 
 
-def _leaf_mask(s: pd.Series, op: str, value: Any, config: "TuningConfig") -> pd.Series:
+def _leaf_mask(s: pd.Series, op: str, value: Any, config: TuningConfig) -> pd.Series:
     if op == "isnull":
         return s.isna() == bool(value)
     if op in ("gte", "gt", "lte", "lt"):
@@ -159,7 +160,7 @@ def _leaf_mask(s: pd.Series, op: str, value: Any, config: "TuningConfig") -> pd.
     raise ConditionError(f"unknown op {op!r}")
 
 
-def _list_mask(s: pd.Series, op: str, value: Any, config: "TuningConfig") -> pd.Series:
+def _list_mask(s: pd.Series, op: str, value: Any, config: TuningConfig) -> pd.Series:
     empty = s.map(lambda v: v is None or (not isinstance(v, str) and not hasattr(v, "__len__")) or len(v) == 0)
     if op == "isnull":
         return empty == bool(value)
@@ -190,7 +191,7 @@ def compile_condition(cond: Any, table: str, where: str = "condition") -> tuple[
         fns = [f for f, _ in parts]
         if key == "all":
 
-            def all_(df: pd.DataFrame, cfg: "TuningConfig") -> pd.Series:
+            def all_(df: pd.DataFrame, cfg: TuningConfig) -> pd.Series:
                 m = pd.Series(True, index=df.index)
                 for fn in fns:
                     if not m.any():
@@ -202,7 +203,7 @@ def compile_condition(cond: Any, table: str, where: str = "condition") -> tuple[
 
             return all_, fields
 
-        def any_(df: pd.DataFrame, cfg: "TuningConfig") -> pd.Series:
+        def any_(df: pd.DataFrame, cfg: TuningConfig) -> pd.Series:
             m = pd.Series(False, index=df.index)
             for fn in fns:
                 m = m | fn(df, cfg)
@@ -236,7 +237,7 @@ def compile_condition(cond: Any, table: str, where: str = "condition") -> tuple[
     listy = is_list_column(table, name)
     fields = {name if name in TABLES[table].names else DERIVED[table][name]}
 
-    def leaf(df: pd.DataFrame, cfg: "TuningConfig") -> pd.Series:
+    def leaf(df: pd.DataFrame, cfg: TuningConfig) -> pd.Series:
         if df.empty:
             return pd.Series([], index=df.index, dtype=bool)
         s = column(df, table, name)

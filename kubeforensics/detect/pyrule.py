@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
@@ -81,7 +82,7 @@ class PyRule:
     #: Per table, what :meth:`find` reads (see :class:`Load`); tables not named are not read.
     loads: ClassVar[dict[str, Load]] = {}
 
-    def plan(self, config: "TuningConfig") -> dict[str, Load]:
+    def plan(self, config: TuningConfig) -> dict[str, Load]:
         """The :class:`Load` of each table this rule reads (override when it depends on the tuning)."""
         return dict(self.loads)
 
@@ -100,10 +101,10 @@ class PyRule:
             origin=f"python:{type(self).__module__}.{type(self).__name__}",
         )
 
-    def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
+    def find(self, tables: Mapping[str, pd.DataFrame], config: TuningConfig) -> pd.DataFrame:
         raise NotImplementedError
 
-    def evaluate(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
+    def evaluate(self, tables: Mapping[str, pd.DataFrame], config: TuningConfig) -> pd.DataFrame:
         """Hits: the rows :meth:`find` returns, keyed by :attr:`key` (default: the entity columns)."""
         # A pushed-down run hands over only the rows find() can use: whether a source has data
         # at all is then told by the full tables' row counts.

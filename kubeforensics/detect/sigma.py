@@ -25,9 +25,10 @@ import ipaddress
 import json
 import logging
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -126,18 +127,22 @@ def field_values(df: pd.DataFrame, name: str) -> tuple[pd.Series, bool] | None:
         return df[col], col in LIST_COLUMNS
     for prefix, col in JSON_PREFIXES.items():
         if name.startswith(prefix):
-            path = name[len(prefix):].split(".")
-
-            def get(s: Any) -> list[Any]:
-                if not isinstance(s, str):
-                    return []
-                try:
-                    return _json_values(json.loads(s), path)
-                except ValueError:
-                    return []
-
-            return df[col].map(get), True
+            return df[col].map(_json_getter(name[len(prefix):].split("."))), True
     return None
+
+
+def _json_getter(path: list[str]) -> Callable[[Any], list[Any]]:
+    """The values at ``path`` inside one JSON text ([] for a non-string or invalid JSON)."""
+
+    def get(s: Any) -> list[Any]:
+        if not isinstance(s, str):
+            return []
+        try:
+            return _json_values(json.loads(s), path)
+        except ValueError:
+            return []
+
+    return get
 
 
 def _string_matcher(value: Any) -> Callable[[Any], bool]:
@@ -189,7 +194,7 @@ def _matcher(value: Any) -> Callable[[Any], bool] | str:
 def _present(v: Any) -> bool:
     if v is None or (isinstance(v, float) and pd.isna(v)):
         return False
-    return not (isinstance(v, (list, tuple)) and len(v) == 0) and not (hasattr(v, "size") and getattr(v, "size") == 0)
+    return not (isinstance(v, (list, tuple)) and len(v) == 0) and not (hasattr(v, "size") and v.size == 0)
 
 
 def _leaf(df: pd.DataFrame, fname: str | None, value: Any, unmapped: set[str]) -> pd.Series:
@@ -197,9 +202,9 @@ def _leaf(df: pd.DataFrame, fname: str | None, value: Any, unmapped: set[str]) -
         m = _matcher(value)
         if not callable(m):  # "null"/"exists" name a field state; a keyword has no field
             raise ValueError(f"unsupported Sigma keyword value {type(value).__name__}")
+        needle = str(getattr(value, "original", value)).strip("*").lower()
         hit = pd.Series(False, index=df.index)
         for c in KEYWORD_COLUMNS:
-            needle = str(getattr(value, "original", value)).strip("*").lower()
             hit |= df[c].map(lambda v: _present(v) and (m(v) or needle in str(v).lower()))
         return hit
     got = field_values(df, fname)
@@ -252,7 +257,7 @@ class SigmaRule:
     trees: list[Any]
     unmapped: set[str] = field(default_factory=set)
 
-    def evaluate(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
+    def evaluate(self, tables: Mapping[str, pd.DataFrame], config: TuningConfig) -> pd.DataFrame:
         a = tables.get("audit")
         if a is None or a.empty:
             return empty_hits()

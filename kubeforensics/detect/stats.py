@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ import pandas as pd
 from kubeforensics.detect.conditions import globs_regex
 from kubeforensics.detect.model import Severity
 from kubeforensics.detect.netutil import entropy, internal_mask, registered_domain, to_ns
-from kubeforensics.detect.pyrule import Load, PyRule
+from kubeforensics.detect.pyrule import Frames, Load, PyRule
 
 if TYPE_CHECKING:  # pragma: no cover
     from kubeforensics.detect.tuning import TuningConfig
@@ -22,14 +23,14 @@ def _ts(offset_s: float) -> str:
     return (pd.Timestamp(T0) + pd.Timedelta(seconds=offset_s)).isoformat()
 
 
-def _not_allowed(s: pd.Series, config: "TuningConfig", *lists: str) -> pd.Series:
+def _not_allowed(s: pd.Series, config: TuningConfig, *lists: str) -> pd.Series:
     pats = [p for name in lists for p in config.list(name)]
     return ~s.astype("string").str.match(globs_regex(pats), na=False).astype(bool)
 
 
 def _outbound(flows: pd.DataFrame) -> pd.Series:
     r = flows["is_reply"]
-    return r.isna() | (r == False)  # noqa: E712 - object column of True/False/None
+    return r.isna() | (r == False)  # object column of True/False/None: compare by value, not `is`/`~`
 
 
 class ForbiddenBurst(PyRule):
@@ -43,14 +44,14 @@ class ForbiddenBurst(PyRule):
     fields = ("audit.code", "audit.user", "audit.source_ip", "audit.time", "audit.resource", "audit.verb")
     false_positives = "A misconfigured controller retrying a forbidden call (it repeats the same request: check the resources)."
     summary = "{user} was denied {denied} requests within {window} s from {source_ip} (e.g. {verb} {resource})"
-    entity = {"namespace": "namespace", "actor": "user"}
+    entity: ClassVar[dict[str, str]] = {"namespace": "namespace", "actor": "user"}
     key = ("user",)
-    positive = [{"audit": [{"time": _ts(i), "user": "system:serviceaccount:shop:web", "verb": "list", "resource": r, "code": 403, "source_ip": "10.244.1.7"} for i, r in enumerate(["pods", "secrets", "nodes", "namespaces", "roles", "configmaps", "services", "deployments", "daemonsets", "jobs", "cronjobs", "ingresses"])]}]
-    negative = [{"audit": [{"time": _ts(i * 300), "user": "alice", "verb": "get", "resource": "pods", "code": 403} for i in range(12)]}]
+    positive: ClassVar[list[Frames]] = [{"audit": [{"time": _ts(i), "user": "system:serviceaccount:shop:web", "verb": "list", "resource": r, "code": 403, "source_ip": "10.244.1.7"} for i, r in enumerate(["pods", "secrets", "nodes", "namespaces", "roles", "configmaps", "services", "deployments", "daemonsets", "jobs", "cronjobs", "ingresses"])]}]
+    negative: ClassVar[list[Frames]] = [{"audit": [{"time": _ts(i * 300), "user": "alice", "verb": "get", "resource": "pods", "code": 403} for i in range(12)]}]
 
-    loads = {"audit": Load(("code", "user", "source_ip", "verb", "resource"), "code IN (401, 403)")}
+    loads: ClassVar[dict[str, Load]] = {"audit": Load(("code", "user", "source_ip", "verb", "resource"), "code IN (401, 403)")}
 
-    def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
+    def find(self, tables: Mapping[str, pd.DataFrame], config: TuningConfig) -> pd.DataFrame:
         a = tables["audit"]
         d = a[a["code"].isin([401, 403])]
         d = d[_not_allowed(d["user"], config, "system_identities")]
@@ -80,15 +81,15 @@ class HighEntropyDns(PyRule):
     fields = ("flows.dns_query", "flows.src_namespace", "flows.src_pod", "flows.src_ip", "flows.time")
     false_positives = "CDNs and anti-virus lookups that encode hashes in names (add the domain to a suppress entry)."
     summary = "{src_namespace}/{src_pod} ({src_ip}) resolved {names} high-entropy names under {domain} (e.g. {dns_query})"
-    entity = {"namespace": "src_namespace", "pod": "src_pod", "actor": "src_ip"}
+    entity: ClassVar[dict[str, str]] = {"namespace": "src_namespace", "pod": "src_pod", "actor": "src_ip"}
     key = ("src_namespace", "src_pod", "domain")
-    positive = [{"flows": [{"time": _ts(i), "src_namespace": "shop", "src_pod": "web-1", "src_ip": "10.244.1.7", "dns_query": f"{h}.x.exfil-example.net.", "l7_type": "REQUEST"} for i, h in enumerate(__import__("hashlib").sha256(str(i).encode()).hexdigest()[:30] for i in range(25))]}]
-    negative = [{"flows": [{"time": _ts(i), "src_namespace": "shop", "src_pod": "web-1", "src_ip": "10.244.1.7", "dns_query": q, "l7_type": "REQUEST"} for i, q in enumerate(["api.github.com.", "db.shop.svc.cluster.local.", "db.shop.svc.cluster.local.shop.svc.cluster.local."] * 10)]}]
+    positive: ClassVar[list[Frames]] = [{"flows": [{"time": _ts(i), "src_namespace": "shop", "src_pod": "web-1", "src_ip": "10.244.1.7", "dns_query": f"{h}.x.exfil-example.net.", "l7_type": "REQUEST"} for i, h in enumerate(__import__("hashlib").sha256(str(i).encode()).hexdigest()[:30] for i in range(25))]}]
+    negative: ClassVar[list[Frames]] = [{"flows": [{"time": _ts(i), "src_namespace": "shop", "src_pod": "web-1", "src_ip": "10.244.1.7", "dns_query": q, "l7_type": "REQUEST"} for i, q in enumerate(["api.github.com.", "db.shop.svc.cluster.local.", "db.shop.svc.cluster.local.shop.svc.cluster.local."] * 10)]}]
 
-    loads = {"flows": Load(("dns_query", "l7_type", "src_namespace", "src_pod", "src_ip"),
+    loads: ClassVar[dict[str, Load]] = {"flows": Load(("dns_query", "l7_type", "src_namespace", "src_pod", "src_ip"),
                            "dns_query IS NOT NULL AND (l7_type IS NULL OR l7_type <> 'RESPONSE')")}
 
-    def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
+    def find(self, tables: Mapping[str, pd.DataFrame], config: TuningConfig) -> pd.DataFrame:
         f = tables["flows"]
         q = f[f["dns_query"].notna() & (f["l7_type"].isna() | (f["l7_type"] != "RESPONSE"))]
         if q.empty:
@@ -121,15 +122,15 @@ class PeriodicBeacon(PyRule):
     fields = ("flows.time", "flows.src_namespace", "flows.src_workload", "flows.src_pod", "flows.src_ip", "flows.dst_ip", "flows.dst_port", "flows.dst_labels", "flows.tcp_flags", "flows.is_reply")
     false_positives = "Telemetry, licence checks and update pollers (suppress by pod and destination)."
     summary = "{source} connected to {dst_ip}:{dst_port} {connections} times every ~{period} s ({dst_names})"
-    entity = {"namespace": "src_namespace", "pod": "src_pod", "actor": "source"}
+    entity: ClassVar[dict[str, str]] = {"namespace": "src_namespace", "pod": "src_pod", "actor": "source"}
     key = ("src_namespace", "source", "dst_ip", "dst_port")
-    positive = [{"flows": [{"time": _ts(i * 60 + (i % 2)), "src_namespace": "", "src_ip": "192.168.1.10", "src_labels": ["reserved:host"], "dst_ip": "203.0.113.50", "dst_port": 443, "protocol": "TCP", "tcp_flags": "SYN", "dst_labels": ["reserved:world"], "is_reply": False} for i in range(10)]}]
-    negative = [{"flows": [{"time": _ts(t), "src_namespace": "shop", "src_pod": "web-1", "src_ip": "10.244.1.7", "dst_ip": "203.0.113.50", "dst_port": 443, "protocol": "TCP", "tcp_flags": "SYN", "dst_labels": ["reserved:world"], "is_reply": False} for t in (0, 5, 300, 320, 1900, 2000, 5000, 5003, 9000, 20000)]}]
+    positive: ClassVar[list[Frames]] = [{"flows": [{"time": _ts(i * 60 + (i % 2)), "src_namespace": "", "src_ip": "192.168.1.10", "src_labels": ["reserved:host"], "dst_ip": "203.0.113.50", "dst_port": 443, "protocol": "TCP", "tcp_flags": "SYN", "dst_labels": ["reserved:world"], "is_reply": False} for i in range(10)]}]
+    negative: ClassVar[list[Frames]] = [{"flows": [{"time": _ts(t), "src_namespace": "shop", "src_pod": "web-1", "src_ip": "10.244.1.7", "dst_ip": "203.0.113.50", "dst_port": 443, "protocol": "TCP", "tcp_flags": "SYN", "dst_labels": ["reserved:world"], "is_reply": False} for t in (0, 5, 300, 320, 1900, 2000, 5000, 5003, 9000, 20000)]}]
 
-    loads = {"flows": Load(("src_namespace", "src_workload", "src_pod", "src_ip", "dst_ip", "dst_port", "dst_pod", "dst_labels", "tcp_flags", "is_reply"),
+    loads: ClassVar[dict[str, Load]] = {"flows": Load(("src_namespace", "src_workload", "src_pod", "src_ip", "dst_ip", "dst_port", "dst_pod", "dst_labels", "tcp_flags", "is_reply"),
                            "dst_pod IS NULL AND dst_port <> 53 AND (is_reply IS NULL OR NOT is_reply) AND list_contains(dst_labels, 'reserved:world')")}
 
-    def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
+    def find(self, tables: Mapping[str, pd.DataFrame], config: TuningConfig) -> pd.DataFrame:
         f = tables["flows"]
         f = f[f["dst_pod"].isna() & (f["dst_port"] != 53)]
         f = f[_outbound(f)]
@@ -154,7 +155,7 @@ class PeriodicBeacon(PyRule):
                 continue
             cv = gaps.std() / gaps.mean()
             if cv <= cv_max:
-                keep.append(g.assign(connections=len(g), period=int(round(float(np.median(gaps))))))
+                keep.append(g.assign(connections=len(g), period=round(float(np.median(gaps)))))
         return pd.concat(keep) if keep else f.iloc[0:0]
 
 
@@ -169,15 +170,15 @@ class FanOutScan(PyRule):
     fields = ("flows.time", "flows.src_namespace", "flows.src_pod", "flows.src_ip", "flows.dst_ip", "flows.dst_port", "flows.verdict", "flows.is_reply")
     false_positives = "Monitoring scrapers and service meshes probing endpoints (they repeat the same targets)."
     summary = "{src_namespace}/{src_pod} ({src_ip}) tried {targets} distinct ip:port targets within {window} s ({dropped} dropped)"
-    entity = {"namespace": "src_namespace", "pod": "src_pod", "actor": "src_ip"}
+    entity: ClassVar[dict[str, str]] = {"namespace": "src_namespace", "pod": "src_pod", "actor": "src_ip"}
     key = ("src_namespace", "src_pod", "src_ip")
-    positive = [{"flows": [{"time": _ts(i), "src_namespace": "shop", "src_pod": "web-1", "src_ip": "10.244.1.7", "dst_ip": f"10.96.{i // 5}.{i}", "dst_port": 80 + i % 5, "verdict": "DROPPED", "tcp_flags": "SYN", "is_reply": False} for i in range(30)]}]
-    negative = [{"flows": [{"time": _ts(i), "src_namespace": "shop", "src_pod": "web-1", "src_ip": "10.244.1.7", "dst_ip": "10.96.0.20", "dst_port": 5432, "verdict": "FORWARDED", "is_reply": False} for i in range(30)]}]
+    positive: ClassVar[list[Frames]] = [{"flows": [{"time": _ts(i), "src_namespace": "shop", "src_pod": "web-1", "src_ip": "10.244.1.7", "dst_ip": f"10.96.{i // 5}.{i}", "dst_port": 80 + i % 5, "verdict": "DROPPED", "tcp_flags": "SYN", "is_reply": False} for i in range(30)]}]
+    negative: ClassVar[list[Frames]] = [{"flows": [{"time": _ts(i), "src_namespace": "shop", "src_pod": "web-1", "src_ip": "10.244.1.7", "dst_ip": "10.96.0.20", "dst_port": 5432, "verdict": "FORWARDED", "is_reply": False} for i in range(30)]}]
 
-    loads = {"flows": Load(("src_namespace", "src_pod", "src_ip", "dst_ip", "dst_port", "verdict", "is_reply"),
+    loads: ClassVar[dict[str, Load]] = {"flows": Load(("src_namespace", "src_pod", "src_ip", "dst_ip", "dst_port", "verdict", "is_reply"),
                            "(is_reply IS NULL OR NOT is_reply) AND src_pod IS NOT NULL AND dst_ip IS NOT NULL")}
 
-    def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
+    def find(self, tables: Mapping[str, pd.DataFrame], config: TuningConfig) -> pd.DataFrame:
         f = tables["flows"]
         f = f[_outbound(f) & f["src_pod"].notna() & f["dst_ip"].notna()]
         if f.empty:
@@ -207,15 +208,15 @@ class ServiceAccountFromOutside(PyRule):
     fields = ("audit.user", "audit.source_ip", "audit.sa_pod_name", "audit.sa_credential_id", "audit.code")
     false_positives = "CI systems outside the cluster deploying with a service-account token (ci_identities)."
     summary = "{user} (pod {sa_pod_name}, credential {sa_credential_id}) was used from {source_ip}: {verb} {resource} ({user_agent})"
-    entity = {"namespace": "namespace", "actor": "user"}
+    entity: ClassVar[dict[str, str]] = {"namespace": "namespace", "actor": "user"}
     key = ("user", "source_ip")
-    positive = [{"audit": [{"user": "system:serviceaccount:kube-system:kube-backup", "source_ip": "203.0.113.77", "verb": "list", "resource": "secrets", "code": 200, "sa_credential_id": "JTI=abc"}]}]
-    negative = [{"audit": [{"user": "system:serviceaccount:shop:web", "source_ip": "10.244.1.7", "verb": "list", "resource": "pods", "code": 200}]}, {"audit": [{"user": "system:serviceaccount:ci:deployer", "source_ip": "203.0.113.77", "verb": "patch", "resource": "deployments", "code": 200}]}]
+    positive: ClassVar[list[Frames]] = [{"audit": [{"user": "system:serviceaccount:kube-system:kube-backup", "source_ip": "203.0.113.77", "verb": "list", "resource": "secrets", "code": 200, "sa_credential_id": "JTI=abc"}]}]
+    negative: ClassVar[list[Frames]] = [{"audit": [{"user": "system:serviceaccount:shop:web", "source_ip": "10.244.1.7", "verb": "list", "resource": "pods", "code": 200}]}, {"audit": [{"user": "system:serviceaccount:ci:deployer", "source_ip": "203.0.113.77", "verb": "patch", "resource": "deployments", "code": 200}]}]
 
-    loads = {"audit": Load(("user", "source_ip", "sa_pod_name", "sa_credential_id", "verb", "resource", "user_agent"),
+    loads: ClassVar[dict[str, Load]] = {"audit": Load(("user", "source_ip", "sa_pod_name", "sa_credential_id", "verb", "resource", "user_agent"),
                            "starts_with(\"user\", 'system:serviceaccount:') AND source_ip IS NOT NULL")}
 
-    def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
+    def find(self, tables: Mapping[str, pd.DataFrame], config: TuningConfig) -> pd.DataFrame:
         a = tables["audit"]
         a = a[a["user"].astype("string").str.startswith("system:serviceaccount:", na=False).astype(bool) & a["source_ip"].notna()]
         a = a[_not_allowed(a["user"], config, "system_identities", "ci_identities")]
@@ -235,18 +236,18 @@ class CredentialNewOrigin(PyRule):
     fields = ("audit.user", "audit.source_ip", "audit.user_agent", "audit.time")
     false_positives = "People working from home and office with different kubectl builds; CI runners changing address and version together."
     summary = "{user} used from {source_ip} ({user_agent}); {origins} origins in all: {others}"
-    entity = {"namespace": "namespace", "actor": "user"}
+    entity: ClassVar[dict[str, str]] = {"namespace": "namespace", "actor": "user"}
     key = ("user", "source_ip", "user_agent")
-    positive = [{"audit": [{"time": _ts(0), "user": "system:serviceaccount:ci:deployer", "source_ip": "10.20.0.5", "user_agent": "argocd/v2.9", "verb": "patch", "resource": "deployments", "code": 200},
+    positive: ClassVar[list[Frames]] = [{"audit": [{"time": _ts(0), "user": "system:serviceaccount:ci:deployer", "source_ip": "10.20.0.5", "user_agent": "argocd/v2.9", "verb": "patch", "resource": "deployments", "code": 200},
                            {"time": _ts(900), "user": "system:serviceaccount:ci:deployer", "source_ip": "198.51.100.66", "user_agent": "kubectl/v1.30.1 (linux/amd64)", "verb": "create", "resource": "selfsubjectrulesreviews", "code": 201}]}]
-    negative = [{"audit": [{"time": _ts(0), "user": "alice", "source_ip": "10.20.0.5", "user_agent": "kubectl/v1.30.1", "code": 200},
+    negative: ClassVar[list[Frames]] = [{"audit": [{"time": _ts(0), "user": "alice", "source_ip": "10.20.0.5", "user_agent": "kubectl/v1.30.1", "code": 200},
                            {"time": _ts(900), "user": "alice", "source_ip": "10.30.0.9", "user_agent": "kubectl/v1.30.1", "code": 200},
                            {"time": _ts(950), "user": "bob", "source_ip": "10.20.0.5", "user_agent": "kubectl/v1.30.1", "code": 200},
                            {"time": _ts(990), "user": "bob", "source_ip": "10.20.0.7", "user_agent": "Mozilla/5.0 (dashboard)", "code": 200}]}]
 
     # Only users seen from 2+ networks with 2+ clients can match (counted before the allow-lists,
     # so on at least the rows find() counts on).
-    loads = {"audit": Load(("user", "source_ip", "user_agent"), """
+    loads: ClassVar[dict[str, Load]] = {"audit": Load(("user", "source_ip", "user_agent"), """
         "user" IN (SELECT "user" FROM {audit}
                    WHERE "user" IS NOT NULL AND source_ip IS NOT NULL AND user_agent IS NOT NULL
                    GROUP BY "user"
@@ -254,7 +255,7 @@ class CredentialNewOrigin(PyRule):
                       AND count(DISTINCT user_agent) >= 2)
         AND source_ip IS NOT NULL AND user_agent IS NOT NULL AND "user" <> 'system:anonymous'""")}
 
-    def find(self, tables: Mapping[str, pd.DataFrame], config: "TuningConfig") -> pd.DataFrame:
+    def find(self, tables: Mapping[str, pd.DataFrame], config: TuningConfig) -> pd.DataFrame:
         a = tables["audit"]
         a = a[a["user"].notna() & a["source_ip"].notna() & a["user_agent"].notna()]
         a = a[(a["user"] != "system:anonymous") & _not_allowed(a["user"], config, "system_identities")]

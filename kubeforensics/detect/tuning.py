@@ -11,10 +11,11 @@ more keys act on findings: ``disabled_rules`` (rule ids) and ``suppress``
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -32,13 +33,13 @@ class TuningConfig:
     origin: str = "defaults"
 
     @classmethod
-    def defaults(cls) -> "TuningConfig":
+    def defaults(cls) -> TuningConfig:
         """The shipped configuration (``kubeforensics/detect/tuning.yaml``)."""
         text = files("kubeforensics.detect").joinpath("tuning.yaml").read_text(encoding="utf-8")
         return cls.from_mapping(yaml.safe_load(text), origin="defaults")
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "TuningConfig":
+    def load(cls, path: str | Path | None = None) -> TuningConfig:
         """The shipped defaults, overridden by the YAML file at ``path`` when given.
 
         Raises
@@ -59,11 +60,11 @@ class TuningConfig:
         return base.merged(data, origin=str(p))
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], origin: str = "mapping") -> "TuningConfig":
+    def from_mapping(cls, data: Mapping[str, Any], origin: str = "mapping") -> TuningConfig:
         cfg = cls(origin=origin)
         return cfg.merged(data, origin=origin)
 
-    def merged(self, data: Mapping[str, Any], origin: str) -> "TuningConfig":
+    def merged(self, data: Mapping[str, Any], origin: str) -> TuningConfig:
         """A copy with ``data`` applied (replace top-level keys, append under ``extend``)."""
         if not isinstance(data, Mapping):
             raise InputError(f"tuning config {origin}: expected a mapping at the top level")
