@@ -133,7 +133,7 @@ def detect_format(path: str | Path, readers: Mapping[str, Reader], *, keep: dict
                 if reader.sniff(rec.obj):
                     votes[name] += 1
                     break
-            except Exception:  # noqa: BLE001 - a sniff must never fail a file
+            except Exception:  # noqa: BLE001, S112 - a raising sniff does not claim it; never fails a file
                 continue
         if seen >= SNIFF_RECORDS:
             break
@@ -185,7 +185,7 @@ class FileIngest:
         try:
             if main.sniff(obj):
                 return main
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110 - a raising sniff does not claim it (per record: no log)
             pass
         for name, reader in self.readers.items():
             if name == self.format:
@@ -194,7 +194,7 @@ class FileIngest:
                 if reader.sniff(obj):
                     self.account.notes[f"routed to {name}"] += 1
                     return reader
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S112 - as above
                 continue
         return main  # let the main reader explain why it cannot use it
 
@@ -374,7 +374,7 @@ def evidence_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]
     return out, skipped
 
 
-def read_frames(*paths: str | Path, fmt: str | None = None) -> dict[str, "pd.DataFrame"]:
+def read_frames(*paths: str | Path, fmt: str | None = None) -> dict[str, pd.DataFrame]:
     """Read files or folders into memory and return the canonical tables as DataFrames, by name.
 
     For quick looks, tests and benchmarks on small inputs; for real evidence use a

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
 
 from kubeforensics.errors import RecordError
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # pandas/Arrow nanosecond timestamps cover 1677-09-21 .. 2262-04-11.
 _MIN_NS = -9_223_372_036_854_775_807
 _MAX_NS = 9_223_372_036_854_775_807
@@ -56,7 +57,7 @@ def _text_ns(value: str) -> int | str:
         return f"is not a timestamp: {value[:80]!r}"
     y, mo, d, h, mi, s, frac, tz = m.groups()
     try:
-        dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=timezone.utc)
+        dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=UTC)
     except ValueError as exc:
         return f"is not a valid date: {value[:80]!r} ({exc})"
     secs = (dt - _EPOCH).days * 86400 + (dt - _EPOCH).seconds
