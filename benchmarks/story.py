@@ -28,7 +28,7 @@ def main() -> None:
 
     from kubeforensics.correlate import Context, blind_spots, build_story
 
-    with scenario_frames(args) as (frames, total):
+    with scenario_frames(args) as (frames, _total):
         timings: dict[str, float] = {}
 
         def timed(name: str, fn):

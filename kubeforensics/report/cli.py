@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 #: Keyword arguments of run_playbook itself: a --param of that name would silently change the run.
 RESERVED = frozenset(("output", "kernel_name", "timeout", "name", "case"))
 
