@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,9 +51,9 @@ def test_every_reader_module_is_registered() -> None:
     for info in pkgutil.iter_modules(pkg.__path__):
         mod = importlib.import_module(f"kubeforensics.sources.{info.name}")
         for _, cls in inspect.getmembers(mod, inspect.isclass):
-            if cls.__module__ == mod.__name__ and cls.__name__.endswith("Reader") and cls is not Reader:
-                if hasattr(cls, "extract") and hasattr(cls, "sniff"):
-                    assert cls in registered, f"{cls.__module__}.{cls.__name__} is not registered in READERS"
+            if (cls.__module__ == mod.__name__ and cls.__name__.endswith("Reader") and cls is not Reader
+                    and hasattr(cls, "extract") and hasattr(cls, "sniff")):
+                assert cls in registered, f"{cls.__module__}.{cls.__name__} is not registered in READERS"
     for name, reader in READERS.items():
         assert isinstance(reader, Reader)
         assert reader.name == name
@@ -59,9 +61,10 @@ def test_every_reader_module_is_registered() -> None:
 
 
 def test_console_script_and_module_entry_point() -> None:
-    out = subprocess.run([sys.executable, "-m", "kubeforensics", "--version"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "kubeforensics", "--version"], capture_output=True, text=True, check=False)
     assert out.returncode == 0 and out.stdout.startswith("kubeforensics "), out.stderr
-    helptext = subprocess.run([sys.executable, "-m", "kubeforensics", "--help"], capture_output=True, text=True).stdout
+    helptext = subprocess.run([sys.executable, "-m", "kubeforensics", "--help"], capture_output=True, text=True,
+                              check=True).stdout
     for cmd in ("ingest", "timeline", "verify"):
         assert cmd in helptext
 
@@ -73,6 +76,19 @@ def test_import_has_no_side_effects() -> None:
         "assert (pd.get_option('display.max_rows'), len(warnings.filters)) == before;"
         "assert not logging.getLogger().handlers"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout == ""
+
+
+#: The folders the lint test checks.
+LINTED = ("kubeforensics", "tests", "benchmarks")
+
+
+def test_ruff_is_clean() -> None:
+    """``ruff check kubeforensics tests benchmarks`` finds nothing (configuration: pyproject.toml ``[tool.ruff]``)."""
+    if importlib.util.find_spec("ruff") is None:
+        pytest.skip("ruff is not installed (it comes with the dev extras: pip install -e '.[dev]')")
+    out = subprocess.run([sys.executable, "-m", "ruff", "check", "--output-format", "concise", *LINTED],
+                         cwd=ROOT, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, f"ruff check {' '.join(LINTED)} found:\n{out.stdout}{out.stderr}"
