@@ -17,6 +17,12 @@ list by the reference's own test (``redact._secret_key``): the string values of
 secret-like keys (``ka.auth.decision`` in every ``k8s_audit`` alert) become
 :data:`redact.MARK` in the JSON text, as ``redact.k8s_object`` makes them.
 
+The query itself only reads, extracts the ``output_fields`` values and keys, casts the time and ranks the
+priority; the checks that need a pattern run per batch in the consumer (:func:`_convert`), off DuckDB's
+threads and several times faster than SQL's ``regexp_matches``: numpy on each value's first byte
+(:func:`_odd_rows`) and on the brackets of ``output_fields`` (:func:`_brace_shape`), Arrow's RE2 over the
+texts (the same patterns), and once per distinct text for ``tags`` and ``proc.pid``.
+
 ``output_fields`` is read as JSON: DuckDB gives its compact text, re-serialised
 the way orjson writes it (tested: the same escapes for every ASCII character
 but the control characters DuckDB writes as ``\\u000B``-style upper-case hex,
@@ -66,7 +72,15 @@ import pyarrow.compute as pc
 from kubeforensics.redact import MAYBE_SECRET_PATTERN
 from kubeforensics.schema import ALERTS
 from kubeforensics.sources import audit_fast, bulk_lines
-from kubeforensics.sources.audit_fast import _CHUNK, _connect, _json_lines_head, _Lines, _ts_ns, scan_lines
+from kubeforensics.sources.audit_fast import (
+    _CHUNK,
+    _SCAN_CHUNK,
+    _connect,
+    _json_lines_head,
+    _Lines,
+    _ts_ns,
+    scan_lines,
+)
 from kubeforensics.sources.falco import PRIORITIES
 
 if TYPE_CHECKING:
@@ -133,8 +147,14 @@ _TAGS_RE2 = r'^\[("[^"\\]*"(,"[^"\\]*")*)?\]$'
 _PID_RE2 = r"^(0|-?[1-9]\d{0,17})$"
 #: Top-level fields read as text and checked with :data:`_ODD_RE2` (``time`` and ``priority`` must match
 #: stricter forms anyway), and the first characters an odd value can start with (others need no regex).
-_TEXTS = ("rule", "source", "hostname", "output", "uuid")
-_ODD_FIRST = "[{-0123456789nNiI"
+_TEXTS = ("rule", "falco_source", "hostname", "output", "uuid")
+_ODD_FIRST = np.zeros(256, dtype=bool)
+_ODD_FIRST[list(b"[{-0123456789nNiI")] = True
+_OPEN_BRACE, _OPEN_BRACKET = np.uint8(ord("{")), np.uint8(ord("["))
+#: The quick flat test's shape: ``{`` first, then no ``{`` or ``[`` (with no :data:`_NOT_INT_RE2` match, a flat
+#: object of strings, 64-bit integers, booleans and nulls; :data:`_FLAT_RE2` decides for the other texts).
+#: As a pattern (what :func:`_brace_shape` finds with numpy):
+_QUICK_RE2 = r"^\{[^{\[]*$"
 
 
 def _lit(s: str) -> str:
@@ -144,9 +164,12 @@ def _lit(s: str) -> str:
 def _sql(path: str, gz: bool) -> str:
     """The query: one row per non-blank line, ``ok`` and the ``alerts`` columns (valid where ``ok``).
 
-    ``of_keys`` (the keys of ``output_fields`` joined by U+001F, which no key holds here) is checked per
-    distinct value in :func:`_convert`: duplicate keys decline the row, unsorted keys send its
-    ``output_fields`` cell to the reference function.
+    ``ok`` holds the checks that need no pattern (a rule, a known priority, a time of the expected form,
+    ``output`` or ``output_fields``); the others run per batch in :func:`_convert`, on the texts the query
+    gives: the top-level texts, ``tags_txt`` (the JSON text of ``tags``), ``k_pid`` (``proc.pid`` as text)
+    and ``output_fields`` (its JSON text).  ``of_keys`` (the keys of ``output_fields`` joined by U+001F, see
+    :func:`_fields_ok`) is checked per distinct value there too: duplicate keys decline the row, unsorted
+    keys send its ``output_fields`` cell to the reference function.
     """
     spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in _COLUMNS.items()) + "}"
     src = (
@@ -158,19 +181,8 @@ def _sql(path: str, gz: bool) -> str:
     picks = ",\n    ".join(f"ofv[{n}] AS {col}" for n, col in enumerate(_FIELDS, start=1))
     ranks = " ".join(f"WHEN {_lit(word)} THEN {rank}" for word, rank in _RANKS.items())
     names = ", ".join(_lit(p) for p in PRIORITIES)
-    flat = (f"((starts_with(of_txt, '{{') AND NOT contains(substr(of_txt, 2), '{{') AND NOT contains(of_txt, '[') "
-            f"AND NOT regexp_matches(of_txt, {_lit(_NOT_INT_RE2)})) OR regexp_matches(of_txt, {_lit(_FLAT_RE2)}))")
-    ok = " AND ".join([
-        "rule IS NOT NULL AND rule <> ''",
-        "rank IS NOT NULL",
-        "t_ns IS NOT NULL",
-        "(output IS NOT NULL OR of_txt IS NOT NULL)",
-        *(f"NOT coalesce(contains('{_ODD_FIRST}', left({c}, 1)) AND regexp_matches({c}, {_lit(_ODD_RE2)}), false)"
-          for c in _TEXTS),
-        f"(tags_txt IS NULL OR regexp_matches(tags_txt, {_lit(_TAGS_RE2)}))",
-        f"(of_txt IS NULL OR of_txt = '{{}}' OR (NOT contains(of_txt, '\\u001F') AND {flat}))",
-        f"(k_pid IS NULL OR k_pid = '' OR regexp_matches(k_pid, {_lit(_PID_RE2)}))",
-    ])
+    ok = "rule IS NOT NULL AND rule <> '' AND rank IS NOT NULL AND t_ns IS NOT NULL " \
+        "AND (output IS NOT NULL OR of_txt IS NOT NULL)"
     return f"""
 WITH raw AS (
   SELECT *,
@@ -180,29 +192,25 @@ WITH raw AS (
     CASE WHEN strlen(priority) = length(priority) THEN CASE lower(priority) {ranks} END END AS rank,
     {_ts_ns('time')} AS t_ns
   FROM {src}
-), cols AS (SELECT *, {picks} FROM raw),
-checked AS (SELECT *, coalesce({ok}, false) AS ok FROM cols)
+), cols AS (SELECT *, {picks} FROM raw)
 SELECT
-  ok,
+  coalesce({ok}, false) AS ok,
   time AS k_time, rule, uuid,
   t_ns AS time,
   [{names}][rank + 1] AS priority, rank::INTEGER AS priority_rank,
   source AS falco_source, hostname, output,
-  coalesce(regexp_matches(output, {_lit(_REDACT_RE2)}), false) AS output_flag,
-  CASE WHEN ok AND tags_txt IS NOT NULL THEN CAST(tags AS {_V}[]) END AS tags,
+  tags_txt,
   k_cid,
   CASE WHEN coalesce(k_repo, '') <> '' THEN CASE WHEN coalesce(k_tag, '') <> '' THEN k_repo || ':' || k_tag
        ELSE k_repo END ELSE k_image END AS image,
   CASE WHEN ka_resource IN ('pods', 'pod') AND coalesce(k_ns, '') = '' THEN ka_namespace ELSE k_ns END AS namespace,
   CASE WHEN ka_resource IN ('pods', 'pod') AND coalesce(k_pod, '') = '' THEN ka_name ELSE k_pod END AS pod,
   proc_name, proc_cmdline, proc_pname, proc_exepath,
-  CASE WHEN ok AND k_pid <> '' THEN TRY_CAST(k_pid AS BIGINT) END AS proc_pid,
+  k_pid, CASE WHEN k_pid <> '' THEN TRY_CAST(k_pid AS BIGINT) END AS proc_pid,
   user_name, fd_name, ka_user, ka_verb, ka_resource, ka_namespace, ka_name, ka_uri, ka_response_code,
-  CASE WHEN ok AND of_txt <> '{{}}' THEN of_txt END AS output_fields,
-  CASE WHEN ok AND of_txt <> '{{}}' THEN array_to_string(json_keys(output_fields), chr(31)) END AS of_keys,
-  coalesce(ok AND of_txt <> '{{}}' AND regexp_matches(of_txt, {_lit(_FIELDS_FLAG_RE2)}), false) AS fields_flag,
-  coalesce(ok AND of_txt <> '{{}}' AND regexp_matches(of_txt, {_lit(_ESC_RE2)}), false) AS esc_flag
-FROM checked
+  CASE WHEN of_txt <> '{{}}' THEN of_txt END AS output_fields,
+  CASE WHEN of_txt <> '{{}}' THEN array_to_string(json_keys(output_fields), chr(31)) END AS of_keys
+FROM cols
 """
 
 
@@ -234,8 +242,8 @@ def bulk(path: str | Path, evidence: str, evidence_id: str) -> BulkResult | None
 
 def scan_plain(path: Path) -> tuple[_Lines, np.ndarray] | None:
     """:func:`audit_fast.scan_lines` for an uncompressed file, also giving where each line starts
-    (``bulk_lines.scan_plain``, with this module's chunk and longest line)."""
-    return bulk_lines.scan_plain(path, chunk=_CHUNK, max_line=MAX_OBJECT_BYTES)
+    (``bulk_lines.scan_plain``, with the audit scan's 1 MB reads and this module's longest line)."""
+    return bulk_lines.scan_plain(path, chunk=_SCAN_CHUNK, max_line=MAX_OBJECT_BYTES)
 
 
 #: Fields that identify a line: (path of JSON keys, DuckDB column), compared by ``bulk_lines.matches``.
@@ -266,7 +274,120 @@ def _stream(path: Path, gz: bool, evidence: str, evidence_id: str, result: BulkR
                                  batch_rows=BATCH_ROWS, name="falco-bulk")
 
 
+# ------------------------------------------------------------------------------- checks, per batch
+def _odd_rows(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Rows of a text column holding a value :data:`_ODD_RE2` matches: numpy on each value's first byte (the
+    string offsets into the data buffer), the regex (Arrow's RE2, anchored) only on values starting with a
+    byte of :data:`_ODD_FIRST` (or on all, when most do: a copy of them would cost more)."""
+    values, _, _ = bulk_lines.flat_strings(col)
+    layout = bulk_lines.string_bytes(values)
+    if layout is None:
+        return np.zeros(0, dtype=np.int64)
+    offsets, data, present = layout
+    cand = np.flatnonzero(present & _ODD_FIRST[data[np.minimum(offsets[:-1], len(data) - 1)]])
+    if not len(cand):
+        return cand
+    if 2 * len(cand) > len(values):
+        hit = pc.match_substring_regex(values, _ODD_RE2).fill_null(False).to_numpy(zero_copy_only=False)
+        return cand[hit[cand]]
+    hit = pc.match_substring_regex(values.take(pa.array(cand)), _ODD_RE2).to_numpy(zero_copy_only=False)
+    return cand[hit]
+
+
+def _dictionary(col: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """The distinct values of a column and, for each row, the index of its value (nulls: one past the last)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    enc = col.dictionary_encode()
+    idx = enc.indices
+    if idx.null_count:
+        idx = idx.fill_null(len(enc.dictionary))
+    return enc.dictionary, idx.to_numpy(zero_copy_only=False)
+
+
+def _tags(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """``tags`` from its JSON text (null: no tags): which rows hold null or a list of plain strings
+    (:data:`_TAGS_RE2`; the others are declined), and the list column.  Once per distinct text."""
+    values, idx = _dictionary(col)
+    good = pc.match_substring_regex(values, _TAGS_RE2).to_numpy(zero_copy_only=False)
+    lists = [orjson.loads(text) if g else None for text, g in zip(values.to_pylist(), good.tolist())]
+    lists.append(None)
+    return np.append(good, True)[idx], pa.array(lists, type=pa.list_(pa.string())).take(pa.array(idx))
+
+
+def _pid_ok(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Rows whose ``proc.pid`` text is null, empty or a plain decimal (:data:`_PID_RE2`): the query's
+    ``BIGINT`` cast is the per-record path's integer for those.  Once per distinct text."""
+    values, idx = _dictionary(col)
+    good = pc.match_substring_regex(values, _PID_RE2).to_numpy(zero_copy_only=False)
+    good |= pc.equal(values, "").to_numpy(zero_copy_only=False)
+    return np.append(good, True)[idx]
+
+
+def _matches(col: pa.Array, pattern: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """Per row of ``col`` (or of ``col``'s ``rows``): whether RE2 ``pattern`` matches its text (null: no)."""
+    if rows is not None:
+        col = col.take(pa.array(rows))
+    hit = pc.match_substring_regex(col, pattern)
+    if hit.null_count:
+        hit = hit.fill_null(False)
+    return hit.to_numpy(zero_copy_only=False)
+
+
+def _brace_shape(col: pa.Array) -> np.ndarray:
+    """Per row: whether its text starts with ``{`` and holds no other ``{`` and no ``[`` (:data:`_QUICK_RE2`),
+    with numpy on the string buffer: the positions of both bytes, counted per row."""
+    n = len(col)
+    layout = bulk_lines.string_bytes(col)
+    if layout is None:
+        return np.zeros(n, dtype=bool)
+    offsets, data, present = layout
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    text = data[lo:hi]
+    at = np.flatnonzero((text == _OPEN_BRACE) | (text == _OPEN_BRACKET)) + lo
+    per_row = np.bincount(np.searchsorted(offsets, at, side="right") - 1, minlength=n)[:n]
+    first = data[np.minimum(offsets[:-1], len(data) - 1)] == _OPEN_BRACE
+    return present & first & (per_row == 1)
+
+
+def _fields_ok(of: pa.Array) -> np.ndarray:
+    """Rows whose ``output_fields`` text (null: none, or ``{}``) is a flat object of strings, 64-bit integers,
+    booleans and nulls: the quick test (:func:`_brace_shape`, i.e. :data:`_QUICK_RE2`, and no
+    :data:`_NOT_INT_RE2` match), :data:`_FLAT_RE2` for the texts it does not pass (RE2 partial matches, as
+    SQL's ``regexp_matches``).
+
+    A key holding U+001F (which splits it in ``of_keys``) needs no check: DuckDB writes it escaped
+    (``\\u001F``), so :data:`_ESC_RE2` sends the cell to the reference function, and the split can only
+    add duplicates (declining the row), never hide one.
+    """
+    ok = _brace_shape(of)
+    ok &= ~_matches(of, _NOT_INT_RE2)
+    if of.null_count:
+        ok |= ~of.is_valid().to_numpy(zero_copy_only=False)
+    slow = np.flatnonzero(~ok)
+    if len(slow):
+        ok[slow] = _matches(of, _FLAT_RE2, slow)
+    return ok
+
+
 # ------------------------------------------------------------------------------- cells through Python
+def _replace_rows(col: pa.Array, rows: np.ndarray, values: pa.Array) -> pa.Array:
+    """``col`` with its ``rows`` (increasing) replaced by ``values``.
+
+    ``values`` spread to the rows (null elsewhere) and coalesced with ``col``: several times cheaper for long
+    texts than ``replace_with_mask`` or one ``take`` of both; with a null among ``values``, that take."""
+    values = values.cast(col.type)
+    if values.null_count:
+        idx = np.arange(len(col), dtype=np.int64)
+        idx[rows] = len(col) + np.arange(len(rows), dtype=np.int64)
+        return pa.concat_arrays([col, values]).take(pa.array(idx))
+    where = np.zeros(len(col), dtype=np.int64)
+    where[rows] = np.arange(len(rows), dtype=np.int64)
+    missing = np.ones(len(col), dtype=bool)
+    missing[rows] = False
+    return pc.coalesce(values.take(pa.array(where, mask=missing)), col)
+
+
 def _per_value(col: pa.ChunkedArray | pa.Array, fn: Callable[[Any], Any], typ: pa.DataType,
                bad: np.ndarray) -> pa.Array:
     """``fn`` applied once per distinct value of ``col`` (nulls included); rows where it raises are marked bad."""
@@ -287,24 +408,21 @@ def _per_value(col: pa.ChunkedArray | pa.Array, fn: Callable[[Any], Any], typ: p
     return pa.array(out, type=typ).take(idx)
 
 
-def _flagged(col: pa.ChunkedArray, flag: pa.ChunkedArray | pa.Array, fn: Callable[[Any], Any],
+def _flagged(col: pa.ChunkedArray | pa.Array, flag: np.ndarray, fn: Callable[[Any], Any],
              bad: np.ndarray) -> pa.ChunkedArray | pa.Array:
     """``fn`` (a reference function) applied to the rows where ``flag`` is set; rows where it raises are bad."""
-    idx = np.flatnonzero(flag.to_numpy(zero_copy_only=False))
+    idx = np.flatnonzero(flag)
     if not len(idx):
         return col
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    mask = np.zeros(len(arr), dtype=bool)
-    mask[idx] = True
     values: list[Any] = []
-    for i in idx.tolist():
+    for i, value in zip(idx.tolist(), arr.take(pa.array(idx)).to_pylist()):
         try:
-            values.append(fn(arr[i].as_py()))
+            values.append(fn(value))
         except Exception:  # noqa: BLE001 - RecordError, RecursionError, invalid JSON: the per-record path explains
             bad[i] = True
             values.append(None)
-    return pc.replace_with_mask(arr, pa.array(mask), pa.array(values, type=pa.string()))
-
+    return _replace_rows(arr, idx, pa.array(values, type=pa.string()))
 
 def _fields_of(text: str) -> str | None:
     """``output_fields`` the way :meth:`FalcoReader.extract` stores it, from DuckDB's JSON text."""
@@ -370,9 +488,7 @@ def _mark_secret_values(col: pa.Array, secret: dict[str, np.ndarray], skip: np.n
         take = pa.array(rows)
         new = pc.replace_substring_regex(col.take(take), pattern=f'([{{,])"{key}":"(?:[^"\\\\]|\\\\.)*"',
                                          replacement=f'\\1"{name}":"{redact.MARK}"', max_replacements=1)
-        mask = np.zeros(len(col), dtype=bool)
-        mask[rows] = True
-        col = pc.replace_with_mask(col, pa.array(mask), new)
+        col = _replace_rows(col, rows, new)
     return col
 
 
@@ -382,28 +498,40 @@ def _convert(rb: pa.RecordBatch, offset: int, lines: _Lines, evidence: str, evid
     from kubeforensics import redact
     from kubeforensics.sources.fields import container_hex
 
-    ok = rb.column("ok").to_numpy(zero_copy_only=False)
+    ok = rb.column("ok").to_numpy(zero_copy_only=False).copy()
+    for name in _TEXTS:
+        ok[_odd_rows(rb.column(name))] = False
+    tags_ok, tags = _tags(rb.column("tags_txt"))
+    ok &= tags_ok
+    ok &= _pid_ok(rb.column("k_pid"))
+    of = rb.column("output_fields")
+    esc = _matches(of, _ESC_RE2)  # an escape DuckDB may write otherwise than orjson: the reference function
+    ok &= _fields_ok(of)
+    fields_flag = _matches(of, _FIELDS_FLAG_RE2)  # a superset of what redact.text could change in any value
+    output_flag = _matches(rb.column("output"), _REDACT_RE2)
     rows = np.arange(offset, offset + rb.num_rows, dtype=np.int64)
     line_of = lines.of(rows)
     t = pa.Table.from_batches([rb])
     if not ok.all():  # (filtering copies every column)
-        t = t.filter(pa.array(ok))
+        keep = pa.array(ok)
+        t, tags = t.filter(keep), tags.filter(keep)
+        esc, fields_flag, output_flag = esc[ok], fields_flag[ok], output_flag[ok]
     kept = line_of[ok]
     n = t.num_rows
     bad = np.zeros(n, dtype=bool)
     cols: dict[str, Any] = {name: t.column(name) for name in t.column_names}
 
+    cols["tags"] = tags
     cols["container_id"] = _per_value(t.column("k_cid"), container_hex, pa.string(), bad)
-    cols["output"] = _flagged(t.column("output"), t.column("output_flag"), redact.text, bad)
-    values = t.column("fields_flag")  # a superset of what redact.text could change in any value
+    cols["output"] = _flagged(t.column("output"), output_flag, redact.text, bad)
     for name in ("proc_cmdline", "fd_name", "ka_uri"):
-        cols[name] = _flagged(t.column(name), values, redact.text, bad)
+        cols[name] = _flagged(t.column(name), fields_flag, redact.text, bad)
     by_keys, secret = _key_lists(t.column("of_keys"), bad)
-    python = values.to_numpy(zero_copy_only=False) | t.column("esc_flag").to_numpy(zero_copy_only=False) | by_keys
+    python = fields_flag | esc | by_keys
     fields = t.column("output_fields").combine_chunks()
     if secret:
         fields = _mark_secret_values(fields, secret, python)
-    cols["output_fields"] = _flagged(fields, pa.array(python), _fields_of, bad)
+    cols["output_fields"] = _flagged(fields, python, _fields_of, bad)
 
     line = pa.array(kept, type=pa.int64())
     cols["line"] = line

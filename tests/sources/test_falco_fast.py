@@ -536,7 +536,7 @@ def test_redact_flag_is_a_superset_of_what_redaction_changes() -> None:
     ('"{x}"', False), ('{"a":"x:1.5","b":"y:-0}"}', True), ('{"a":NaN}', False), ('{"a":-Infinity}', False),
 ])
 def test_flat_shape(text: str, flat: bool) -> None:
-    """Which (valid, compact) JSON texts are flat objects: the full pattern, and the quick test in the SQL."""
+    """Which (valid, compact) JSON texts are flat objects: the full pattern, and the consumer's quick test."""
     assert _matches(falco_fast._FLAT_RE2, [text]) == [flat]
     simple = (text.startswith("{") and "{" not in text[1:] and "[" not in text
               and not _matches(falco_fast._NOT_INT_RE2, [text])[0])
