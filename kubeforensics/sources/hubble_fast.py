@@ -516,8 +516,8 @@ def _l4_columns(col: pa.Array, memo: dict[str, _L4Info]) -> tuple[np.ndarray, di
     """``protocol``, ``src_port``, ``dst_port`` and ``tcp_flags`` from ``l4`` JSON texts (null: no ``l4``), and
     which rows they are right for (the others are declined).
 
-    Each text becomes its template (:data:`_L4_PORTED`): the digits of every number after a ``:`` (found with
-    numpy on the string buffer) become U+0001, so a batch has a few distinct templates, each mapped once
+    Each text becomes its template (:data:`_L4_PORTED`): the digits of every number after a ``:`` (walked
+    forwards from the colons of the string buffer with numpy, all numbers of the batch at once) become U+0001, so a batch has a few distinct templates, each mapped once
     (:func:`_l4_template`, remembered in ``memo``).  The ports are the numbers at the template's indices,
     valid up to ``2**31 - 1``.
     """
@@ -531,19 +531,22 @@ def _l4_columns(col: pa.Array, memo: dict[str, _L4Info]) -> tuple[np.ndarray, di
     lo, hi = int(offsets[0]), int(offsets[-1])
     data = (np.frombuffer(bufs[2], dtype=np.uint8)[lo:hi] if bufs[2] is not None else np.zeros(0, dtype=np.uint8))
     starts = offsets[:-1] - lo
-    pos = np.flatnonzero((data - np.uint8(48)) < 10)  # digits
-    run = np.ones(len(pos), dtype=bool)  # where a run of digits starts
-    run[1:] = np.diff(pos) != 1
-    run_at = np.flatnonzero(run)
-    run_pos, run_len = pos[run_at], np.diff(np.append(run_at, len(pos)))
-    number = (run_pos > 0) & (data[np.maximum(run_pos - 1, 0)] == ord(":"))  # a run after ':' (a whole number)
-    num_pos, num_len = run_pos[number], run_len[number]
-    template = data.copy()
-    template[pos[np.repeat(number, run_len)]] = 1
+    # a number: the digits after a ':' (walked forwards from there, a digit at a time, all numbers at once)
+    colon = np.flatnonzero(data[:-1] == ord(":")) + 1
+    num_pos = colon[(data[colon] - np.uint8(48)) < 10]
     values = np.zeros(len(num_pos), dtype=np.int64)  # the numbers (their first 10 digits: longer ones never match)
-    for k in range(min(10, int(num_len.max()) if len(num_len) else 0)):
-        more = num_len > k
-        values[more] = values[more] * 10 + (data[num_pos[more] + k] - 48)
+    template = data.copy()
+    walk = np.arange(len(num_pos))  # the numbers with a digit at offset k
+    k = 0
+    while len(walk):
+        here = num_pos[walk] + k
+        template[here] = 1
+        if k < 10:
+            values[walk] = values[walk] * 10 + (data[here] - 48)
+        k += 1
+        more = here + 1 < len(data)
+        walk, here = walk[more], here[more] + 1
+        walk = walk[(data[here] - np.uint8(48)) < 10]
     rel = (offsets - lo).astype(np.int64 if wide else np.int32)
     texts = pa.Array.from_buffers(col.type, n, [None, pa.py_buffer(rel), pa.py_buffer(template)])
     enc = texts.dictionary_encode()

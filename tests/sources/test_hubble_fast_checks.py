@@ -124,6 +124,49 @@ def test_l4_template_hides_the_digits_of_numbers_only() -> None:
     assert ok.tolist() == [True] and cols["protocol"].to_pylist() == ["ICMPv4"]
 
 
+def l4_reference(text: str | None) -> tuple[bool, Any, Any, Any, Any]:
+    """``_l4_columns`` of one text, in plain Python: the template by a regex (the digits of each number after a
+    ``:``), :func:`hubble_fast._l4_template` on it, the ports read from the numbers of the text."""
+    if text is None:
+        return True, None, None, None, None
+    template = re.sub(r"(?<=:)\d+", lambda m: "\x01" * len(m.group()), text)
+    usable, proto, flags, src, dst = hubble_fast._l4_template(template)
+    numbers = [int(m.group()[:10]) for m in re.finditer(r"(?<=:)\d+", text)]
+    ports = [numbers[i] if i >= 0 else None for i in (src, dst)]
+    if not usable or any(p is not None and p > 2**31 - 1 for p in ports):
+        return False, None, None, None, None
+    return True, proto, ports[0], ports[1], flags
+
+
+def test_l4_columns_equal_a_plain_reading_of_random_texts() -> None:
+    """Random ``l4`` texts (protocols, ports of 1 to 12 digits, fields in any order, flags, numbers inside
+    strings and keys, texts cut short) read as :func:`l4_reference` reads them, in one batch."""
+    rng = random.Random(11)
+    texts: list[str | None] = []
+    for _ in range(3000):
+        proto = rng.choice(["TCP", "UDP", "SCTP", "ICMPv4", "ICMPv6", "X9"])
+        fields = {k: int("9" * rng.randint(1, 12)) if rng.random() < 0.1 else rng.randint(0, 70000)
+                  for k in ("source_port", "destination_port", "type", "code") if rng.random() < 0.7}
+        if rng.random() < 0.3:
+            fields["flags"] = {f: rng.random() < 0.5 for f in rng.sample(["SYN", "ACK", "FIN", "RST"], 2)}
+        if rng.random() < 0.1:
+            fields["note"] = f"a:{rng.randint(0, 999)}b"
+        order = list(fields)
+        if rng.random() < 0.2:
+            rng.shuffle(order)
+        text = json.dumps({proto: {k: fields[k] for k in order}}, separators=(",", ":"))
+        if rng.random() < 0.05:
+            text = text[:rng.randint(1, len(text))]  # cut short: declined, also when it ends in a number
+        texts.append(None if rng.random() < 0.05 else text)
+    texts.append('{"TCP":{"source_port":123')
+    ok, cols = hubble_fast._l4_columns(pa.array(texts, pa.string()), {})
+    got = list(zip(ok.tolist(), *(cols[c].to_pylist() for c in ("protocol", "src_port", "dst_port", "tcp_flags"))))
+    want = [l4_reference(t) for t in texts]
+    assert [g[0] for g in got] == [w[0] for w in want]
+    assert [g for g in got if g[0]] == [w for w in want if w[0]]
+    assert sum(w[0] for w in want) > 1000 and sum(not w[0] for w in want) > 100
+
+
 #: Values for the pre-check of ``_odd_rows`` (:func:`hubble_fast._odd_candidates`): near misses of each branch.
 ODD_CORPUS = [
     "", "a", "[", "{x", "-", "-1", "-nan", "-1e400", "nan", "NaN", "nAn", "nanx", "na", "inf", "INF", "Inf0", "info",
