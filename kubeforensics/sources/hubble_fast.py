@@ -392,6 +392,9 @@ def _stream(
 #: Output columns holding text read by ``fields.text`` / ``fields.strings`` (checked by :func:`_odd_rows`).
 _TEXT_COLUMNS = [c.name for c in FLOWS.columns if c.type in ("str", "list<str>")
                  and c.name not in ("event_id", "evidence", "src_service", "dst_service", "http_headers", *_L4_OUT)]
+#: ... of which these are checked once per distinct value (:func:`_odd_rows_per_value`): few values per batch,
+#: each starting with a byte that needs a closer look (a digit: IPs; ``I``: ``INGRESS``, ``IPv4``).
+_PER_VALUE_COLUMNS = ("src_ip", "dst_ip", "traffic_direction", "ip_version")
 
 
 def _odd_candidates(cand: np.ndarray, first: np.ndarray, starts: np.ndarray, lens: np.ndarray, data: np.ndarray,
@@ -482,6 +485,17 @@ def _odd_rows(col: pa.Array) -> np.ndarray:
     if not len(idx) or not is_list:
         return idx
     return pc.list_parent_indices(col).to_numpy()[idx]
+
+
+def _odd_rows_per_value(col: pa.Array) -> np.ndarray:
+    """:func:`_odd_rows` of a text column, read once per distinct value (the rows of the odd ones)."""
+    values, idx = _dictionary(col)
+    odd = _odd_rows(values)
+    if not len(odd):
+        return np.zeros(0, dtype=np.int64)
+    hit = np.zeros(len(values) + 1, dtype=bool)
+    hit[odd] = True
+    return np.flatnonzero(hit[idx])
 
 
 #: What one ``l4`` template gives: (usable, protocol, TCP flags, index of the source port's number among
@@ -674,7 +688,7 @@ def _convert(
     """One DuckDB batch -> (flows rows of its ordinary flows, line numbers of the declined ones)."""
     ok = rb.column("ok").to_numpy(zero_copy_only=False).copy()
     for name in (*_TEXT_COLUMNS, "ss_name", "ss_ns", "ds_name", "ds_ns"):
-        ok[_odd_rows(rb.column(name))] = False
+        ok[(_odd_rows_per_value if name in _PER_VALUE_COLUMNS else _odd_rows)(rb.column(name))] = False
     ok[_matching_rows(rb.column("summary"), _REDACT_RE2)] = False
     ids: dict[str, pa.Array] = {}
     for side in ("src", "dst"):

@@ -151,6 +151,11 @@ EDGE_CASES: list[Any] = [
     fl(Summary="TOKEN"), fl(Summary="TCP Flags: SYN"), fl(Summary=5),
     # IP
     fl(IP=...), fl(IP={}), fl(IP={"source": "fd00::1", "destination": "fd00::2", "ipVersion": "IPv6"}),
+    # IP and direction of other JSON types (each column's odd-value check: per distinct value)
+    fl(IP={"source": [1], "destination": "10.1.49.15", "ipVersion": "IPv4"}),
+    fl(IP={"source": "10.1.49.14", "destination": 12345678901234567890123, "ipVersion": "IPv4"}),
+    fl(IP={"source": "10.1.49.14", "destination": "10.1.49.15", "ipVersion": float("nan")}),
+    fl(traffic_direction={"a": 1}), fl(traffic_direction=float("inf")),
     # l4
     fl(l4={"UDP": {"source_port": 58384, "destination_port": 53}}), fl(l4={"ICMPv4": {"type": 8, "code": 0}}),
     fl(l4={"ICMPv6": {"type": 128}}), fl(l4={}), fl(l4=None), fl(l4=...), fl(l4={"TCP": {}}),

@@ -196,6 +196,19 @@ def test_odd_rows_equal_the_regex_on_every_value(values: list[str]) -> None:
     assert sorted(hubble_fast._odd_rows(lists).tolist()) == regex_odd(values)
 
 
+def test_odd_rows_per_value_equal_odd_rows() -> None:
+    """The columns checked once per distinct value (IPs, direction, IP version) find the same rows."""
+    rng = random.Random(3)
+    values: list[str | None] = [rng.choice([*ODD_CORPUS, *ODD_US, None]) for _ in range(2000)]
+    arr = pa.array(values, pa.string())
+    want = hubble_fast._odd_rows(arr).tolist()
+    assert len(want) > 100
+    assert hubble_fast._odd_rows_per_value(arr).tolist() == want
+    assert hubble_fast._odd_rows_per_value(arr.slice(7)).tolist() == [i - 7 for i in want if i >= 7]
+    assert hubble_fast._odd_rows_per_value(pa.array([None, "10.0.0.1"] * 3, pa.string())).tolist() == []
+    assert set(hubble_fast._PER_VALUE_COLUMNS) <= set(hubble_fast._TEXT_COLUMNS)
+
+
 def test_odd_pre_check_reads_only_near_misses() -> None:
     """The pre-check leaves the regex only what could match: not IPs, directions, IP versions, hex ids (ending
     with digits or not), long digit runs with no exponent, 19 bytes of which one is no digit."""
