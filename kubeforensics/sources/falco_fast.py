@@ -2,8 +2,8 @@
 
 :func:`bulk` reads Falco JSON alerts (``json_output: true``, one object per line;
 falcosidekick payloads, which add ``uuid``, alike) with DuckDB's ``read_ndjson``
-and an explicit schema, and computes the ``alerts`` columns in SQL for the
-*ordinary* alerts.  Every other line is *declined*: its line number goes into
+and an explicit schema, and computes the ``alerts`` columns in SQL (checked per
+batch, see below) for the *ordinary* alerts.  Every other line is *declined*: its line number goes into
 ``BulkResult.python_lines`` and the engine reads it through
 :meth:`~kubeforensics.sources.falco.FalcoReader.extract`, the reference
 implementation.  Cells that need Python run through the reference functions
