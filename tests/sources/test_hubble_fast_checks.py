@@ -270,6 +270,33 @@ def test_times_as_duckdb_gave_them() -> None:
     assert sum(w is None for w in want) > 50  # impossible dates among the random ones
 
 
+def test_times_of_a_batch_by_one_match_as_by_rows() -> None:
+    """A batch whose texts are all of the form is recognised by one match over its buffer; texts that match only
+    as a run (two times in one row, a time split over two rows, an empty row, a null that has bytes) are not."""
+    a, b, c = "2026-10-26T06:34:03.818312679Z", "2026-10-26T06:34:04Z", "2026-10-26T06:34:05.1Z"
+    good = [a, b, c, "2199-12-31T23:59:59.999999999Z", "1900-01-01T00:00:00.12Z"] * 50
+    assert hubble_fast._all_times(pa.array(good, pa.string()))
+    assert hubble_fast._all_times(pa.array(["x", *good], pa.string()).slice(1))
+    cases = {
+        "two in a row": [a + b, c],
+        "split over rows": [a + b[:7], b[7:]],
+        "an empty row": [a + b, ""],
+        "not the form": [a, "2026-10-26 06:34:04Z"],
+        "one bad among many": [*good, "2026-10-26T06:34:04.Z"],
+    }
+    for name, texts in cases.items():
+        arr = pa.array(texts, pa.string())
+        assert not hubble_fast._all_times(arr), name
+        ok, _ = hubble_fast._times(arr)
+        assert ok.tolist() == [w is not None for w in duck_times(texts)], name
+    plain = pa.array([a, b], pa.string())  # b's bytes stay in the buffer, its row is null
+    with_null = pa.Array.from_buffers(pa.string(), 2, [pa.py_buffer(bytes([0b01])), *plain.buffers()[1:]])
+    assert with_null.to_pylist() == [a, None]
+    assert not hubble_fast._all_times(with_null)
+    assert hubble_fast._times(with_null)[0].tolist() == [True, False]
+    assert not hubble_fast._all_times(pa.array(good, pa.large_string()))
+
+
 IDENTITIES: list[str | None] = [
     "16777217", "-5", "", None, "1.5", " 7", "7 ", "true", "18446744073709551615", "123456789012345678",
     "1234567890123456789", "-123456789012345678", "-0", "007", "0", "+7", "1e3", "x", "2", "2", None, "",
