@@ -531,8 +531,8 @@ def _l4_columns(col: pa.Array, memo: dict[str, _L4Info]) -> tuple[np.ndarray, di
     which rows they are right for (the others are declined).
 
     Each text becomes its template (:data:`_L4_PORTED`): the digits of every number after a ``:`` (walked
-    forwards from the colons of the string buffer with numpy, all numbers of the batch at once) become U+0001, so a batch has a few distinct templates, each mapped once
-    (:func:`_l4_template`, remembered in ``memo``).  The ports are the numbers at the template's indices,
+    forwards from the colons of the string buffer with numpy, all numbers of the batch at once) become U+0001,
+    so a batch has a few distinct templates, each mapped once (:func:`_l4_template`, remembered in ``memo``).  The ports are the numbers at the template's indices,
     valid up to ``2**31 - 1``.
     """
     if isinstance(col, pa.ChunkedArray):
@@ -635,8 +635,9 @@ def _all_times(col: pa.Array) -> bool:
     """True when every text of ``col`` is of :data:`_TS_RE2`'s form, by one match of :data:`_TS_RUN_RE2` over
     the texts' bytes taken as one string (a batch's are contiguous in its buffer) instead of one per row.
 
-    The run splits into texts of the form only after its ``Z`` characters; when each row is non-empty, not null and ends
-    with a ``Z``, and the bytes hold as many ``Z`` characters as there are rows, those splits are the rows' ends."""
+    The run splits into texts of the form only after its ``Z`` characters; when each row is non-empty, not null
+    and ends with a ``Z``, and the bytes hold as many ``Z`` characters as there are rows, those splits are the
+    rows' ends."""
     n = len(col)
     if not n or col.null_count or pa.types.is_large_string(col.type):
         return False
