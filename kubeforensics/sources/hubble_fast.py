@@ -532,8 +532,8 @@ def _l4_columns(col: pa.Array, memo: dict[str, _L4Info]) -> tuple[np.ndarray, di
 
     Each text becomes its template (:data:`_L4_PORTED`): the digits of every number after a ``:`` (walked
     forwards from the colons of the string buffer with numpy, all numbers of the batch at once) become U+0001,
-    so a batch has a few distinct templates, each mapped once (:func:`_l4_template`, remembered in ``memo``).  The ports are the numbers at the template's indices,
-    valid up to ``2**31 - 1``.
+    so a batch has a few distinct templates, each mapped once (:func:`_l4_template`, remembered in ``memo``).
+    The ports are the numbers at the template's indices, valid up to ``2**31 - 1``.
     """
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
