@@ -32,9 +32,11 @@ implementation.  Declined are
 ``l4`` is mapped per batch in numpy, not in SQL (:func:`_l4_columns`): its JSON
 text with the digits of each number after a ``:`` written as U+0001 is a *template*, and the
 few distinct templates of a batch are checked and mapped once each.  The time
-text is checked and converted per batch too (:func:`_times`, Arrow's cast), and
-so are the endpoints' identities and the redaction pre-check of ``Summary``,
-once per distinct text (:func:`_identities`, :func:`_matching_rows`).
+text is checked and converted per batch too (:func:`_times`: one regex match
+over the batch's texts when all are of the form, Arrow's cast), and so are the
+endpoints' identities, the redaction pre-check of ``Summary`` and the odd-value
+check of the IPs, direction and IP version, once per distinct text
+(:func:`_identities`, :func:`_matching_rows`, :func:`_odd_rows_per_value`).
 
 The rows stream out in batches of at most :data:`BATCH_ROWS`, which DuckDB
 computes in a thread two batches ahead of the consumer.  The line mapping and
