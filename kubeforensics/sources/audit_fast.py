@@ -70,7 +70,7 @@ import pyarrow.compute as pc
 
 from kubeforensics.redact import MAYBE_SECRET_PATTERN
 from kubeforensics.schema import AUDIT
-from kubeforensics.sources import bulk_lines
+from kubeforensics.sources import audit, bulk_lines
 from kubeforensics.sources.records import BOM, _is_multiline_document, open_evidence
 
 if TYPE_CHECKING:
@@ -406,8 +406,6 @@ class _Memo:
         self.anns: dict[str, tuple[Any, ...]] = {}
 
     def safe_uri(self, uri: str) -> str:
-        from kubeforensics.sources import audit
-
         q = uri.find("?")
         if q < 0:
             return audit._safe_uri(uri)
@@ -422,8 +420,6 @@ class _Memo:
     def exec_cells(self, uri: str | None, name: str | None, resource: str | None, subresource: str,
                    verb: str | None) -> tuple[Any, ...]:
         """The cells (:data:`_CELL_COLUMNS`) of an exec/attach event without objects."""
-        from kubeforensics.sources import audit
-
         key = uri.partition("?")[2] if uri else None
         got = self.execs.get(key)
         if got is None:
@@ -436,8 +432,6 @@ class _Memo:
 
     def pod_columns(self, spec: Mapping[str, Any], row: dict[str, Any]) -> None:
         """``audit.pod_columns``, once per distinct pod spec (the ``pod_cols`` of ``audit.object_columns``)."""
-        from kubeforensics.sources import audit
-
         key = orjson.dumps(spec)  # equal text, equal spec: the columns depend on nothing else
         got = self.specs.get(key)
         if got is None:
@@ -553,8 +547,6 @@ def _object_cells(t: pa.Table, raw_uri: pa.Array, cols: dict[str, Any], memo: _M
     at the end; the ``pod_*`` columns are computed once per distinct pod spec
     (:meth:`_Memo.pod_columns`: the replicas of a workload are created from one template).
     """
-    from kubeforensics.sources import audit
-
     memo = memo or _Memo()
 
     todo = np.flatnonzero(t.column("objects").to_numpy())
