@@ -26,10 +26,11 @@ Declined to the per-record path (it quarantines or keeps them exactly):
   lists holding null, JSON values (labels, namespaces, kprobe arguments) holding a
   number of 19 digits or more, anything the reference function raises on.
 
-The query checks the event keys, the integers and the times; the text values,
-lists and JSON values are checked by the consumer, per batch: the text values with
-numpy on the bytes of each value (:func:`bulk_lines.odd_text_rows`), the JSON values once per
-distinct value, in the reference calls that parse them.
+The query checks the event keys; everything else is checked by the consumer, per
+batch: the text values with numpy on the bytes of each value
+(:func:`bulk_lines.odd_text_rows`), the integers and the times with numpy too, as it
+converts them (:func:`_ints`, :func:`_times`: the query passes their texts on), the
+JSON values once per distinct value, in the reference calls that parse them.
 
 A *structural* surprise (a struct field that is a scalar, a list that is a string,
 malformed JSON, invalid UTF-8, duplicate keys, a line longer than
@@ -58,13 +59,13 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from numpy.lib.stride_tricks import sliding_window_view
 
 from kubeforensics.redact import MAYBE_SECRET_PATTERN
 from kubeforensics.schema import PROCESSES
 from kubeforensics.sources import bulk_lines
 from kubeforensics.sources.audit_fast import (
     _CHUNK,
-    _TS_RE2,
     BATCH_ROWS,
     MAX_OBJECT_BYTES,
     MIN_BULK_BYTES,
@@ -113,8 +114,6 @@ _TEXT_COLUMNS = (
     "image_id", "k_docker", "parent_binary", "parent_args", "exit_signal", "function_name", "policy_name", "action",
     "caps_effective", "caps_permitted", "ancestors",
 )
-#: An integer the way Tetragon writes it (a JSON number, or a string of digits for 64-bit values).
-_INT_RE2 = r"^-?\d{1,18}$"
 #: Text that :func:`redact.text` might change: the shared pre-check, or any non-ASCII character
 #: (RE2 and Python ``re`` fold case differently outside ASCII).
 _REDACT_RE2 = MAYBE_SECRET_PATTERN + r"|[^\x00-\x7F]"
@@ -123,12 +122,6 @@ _REDACT_RE2 = MAYBE_SECRET_PATTERN + r"|[^\x00-\x7F]"
 #: once per distinct value; kprobe args and return).  ``NaN`` and ``Infinity``, which DuckDB accepts too,
 #: make ``orjson.loads`` of the text raise: also declined.
 _JSON_ODD = re.compile(r"[:\[,]-?[0-9]{19}", re.ASCII)
-
-
-def _cast_ns(e: str) -> str:
-    """Nanoseconds of a timestamp text; NULL when absent or not a timestamp DuckDB reads.  Its form
-    (:data:`_TS_RE2`, which the reference reads the same) is checked by the consumer (:func:`_bad_times`)."""
-    return f"epoch_ns(TRY_CAST({e} AS TIMESTAMP_NS))"
 
 
 def _sql(path: str, gz: bool) -> str:
@@ -142,28 +135,11 @@ def _sql(path: str, gz: bool) -> str:
     def pick(field: str, events: tuple[str, ...] = _EVENTS) -> str:
         return "coalesce(" + ", ".join(f"{e}.{field}" for e in events) + ")"
 
-    ints = ["p.pid", "p.tid", "p.uid", "p.auid", "par.pid", "process_exit.status"]
-
-    def int_ok(e: str) -> str:
-        return f"({e} IS NULL OR {e} = '' OR regexp_matches({e}, '{_INT_RE2}'))"
-
-    def as_int(e: str) -> str:
-        return f"CASE WHEN {e} <> '' THEN TRY_CAST({e} AS BIGINT) END"
-
     # The text values (``_TEXT_COLUMNS``), the lists (nulls) and the JSON texts (``_JSON_ODD``) are checked
-    # by the consumer (``_convert``): per batch with numpy, or once per distinct value; so is the form of the
-    # times (``_TS_RE2``, Arrow's RE2 on k_t_txt and k_start_time): the query only casts them.
-    ok = " AND ".join(
-        [
-            "n_events = 1",
-            "node_name IS NOT NULL",
-            "rate_limit_info IS NULL",
-            *(int_ok(e) for e in ints),
-            "(t_txt IS NULL OR t_ns IS NOT NULL)",
-            "(nullif(p.start_time, '') IS NULL OR st_ns IS NOT NULL)",
-            "coalesce(t_ns, st_ns) IS NOT NULL",
-        ]
-    )
+    # by the consumer (``_convert``): per batch with numpy, or once per distinct value; so are the integers
+    # (:func:`_ints`) and the times (:func:`_times`), which the consumer also converts: the query passes their
+    # texts on as they are.
+    ok = "n_events = 1 AND node_name IS NOT NULL AND rate_limit_info IS NULL"
     n_events = " + ".join(f"({e} IS NOT NULL)::INTEGER" for e in _EVENTS)
     return f"""
 WITH raw AS (
@@ -176,21 +152,18 @@ WITH raw AS (
     CAST(process_kprobe.args AS {_V}) AS k_args,
     CAST(process_kprobe."return" AS {_V}) AS k_ret
   FROM {src}
-), timed AS (
-  SELECT *, {_cast_ns('t_txt')} AS t_ns, {_cast_ns('p.start_time')} AS st_ns FROM raw
-), checked AS (SELECT *, coalesce({ok}, false) AS ok FROM timed)
+), checked AS (SELECT *, coalesce({ok}, false) AS ok FROM raw)
 SELECT
   ok, t_txt AS k_t_txt, p.start_time AS k_start_time,
   time AS k_time, node_name AS node, p.exec_id AS exec_id, p.pid AS k_pid,
-  coalesce(t_ns, st_ns) AS time,
-  CASE WHEN t_ns IS NOT NULL THEN 'time' ELSE 'process.start_time' END AS time_source,
+  CASE WHEN t_txt IS NOT NULL THEN 'time' ELSE 'process.start_time' END AS time_source,
   CASE WHEN process_exec IS NOT NULL THEN 'exec' WHEN process_exit IS NOT NULL THEN 'exit' ELSE 'kprobe' END
     AS event_type,
   cluster_name AS cluster,
   coalesce(p.parent_exec_id, par.exec_id) AS parent_exec_id, par.exec_id AS k_parent_exec_id,
-  {as_int('p.pid')} AS pid, {as_int('p.tid')} AS tid, {as_int('p.uid')} AS uid, {as_int('p.auid')} AS auid,
+  p.tid AS k_tid, p.uid AS k_uid, p.auid AS k_auid,
   p."binary" AS "binary", p.arguments AS args,
-  p.cwd AS cwd, p.flags AS flags, st_ns AS start_time,
+  p.cwd AS cwd, p.flags AS flags,
   p.pod.namespace AS namespace, p.pod.name AS pod, p.pod.uid AS pod_uid,
   p.pod.workload AS workload, p.pod.workload_kind AS workload_kind,
   CAST(p.pod.pod_labels AS {_V}) AS k_pod_labels, CAST(p.pod.labels AS {_V}) AS k_labels,
@@ -198,13 +171,13 @@ SELECT
   p.pod.container.name AS container_name,
   p.pod.container.image.name AS image, p.pod.container.image.id AS image_id,
   par."binary" AS parent_binary, par.arguments AS parent_args,
-  {as_int('par.pid')} AS parent_pid,
+  par.pid AS k_parent_pid,
   list_transform(ancestors, lambda a: coalesce(a.exec_id, '')) AS ancestors,
   p.cap.effective AS caps_effective, p.cap.permitted AS caps_permitted,
   CAST(p.ns AS {_V}) AS k_ns,
   process_kprobe.function_name AS function_name, process_kprobe.policy_name AS policy_name,
   process_kprobe.action AS action,
-  {as_int('process_exit.status')} AS exit_status, nullif(process_exit.signal, '') AS exit_signal,
+  process_exit.status AS k_status, nullif(process_exit.signal, '') AS exit_signal,
   k_args, k_ret, process_kprobe IS NOT NULL AS is_kprobe
 FROM checked
 """
@@ -449,11 +422,120 @@ class _Decline(Exception):
     """A row the reference code would treat differently: it goes record by record."""
 
 
-def _bad_times(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Rows holding a time text other than ``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`` (:data:`_TS_RE2`; null and empty
-    texts are absent times, not bad ones)."""
-    good = pc.or_kleene(pc.match_substring_regex(col, _TS_RE2), pc.equal(col, ""))
-    return ~pc.fill_null(good, True).to_numpy(zero_copy_only=False)
+_DIGIT = np.zeros(256, dtype=bool)
+_DIGIT[list(b"0123456789")] = True
+_MINUS = ord("-")
+#: An integer has at most this many digits (after an optional minus): ``-?[0-9]{1,18}``, the way Tetragon writes
+#: them (a JSON number, or a string of digits for 64-bit values), always within 64 bits.
+_INT_DIGITS = 18
+
+
+def _lengths(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(starts, sizes, data, present)`` of a string array (see ``bulk_lines.string_bytes``); None when no
+    value has a byte."""
+    layout = bulk_lines.string_bytes(values)
+    if layout is None:
+        return None
+    offsets, data, present = layout
+    starts = offsets[:-1].astype(np.int64)
+    return starts, offsets[1:] - starts, data, present
+
+
+def _gather(data: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
+    """``data[at[i] + j]`` for ``j < width`` (a ``(len(at), width)`` array; outside the data, up to ``width``
+    bytes before or after it: zero).  Rows of a sliding window over a padded copy: a row is taken as a whole
+    (an index per byte costs 25 times as much)."""
+    padded = np.zeros(len(data) + 2 * width, dtype=np.uint8)
+    padded[width: width + len(data)] = data
+    return sliding_window_view(padded, width)[at + width]
+
+
+def _ints(col: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """An integer text column (DuckDB's text of a JSON number or string) as int64, and its bad rows.
+
+    Null and empty texts are null (``fields.integer``); a text other than ``-?[0-9]{1,18}`` is bad (declined):
+    counted with numpy, the non-digit bytes of each value (a running sum over the data buffer) must be none but
+    a leading minus.  The good texts are then cast by Arrow (the others masked as null).
+    """
+    values = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    n = len(values)
+    layout = _lengths(values)
+    if layout is None:
+        return pa.nulls(n, pa.int64()), np.zeros(n, dtype=bool)
+    starts, sizes, data, present = layout
+    other = np.zeros(len(data) + 1, dtype=np.int64)
+    np.cumsum(~_DIGIT[data], out=other[1:])
+    minus = present & (data[np.minimum(starts, len(data) - 1)] == _MINUS)
+    digits = sizes - minus
+    good = present & (other[starts + sizes] - other[starts] == minus) & (digits >= 1) & (digits <= _INT_DIGITS)
+    if values.offset:  # (the validity below starts at the buffers' first value)
+        values = pa.concat_arrays([values])
+    validity = pa.py_buffer(np.packbits(good, bitorder="little"))
+    masked = pa.Array.from_buffers(values.type, n, [validity, *values.buffers()[1:]], null_count=n - int(good.sum()))
+    return pc.cast(masked, pa.int64()), present & ~good
+
+
+#: ``YYYY-MM-DDTHH:MM:SS``: where the digits are, and the separators (``--T::`` between them).
+_TS_HEAD = 19
+#: The lowest byte and how far above it a byte may be at each place: a digit, or the separator.
+_TS_LOW = np.frombuffer(b"0000-00-00T00:00:00", dtype=np.uint8)[:, None]
+_TS_SPAN = np.array([9 if c == "d" else 0 for c in "dddd-dd-ddTdd:dd:dd"], dtype=np.uint8)[:, None]
+_FRAC = 9
+_TS_WIDTH = _TS_HEAD + 1 + _FRAC + 1  # and the dot, the fraction and the Z
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
+def _times(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ns, present, bad)`` of a time text column: UTC nanoseconds of the texts of the form
+    ``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`` (a year 1900-2199, a valid date and time of day: what ``fields.ts`` reads
+    the same), which rows hold a text (null and empty ones are absent), which hold another text (declined).
+
+    numpy on the bytes of each value: its length, the separators and digits at their places, the last ``Z``,
+    the fraction's digits; the fields (one matrix product of the digits) are checked (the days of the month,
+    leap years) and counted in days since 1970 as ``datetime`` does (the proleptic Gregorian calendar: Howard
+    Hinnant's ``days_from_civil``).
+    """
+    values = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    n = len(values)
+    ns = np.zeros(n, dtype=np.int64)
+    layout = _lengths(values)
+    if layout is None:
+        return ns, np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    starts, sizes, data, present = layout
+    idx = np.flatnonzero(present)
+    size = sizes[idx]
+    fracs = size - (_TS_HEAD + 2)  # the fraction's digits, after the dot (none: no dot either)
+    # the date and time, the dot, the fraction, the Z (and more): a row per place, so that every step below
+    # works on contiguous rows (a reduction across a row of 19 bytes per value costs several times as much)
+    head = np.ascontiguousarray(_gather(data, starts[idx], _TS_WIDTH).T)
+    tail = np.arange(_FRAC)[:, None] < fracs  # the fraction's places
+    frac = head[_TS_HEAD + 1: _TS_HEAD + 1 + _FRAC]
+    # each byte within its place's range: a digit, or the separator (uint8: below the range wraps above it)
+    good = (np.subtract(head[:_TS_HEAD], _TS_LOW) <= _TS_SPAN).all(axis=0)
+    good &= (size == _TS_HEAD + 1) | ((fracs >= 1) & (fracs <= _FRAC))
+    good &= head[np.minimum(size, _TS_WIDTH) - 1, np.arange(len(idx))] == ord("Z")
+    good &= (size == _TS_HEAD + 1) | ((head[_TS_HEAD] == ord(".")) & (_DIGIT[frac] | ~tail).all(axis=0))
+    d = head[:_TS_HEAD].astype(np.int64) - 48
+    year = d[0] * 1000 + d[1] * 100 + d[2] * 10 + d[3]
+    month, day, hour, minute, second = (d[k] * 10 + d[k + 1] for k in (5, 8, 11, 14, 17))
+    good &= (year >= 1900) & (year <= 2199) & (month >= 1) & (month <= 12)
+    month = np.where(good, month, 1)  # (an index below; bad rows are bad anyway)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    good &= (day >= 1) & (day <= _MONTH_DAYS[month] + ((month == 2) & leap))
+    good &= (hour <= 23) & (minute <= 59) & (second <= 59)
+    # days since 1970-01-01 (days_from_civil; years >= 1900, so no negative era)
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * np.where(month > 2, month - 3, month + 9) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    nanos = np.zeros(len(idx), dtype=np.int64)
+    for k in range(_FRAC):  # the digits after the fraction's last count as zeros
+        nanos = nanos * 10 + np.where(tail[k], frac[k], 48) - 48
+    ns[idx] = (((days * 24 + hour) * 60 + minute) * 60 + second) * 1_000_000_000 + nanos
+    bad = np.zeros(n, dtype=bool)
+    bad[idx[~good]] = True
+    return ns, present, bad
 
 
 def _json_text(value: str) -> str:
@@ -583,6 +665,11 @@ def _probe_cells(t: pa.Table, cols: dict[str, Any], bad: np.ndarray) -> None:
         cols[c] = pa.array(vals, type=PROCESSES.column(c).arrow_type).take(positions)
 
 
+#: The integer columns and the query's texts of them (:func:`_ints`).
+_INT_COLUMNS = {"pid": "k_pid", "tid": "k_tid", "uid": "k_uid", "auid": "k_auid", "parent_pid": "k_parent_pid",
+                "exit_status": "k_status"}
+
+
 def _convert(
     rb: pa.RecordBatch, offset: int, lines: _Lines, odd: np.ndarray, evidence: str, evidence_id: str
 ) -> tuple[pa.Table, np.ndarray]:
@@ -594,7 +681,13 @@ def _convert(
     ok = rb.column("ok").to_numpy(zero_copy_only=False) & ~np.isin(line_of, odd)
     for name in _TEXT_COLUMNS:
         ok[bulk_lines.odd_text_rows(rb.column(name))] = False
-    ok &= ~_bad_times(rb.column("k_t_txt")) & ~_bad_times(rb.column("k_start_time"))
+    t_ns, t_present, t_bad = _times(rb.column("k_t_txt"))
+    st_ns, st_present, st_bad = _times(rb.column("k_start_time"))
+    ok &= ~t_bad & ~st_bad & (t_present | st_present)  # no time at all: the reference raises
+    ints: dict[str, pa.Array] = {}
+    for name, k in _INT_COLUMNS.items():
+        ints[name], int_bad = _ints(rb.column(k))
+        ok &= ~int_bad
     t = pa.Table.from_batches([rb])
     if not ok.all():  # (a filter copies every column, even when it keeps every row)
         t = t.filter(pa.array(ok))
@@ -620,8 +713,12 @@ def _convert(
     cols["line"] = line
     cols["event_id"] = pc.binary_join_element_wise(evidence_id, pc.cast(line, pa.string()), ":")
     cols["evidence"] = pa.repeat(evidence, n)
-    for name in ("time", "start_time"):
-        cols[name] = pc.cast(t.column(name), pa.int64()).cast(PROCESSES.column(name).arrow_type)
+    keep = None if ok.all() else pa.array(ok)
+    for name, v in ints.items():
+        cols[name] = v if keep is None else v.filter(keep)
+    when = np.where(t_present, t_ns, st_ns)[ok]
+    cols["time"] = pa.array(when).cast(PROCESSES.column("time").arrow_type)
+    cols["start_time"] = pa.array(st_ns[ok], mask=~st_present[ok]).cast(PROCESSES.column("start_time").arrow_type)
     arrays = []
     for field in PROCESSES.arrow_schema:
         c = cols.get(field.name)

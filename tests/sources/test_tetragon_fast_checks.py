@@ -4,10 +4,11 @@
   finds the same lines, blank lines, odd lines and line offsets as a line-by-line
   reading of the text, for any chunk size (lines across chunks, longer than a chunk).
 * The value checks of ``_convert`` (numpy on the first bytes of each text value,
-  the JSON-number check once per distinct value, the form of the times with
-  Arrow's RE2) and of the query (integers) decline an odd value in each field they
-  look at, keep the plain values close to those, and the table is the per-record
-  path's (``assert_same``); ``bulk_lines.odd_text_rows`` agrees with a regex on any Arrow layout.
+  the JSON-number check once per distinct value, the integers and the times read
+  with numpy) decline an odd value in each field they look at, keep the plain values
+  close to those, and the table is the per-record path's (``assert_same``);
+  ``bulk_lines.odd_text_rows`` agrees with a regex, ``_ints`` with a regex and
+  ``fields.integer``, ``_times`` with a regex and ``fields.ts``, on any Arrow layout.
 * The arguments are redacted once per distinct value the pre-check flags.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from kubeforensics.sources import bulk_lines, tetragon_fast
+from kubeforensics.errors import RecordError
+from kubeforensics.sources import bulk_lines, fields, tetragon_fast
 from kubeforensics.sources.records import BOM, _is_multiline_document
 from tests.sources.bulk_helpers import write_lines
 from tests.sources.test_tetragon import process
@@ -474,3 +477,92 @@ def test_integers_in_another_form_are_declined(tmp_path: Path, bulk_even_small_f
     kept = set(range(2 + len(ODD_INTS), len(objs) + 1))
     assert not kept & declined, sorted(kept & declined)
     assert_same(path, min_vectorised=len(kept) + 1)
+
+
+# --- the integers and times the consumer reads (``_ints``, ``_times``) against the reference -------------------
+#: The form the bulk path reads (``fields.ts`` reads more: those go record by record).
+STRICT_TIME = re.compile(
+    r"(19|20|21)\d\d-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?Z", re.ASCII
+)
+
+
+def reference_time(value: str | None) -> tuple[int | None, bool]:
+    """(nanoseconds, declined) of a time text: ``fields.ts`` for a text of the strict form, absent for null and
+    empty, declined otherwise (another form, or no such date)."""
+    if value is None or value == "":
+        return None, False
+    if not STRICT_TIME.fullmatch(value):
+        return None, True
+    try:
+        return fields.ts(value, "t"), False
+    except RecordError:
+        return None, True
+
+
+def _layouts(values: list[Any], rnd: random.Random, typ: pa.DataType) -> list[tuple[Any, list[Any]]]:
+    """The column in several Arrow layouts: whole, sliced, chunked, large_string."""
+    arr = pa.array(values, type=typ)
+    lo = rnd.randrange(len(values))
+    return [(arr, values), (arr.slice(lo), values[lo:]), (pa.chunked_array([arr[:lo], arr[lo:]]), values),
+            (arr.cast(pa.large_string()), values)]
+
+
+def _time_texts(rnd: random.Random) -> list[str | None]:
+    """Times of the form, near-misses of it (each check of ``_times`` rejects some), absent ones."""
+    out: list[str | None] = [
+        None, "", "Z", "2024-05-06T10:21:04Z", "2024-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "2100-02-29T00:00:00Z",
+        "2000-02-29T12:00:00.5Z", "1900-02-29T00:00:00Z", "2024-04-31T00:00:00Z", "2024-04-30T23:59:59.999999999Z",
+        "2024-12-31T23:59:59Z", "2024-01-01T00:00:00Z", "1900-01-01T00:00:00Z", "2199-12-31T23:59:59.1Z",
+        "1899-12-31T23:59:59Z", "2200-01-01T00:00:00Z", "2024-00-10T00:00:00Z", "2024-13-10T00:00:00Z",
+        "2024-05-00T00:00:00Z", "2024-05-32T00:00:00Z", "2024-05-06T24:00:00Z", "2024-05-06T23:60:00Z",
+        "2024-05-06T23:59:60Z", "2024-05-06T10:21:04.Z", "2024-05-06T10:21:04.1234567891Z", "2024-05-06T10:21:04",
+        "2024-05-06T10:21:04z", "2024-05-06t10:21:04Z", "2024-05-06 10:21:04Z", "2024/05/06T10:21:04Z",
+        "2024-05-06T10-21-04Z", "2024-05-06T10:21:04,5Z", "2024-05-06T10:21:04.5x", "2024-05-06T10:21:04.x5Z",
+        "2024-05-06T10:21:04.5ZZ", "2024-05-06T10:21:04+00:00", " 2024-05-06T10:21:04Z", "2024-05-06T10:21:04Z ",
+        "2024-05-0aT10:21:04Z", "2024-05-06T10:21:0\u0664Z", "x024-05-06T10:21:04Z", "2024-05-06T10:21:04.12a4Z",
+        # a byte below "0" read as a digit would make a date in range: 1994, the 9th, 09:21, 04:09
+        "20/4-05-06T10:21:04Z", "2024-05-1/T10:21:04Z", "2024-05-06T1/:21:04Z", "2024-05-06T10:21:1/Z",
+    ]
+    for _ in range(300):
+        y, mo, d = rnd.randrange(1890, 2210), rnd.randrange(0, 14), rnd.randrange(0, 33)
+        h, mi, s = rnd.randrange(0, 25), rnd.randrange(0, 61), rnd.randrange(0, 61)
+        frac = "" if rnd.random() < 0.3 else "." + "".join(rnd.choice("0123456789") for _ in range(rnd.randrange(0, 11)))
+        out.append(f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}{frac}Z")
+    return out
+
+
+def test_times_agree_with_the_reference_on_any_arrow_layout() -> None:
+    """``_times`` keeps exactly the texts of the strict form that ``fields.ts`` reads, with its nanoseconds."""
+    rnd = random.Random(11)
+    pool = _time_texts(rnd)
+    for _ in range(60):
+        values = rnd.sample(pool, rnd.randrange(1, 60))
+        for col, want in _layouts(values, rnd, pa.string()):
+            ns, present, bad = tetragon_fast._times(col)
+            for k, v in enumerate(want):
+                ref, declined = reference_time(v)
+                assert bool(bad[k]) == declined, v
+                assert bool(present[k]) == (v not in (None, "")), v
+                if ref is not None:
+                    assert int(ns[k]) == ref, v
+    ns, present, bad = tetragon_fast._times(pa.array([None, ""], type=pa.string()))
+    assert not present.any() and not bad.any()
+    assert sum(reference_time(v)[1] for v in pool) > 100 and sum(reference_time(v)[0] is not None for v in pool) > 50
+
+
+def test_integers_agree_with_a_regex_on_any_arrow_layout() -> None:
+    """``_ints`` reads ``-?[0-9]{1,18}`` (``fields.integer``'s value), null and empty as null; declines the rest."""
+    rnd = random.Random(12)
+    pool: list[str | None] = [None, "", "0", "-0", "7", "-7", "007", "-", "--1", "+5", " 7", "7 ", "1-", "-1-", "1e3",
+                              "1.5", "true", "\u0661", "1" * 18, "-" + "9" * 18, "1" * 19, "-" + "1" * 19, "12a",
+                              "a12", "9" * 30, "4294967295"]
+    pool += [str(rnd.randrange(-10**18 + 1, 10**18)) for _ in range(40)]
+    for _ in range(100):
+        values = [rnd.choice(pool) for _ in range(rnd.randrange(1, 30))]
+        for col, want in _layouts(values, rnd, pa.string()):
+            got, bad = tetragon_fast._ints(col)
+            assert got.type == pa.int64()
+            for k, v in enumerate(want):
+                plain = v is not None and re.fullmatch(r"-?[0-9]{1,18}", v, re.ASCII) is not None
+                assert bool(bad[k]) == (v not in (None, "") and not plain), v
+                assert got[k].as_py() == (fields.integer(v, "i") if plain else None), v
