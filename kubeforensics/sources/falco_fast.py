@@ -20,8 +20,9 @@ secret-like keys (``ka.auth.decision`` in every ``k8s_audit`` alert) become
 The query itself only reads, extracts the ``output_fields`` values and keys, casts the time and ranks the
 priority; the checks that need a pattern run per batch in the consumer (:func:`_convert`), off DuckDB's
 threads and several times faster than SQL's ``regexp_matches``: numpy on each value's first byte
-(:func:`_odd_rows`) and on the brackets of ``output_fields`` (:func:`_brace_shape`), Arrow's RE2 over the
-texts (the same patterns), and once per distinct text for ``tags`` and ``proc.pid``.
+(:func:`_odd_rows`), Arrow's RE2 over the texts (the same patterns; for ``output_fields`` one pass of
+their union, :data:`_OF_ANY_RE2`, then each on the few texts it matches: :func:`_fields_checks`), and once
+per distinct text for ``tags`` and ``proc.pid``.
 
 ``output_fields`` is read as JSON: DuckDB gives its compact text, re-serialised
 the way orjson writes it (tested: the same escapes for every ASCII character
@@ -139,6 +140,11 @@ _NOT_INT_RE2 = r":(-?\d+[.eE]|-\d{19}|\d{20}|-0[,}]|-?(?i:nan|inf))"
 _FIELDS_FLAG_RE2 = MAYBE_SECRET_PATTERN + r"|authorization|[^\x00-\x7F]"
 #: An escape DuckDB may write otherwise than orjson (it writes upper-case hex: ``\u000B``).
 _ESC_RE2 = r'\\[^"\\bfnrt]'
+#: What any of the ``output_fields`` patterns could see, in one pass: a text that starts with ``{`` and that this
+#: does not match passes the quick flat test (no ``[``, no ``{`` after the first character, no
+#: :data:`_NOT_INT_RE2`) and neither :data:`_ESC_RE2` nor :data:`_FIELDS_FLAG_RE2` matches it.  (Flags set
+#: inside a group end with it: ``(?i)`` stays within the first.)
+_OF_ANY_RE2 = "(?:" + _FIELDS_FLAG_RE2 + ")|" + _NOT_INT_RE2 + "|" + _ESC_RE2 + r"|\[|(?s:.)\{"
 #: Keys ``redact._walk`` treats otherwise than by their name alone (``name``/``value`` pairs, ``kind``).
 _WALK_KEYS = frozenset({"name", "value", "kind", "kubectl.kubernetes.io/last-applied-configuration"})
 #: Secret-like keys whose values are replaced in the JSON text (others send the cell to Python).
@@ -150,10 +156,9 @@ _PID_RE2 = r"^(0|-?[1-9]\d{0,17})$"
 _TEXTS = ("rule", "falco_source", "hostname", "output", "uuid")
 _ODD_FIRST = np.zeros(256, dtype=bool)
 _ODD_FIRST[list(b"[{-0123456789nNiI")] = True
-_OPEN_BRACE, _OPEN_BRACKET = np.uint8(ord("{")), np.uint8(ord("["))
+_OPEN_BRACE = np.uint8(ord("{"))
 #: The quick flat test's shape: ``{`` first, then no ``{`` or ``[`` (with no :data:`_NOT_INT_RE2` match, a flat
 #: object of strings, 64-bit integers, booleans and nulls; :data:`_FLAT_RE2` decides for the other texts).
-#: As a pattern (what :func:`_brace_shape` finds with numpy):
 _QUICK_RE2 = r"^\{[^{\[]*$"
 
 
@@ -334,40 +339,39 @@ def _matches(col: pa.Array, pattern: str, rows: np.ndarray | None = None) -> np.
     return hit.to_numpy(zero_copy_only=False)
 
 
-def _brace_shape(col: pa.Array) -> np.ndarray:
-    """Per row: whether its text starts with ``{`` and holds no other ``{`` and no ``[`` (:data:`_QUICK_RE2`),
-    with numpy on the string buffer: the positions of both bytes, counted per row."""
-    n = len(col)
-    layout = bulk_lines.string_bytes(col)
-    if layout is None:
-        return np.zeros(n, dtype=bool)
-    offsets, data, present = layout
-    lo, hi = int(offsets[0]), int(offsets[-1])
-    text = data[lo:hi]
-    at = np.flatnonzero((text == _OPEN_BRACE) | (text == _OPEN_BRACKET)) + lo
-    per_row = np.bincount(np.searchsorted(offsets, at, side="right") - 1, minlength=n)[:n]
-    first = data[np.minimum(offsets[:-1], len(data) - 1)] == _OPEN_BRACE
-    return present & first & (per_row == 1)
+def _fields_checks(of: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``output_fields`` texts (null: none, or ``{}``): ``(ok, esc, flag)``.
 
+    * ``ok``: null, or a flat object of strings, 64-bit integers, booleans and nulls: the quick test
+      (:data:`_QUICK_RE2` and no :data:`_NOT_INT_RE2` match) or :data:`_FLAT_RE2`;
+    * ``esc``: :data:`_ESC_RE2` matches (the cell goes to the reference function);
+    * ``flag``: :data:`_FIELDS_FLAG_RE2` matches (the cell and the value columns go to ``redact.text``).
 
-def _fields_ok(of: pa.Array) -> np.ndarray:
-    """Rows whose ``output_fields`` text (null: none, or ``{}``) is a flat object of strings, 64-bit integers,
-    booleans and nulls: the quick test (:func:`_brace_shape`, i.e. :data:`_QUICK_RE2`, and no
-    :data:`_NOT_INT_RE2` match), :data:`_FLAT_RE2` for the texts it does not pass (RE2 partial matches, as
-    SQL's ``regexp_matches``).
+    Pattern matches are partial (RE2, as SQL's ``regexp_matches``).  One pass of :data:`_OF_ANY_RE2` settles
+    the texts starting with ``{`` that it does not match (ok, neither escape nor flag: nearly all); the
+    patterns themselves run on the others.
 
     A key holding U+001F (which splits it in ``of_keys``) needs no check: DuckDB writes it escaped
-    (``\\u001F``), so :data:`_ESC_RE2` sends the cell to the reference function, and the split can only
-    add duplicates (declining the row), never hide one.
+    (``\\u001F``), so ``esc`` sends the cell to the reference function, and the split can only add
+    duplicates (declining the row), never hide one.
     """
-    ok = _brace_shape(of)
-    ok &= ~_matches(of, _NOT_INT_RE2)
-    if of.null_count:
-        ok |= ~of.is_valid().to_numpy(zero_copy_only=False)
-    slow = np.flatnonzero(~ok)
-    if len(slow):
-        ok[slow] = _matches(of, _FLAT_RE2, slow)
-    return ok
+    n = len(of)
+    ok = np.ones(n, dtype=bool)
+    esc = np.zeros(n, dtype=bool)
+    flag = np.zeros(n, dtype=bool)
+    layout = bulk_lines.string_bytes(of)
+    if layout is None:  # all null (a text of JSON is never empty)
+        return ok, esc, flag
+    offsets, data, present = layout
+    brace = present & (data[np.minimum(offsets[:-1], len(data) - 1)] == _OPEN_BRACE)
+    valid = of.is_valid().to_numpy(zero_copy_only=False) if of.null_count else np.ones(n, dtype=bool)
+    look = np.flatnonzero(valid & (~brace | _matches(of, _OF_ANY_RE2)))
+    if len(look):
+        texts = of.take(pa.array(look))
+        ok[look] = (_matches(texts, _QUICK_RE2) & ~_matches(texts, _NOT_INT_RE2)) | _matches(texts, _FLAT_RE2)
+        esc[look] = _matches(texts, _ESC_RE2)
+        flag[look] = _matches(texts, _FIELDS_FLAG_RE2)
+    return ok, esc, flag
 
 
 # ------------------------------------------------------------------------------- cells through Python
@@ -505,9 +509,10 @@ def _convert(rb: pa.RecordBatch, offset: int, lines: _Lines, evidence: str, evid
     ok &= tags_ok
     ok &= _pid_ok(rb.column("k_pid"))
     of = rb.column("output_fields")
-    esc = _matches(of, _ESC_RE2)  # an escape DuckDB may write otherwise than orjson: the reference function
-    ok &= _fields_ok(of)
-    fields_flag = _matches(of, _FIELDS_FLAG_RE2)  # a superset of what redact.text could change in any value
+    # the shape; an escape DuckDB may write otherwise than orjson (the reference function); a value redact.text
+    # might change (a superset)
+    of_ok, esc, fields_flag = _fields_checks(of)
+    ok &= of_ok
     output_flag = _matches(rb.column("output"), _REDACT_RE2)
     rows = np.arange(offset, offset + rb.num_rows, dtype=np.int64)
     line_of = lines.of(rows)

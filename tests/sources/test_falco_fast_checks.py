@@ -1,9 +1,10 @@
 """The checks of the Falco bulk path that run in the consumer instead of SQL, against their references.
 
 * :func:`falco_fast._odd_rows` (numpy on each value's first byte, the regex on the
-  candidates) and :func:`falco_fast._brace_shape` (numpy on the brackets) find the
-  rows their patterns (``_ODD_RE2``, ``_QUICK_RE2``, as DuckDB's ``regexp_matches``)
-  match, on any Arrow layout (slices, nulls, empty texts).
+  candidates) finds the rows ``_ODD_RE2`` matches (as DuckDB's ``regexp_matches``),
+  and :func:`falco_fast._fields_checks` (one pass of the patterns' union, then each
+  pattern on the texts it matches) gives what each ``output_fields`` pattern gives,
+  on any Arrow layout (slices, nulls, empty texts).
 * Each check declines an odd value in each field it looks at (the line goes record
   by record) and keeps the plain values close to those, and the table is the
   per-record path's (``assert_same``): the top-level texts, ``tags`` (one parse per
@@ -112,10 +113,41 @@ def test_odd_rows_few_candidates_and_all_candidates() -> None:
         assert len(falco_fast._odd_rows(col)) == 2 + (texts[0] != "2026-10-26")
 
 
+#: Pieces of output_fields texts, each of which one of the patterns looks for (and plain ones).
+PIECES = ['"a":"x"', '"b":1', '"c":null', '"d":true', '"e":"[y]"', '"f":"{z}"', '"g":{"h":1}', '"i":[1]', '"j":1.5',
+          '"k":1e5', '"l":-0', '"m":12345678901234567890', '"n":-1234567890123456789', '"o":NaN', '"p":"Bearer x"',
+          '"q":"my token"', '"r":"caf\u00e9"', '"s":"a\\u000Bb"', '"t":"a\\"b"', '"u":"x:1.5"', '"authorization":"x"',
+          '"v":"\\/"', '"w":"-----BEGIN"', '"x":"LS0tLS1CRUdJTg"', '"y":"https://u:p@h"', '"z":"key-data"',
+          '"A":"a\\\\B"']
+
+
+def fields_texts(n: int, seed: int) -> list[str | None]:
+    rng = random.Random(seed)
+    out: list[str | None] = [None, "{}", '"x"', "5", "[1]", "null", '{"a":1}\n{', "{\n{"]
+    for _ in range(n):
+        if rng.random() < 0.05:
+            out.append(None)
+        else:
+            out.append("{" + ",".join(rng.sample(PIECES, rng.randrange(1, 4)) if rng.random() < 0.3
+                                      else [PIECES[k] for k in (0, 1, 2, 3)][: rng.randrange(1, 5)]) + "}")
+    return out
+
+
 @pytest.mark.parametrize("seed", [3, 4])
-def test_brace_shape_is_the_quick_pattern(seed: int) -> None:
-    for col in layouts(random_texts(3000, seed)):
-        assert np.flatnonzero(falco_fast._brace_shape(col)).tolist() == pattern_rows(col, falco_fast._QUICK_RE2)
+def test_fields_checks_are_the_patterns(seed: int) -> None:
+    """ok = null or (quick and not not-int) or flat; esc and flag: their patterns; whatever the union lets by."""
+    for col in layouts(fields_texts(3000, seed)):
+        ok, esc, flag = falco_fast._fields_checks(col)
+
+        def hit(pattern: str, col: pa.Array = col) -> np.ndarray:
+            return pc.match_substring_regex(col, pattern).fill_null(False).to_numpy(zero_copy_only=False)
+
+        null = ~col.is_valid().to_numpy(zero_copy_only=False)
+        want_ok = null | (hit(falco_fast._QUICK_RE2) & ~hit(falco_fast._NOT_INT_RE2)) | hit(falco_fast._FLAT_RE2)
+        assert ok.tolist() == want_ok.tolist()
+        assert esc.tolist() == hit(falco_fast._ESC_RE2).tolist()
+        assert flag.tolist() == hit(falco_fast._FIELDS_FLAG_RE2).tolist()
+        assert ok.sum() > len(col) // 2 and (~ok).sum() > 50 and esc.sum() > 20 and flag.sum() > 50
 
 
 def test_the_quick_pattern_never_passes_what_the_flat_pattern_refuses() -> None:
@@ -125,8 +157,8 @@ def test_the_quick_pattern_never_passes_what_the_flat_pattern_refuses() -> None:
     texts = ["{" + ",".join(f'"k{j}":{rng.choice(values)}' for j in range(rng.randrange(1, 5))) + "}"
              for _ in range(2000)]
     col = pa.array(texts)
-    quick = falco_fast._brace_shape(col) & ~pc.match_substring_regex(col, falco_fast._NOT_INT_RE2).to_numpy(
-        zero_copy_only=False)
+    quick = (pc.match_substring_regex(col, falco_fast._QUICK_RE2).to_numpy(zero_copy_only=False)
+             & ~pc.match_substring_regex(col, falco_fast._NOT_INT_RE2).to_numpy(zero_copy_only=False))
     flat = np.array(_matches(falco_fast._FLAT_RE2, texts))
     assert quick.any() and not (quick & ~flat).any()
 
