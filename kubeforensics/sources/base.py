@@ -32,6 +32,7 @@ from kubeforensics.schema import TableSpec, to_arrow
 from kubeforensics.sources.records import Quarantined, Record, iter_records, sha256_file
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,11 @@ class BulkResult:
       line, a damaged stream, a row it could not map to its line), every line
       from ``next_line`` on goes through the per-record path, which quarantines
       precisely.  ``complete=False, next_line=1`` means the whole file.
+
+    ``line_starts``, when the bulk reader's line scan found them (an uncompressed
+    file), are where each line starts (line ``n`` at ``line_starts[n - 1]``): the
+    per-record read of the declined lines seeks to them instead of reading the
+    whole file again up to the last one.
     """
 
     batches: Iterator[pa.Table]
@@ -66,6 +72,7 @@ class BulkResult:
     python_lines: set[int] = field(default_factory=set)
     next_line: int = 1
     complete: bool = False
+    line_starts: np.ndarray | None = None
 
 
 @runtime_checkable
@@ -227,7 +234,9 @@ class FileIngest:
             only_lines = bulk.python_lines
             from_line = None if bulk.complete else max(bulk.next_line, 1)
         kept, self._kept = self._kept or None, {}
-        for rec in iter_records(self.path, self.evidence, only_lines=only_lines, from_line=from_line, keep=kept):
+        starts = bulk.line_starts if bulk is not None else None
+        for rec in iter_records(self.path, self.evidence, only_lines=only_lines, from_line=from_line, keep=kept,
+                                line_starts=starts):
             acc.records += 1
             if isinstance(rec, Quarantined):
                 self._quarantine(rec)

@@ -147,6 +147,7 @@ class SeekCursor:
     def __init__(self, path: Path, offsets: np.ndarray, keys: Keys | Fields, max_line: int) -> None:
         self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._offsets = offsets
+        self.line_starts = offsets  # handed on to the per-record read of the declined lines (BulkResult)
         self._keys = keys
         self._max = max_line
 
@@ -345,6 +346,8 @@ def stream(
     try:
         prefetch = Prefetch(sql, connect, batch_rows, name=name)
         lines, cursor = open_lines()
+        if isinstance(cursor, SeekCursor):
+            result.line_starts = cursor.line_starts
         if lines is None or lines.count == 0 or cursor is None:
             log.debug("bulk path: %s is not JSON lines of objects; it goes record by record", path)
             return

@@ -17,11 +17,14 @@ import zlib
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from kubeforensics import redact
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Longest line read into memory; longer lines are quarantined (first bytes kept).
 MAX_LINE_BYTES = 64 * 1024 * 1024
@@ -158,27 +161,45 @@ SKIP_CHUNK = 4 * 1024 * 1024
 
 
 class _LineSkipper:
-    """An uncompressed file read a chunk at a time: skips lines without looking at them, reads one like ``readline``."""
+    """An uncompressed file read a chunk at a time: skips lines without looking at them, reads one like ``readline``.
 
-    def __init__(self, f: IO[bytes], chunk: int) -> None:
+    With ``line_starts`` (where each line of this very file starts: ``line_starts[n - 1]`` for line ``n``, as the
+    bulk paths' line scan finds them), a skip seeks to the line instead of counting the newlines before it.
+    """
+
+    def __init__(self, f: IO[bytes], chunk: int, line_starts: np.ndarray | None = None) -> None:
         self._f = f
         self._chunk = chunk
         self._buf = b""
         self._pos = 0
+        self._starts = line_starts
+        self._done = 0  # lines skipped or read to their newline so far
 
     def skip(self, k: int) -> int:
         """Skip ``k`` lines; returns how many were skipped (fewer at the end of the file)."""
+        if self._starts is not None:
+            target = min(self._done + k, len(self._starts))
+            if target < len(self._starts):
+                self._f.seek(int(self._starts[target]))
+            else:
+                self._f.seek(0, 2)  # past the last line
+            self._buf, self._pos = b"", 0
+            skipped, self._done = target - self._done, target
+            return skipped
         done = 0
         while done < k:
             have = self._buf.count(b"\n", self._pos)
             if have >= k - done:
                 for _ in range(k - done):
                     self._pos = self._buf.index(b"\n", self._pos) + 1
+                self._done += k
                 return k
             done += have  # the whole buffer: a partial line at its end goes on in the next chunk
             self._buf, self._pos = self._f.read(self._chunk), 0
             if not self._buf:
+                self._done += done
                 return done
+        self._done += done
         return done
 
     def readline(self, limit: int) -> bytes:
@@ -187,6 +208,7 @@ class _LineSkipper:
             end = self._buf.find(b"\n", self._pos, self._pos + limit)
             if end >= 0:
                 out, self._pos = self._buf[self._pos:end + 1], end + 1
+                self._done += 1
                 return out
             if len(self._buf) - self._pos >= limit:
                 out = self._buf[self._pos:self._pos + limit]
@@ -214,6 +236,7 @@ def iter_records(
     only_lines: Container[int] | None = None,
     from_line: int | None = None,
     keep: dict[str, Any] | None = None,
+    line_starts: np.ndarray | None = None,
 ) -> Iterator[Record | Quarantined]:
     """Yield every record of an evidence file, in order.
 
@@ -228,7 +251,9 @@ def iter_records(
     format detection and the read that follows (see ``FileIngest``): a whole-file
     document parsed here is kept in it, and the next ``iter_records`` given the
     same dict takes it from there, once, while the file is unchanged, instead of
-    parsing the same bytes again.
+    parsing the same bytes again.  ``line_starts`` (where each line of this file
+    starts, from a bulk path's line scan) lets a restricted read of an uncompressed
+    file seek to the lines it wants instead of counting every newline before them.
     """
     ident = _identity(path) if keep is not None else None
     if keep and ident is not None and keep.get("file") == ident:
@@ -253,7 +278,7 @@ def iter_records(
         reader: Any = f
         targets: list[int] | None = None  # the wanted lines before first_all, in order, when skipping
         if restricted and not isinstance(f, gzip.GzipFile) and (only_lines is None or hasattr(only_lines, "__iter__")):
-            reader = _LineSkipper(f, SKIP_CHUNK)
+            reader = _LineSkipper(f, SKIP_CHUNK, line_starts)
             targets = sorted(n for n in only_lines if n < first_all) if only_lines is not None else []  # type: ignore[attr-defined]
         ti = 0
         while True:

@@ -13,6 +13,7 @@ import random
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kubeforensics.errors import UnknownFormatError
@@ -353,6 +354,7 @@ def test_restricted_reads_skip_chunks_and_give_the_lines_a_full_read_gives(
 
     everything = [key(r) for r in iter_records(plain)]
     assert everything == [key(r) for r in iter_records(gz)]
+    starts = _line_starts(data)
     for _ in range(8):
         only = set(rnd.sample(range(1, 420), rnd.randrange(0, 40)))
         start = rnd.choice([None, 1, 2, rnd.randrange(1, 450), 500])
@@ -361,6 +363,56 @@ def test_restricted_reads_skip_chunks_and_give_the_lines_a_full_read_gives(
             assert [key(r) for r in iter_records(path, only_lines=only, from_line=start)] == want
         assert [key(r) for r in iter_records(plain, only_lines=_Only(only), from_line=start)] == want
         assert [key(r) for r in iter_records(plain, only_lines=sorted(only), from_line=start)] == want
+        # seeking to the lines by where they start (a bulk path's line scan) instead of counting newlines
+        assert [key(r) for r in iter_records(plain, only_lines=only, from_line=start, line_starts=starts)] == want
+
+
+def _line_starts(data: bytes) -> np.ndarray:
+    """Where each line of ``data`` starts (line n at [n - 1]), counted plainly."""
+    return np.array([0] + [i + 1 for i, b in enumerate(data) if b == 10 and i + 1 < len(data)], dtype=np.int64)
+
+
+def test_seeking_reads_only_the_lines_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``line_starts``, the declined lines of a large file are read by seeking to them: the bytes read are
+    those lines' chunks, not the whole file up to the last one; and the scan of the bulk paths gives the same
+    starts as counting them plainly (blank lines, CRLF, a BOM, no newline at the end)."""
+    from kubeforensics.sources import bulk_lines, records
+    from kubeforensics.sources.records import iter_records
+
+    rows = [b'{"n":%d,"pad":"%s"}' % (n, b"z" * 300) for n in range(1, 20_001)]
+    rows[7] = b""
+    rows[8] = b"\r"
+    data = records.BOM + b"\r\n".join(rows)
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(data)
+    starts = _line_starts(data)
+    scanned = bulk_lines.scan_plain(path, chunk=4096, max_line=1 << 20)
+    assert scanned is not None and scanned[1].tolist() == starts.tolist()
+
+    read = []
+    real_open = records.open_evidence
+
+    class Counting:
+        def __init__(self, f: object) -> None:
+            self._f = f
+
+        def read(self, n: int = -1) -> bytes:
+            out = self._f.read(n)  # type: ignore[attr-defined]
+            read.append(len(out))
+            return out
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._f, name)
+
+    monkeypatch.setattr(records, "open_evidence", lambda p: Counting(real_open(p)))
+    monkeypatch.setattr(records, "SKIP_CHUNK", 64 * 1024)
+    want = {3, 19_000, 19_999}
+    got = [r.line for r in iter_records(path, only_lines=want, line_starts=starts)]
+    assert got == sorted(want)
+    assert sum(read) <= 3 * records.SKIP_CHUNK < len(data) / 10  # three chunks, not the file
+    read.clear()
+    assert [r.line for r in iter_records(path, only_lines=want)] == sorted(want)
+    assert sum(read) >= len(data) - records.SKIP_CHUNK  # without them: every byte up to the last line
 
 
 def _pod_list(n: int, image: str = "web:1") -> dict:
