@@ -44,3 +44,40 @@ def test_a_failed_write_is_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     case = kf.Case.create(tmp_path / "case")
     with pytest.raises(OSError, match="No space left"):
         case.ingest([ROOT / "sample_data" / "miner"], progress=False)
+
+
+def test_nearly_unique_columns_skip_dictionaries_and_read_back_the_same(tmp_path: Path) -> None:
+    """The encodings are judged on the first batch: nearly unique columns get no dictionary (integers and times
+    delta-packed, ``event_id`` prefix-shared), repeating ones keep theirs (list leaves too), and the file reads
+    back equal in pyarrow and in DuckDB."""
+    import duckdb
+    import pyarrow as pa
+
+    n = 5_000
+    first = pa.table({
+        "event_id": [f"0123456789ab:{i}" for i in range(n)],
+        "line": pa.array(range(1, n + 1), pa.int64()),
+        "time": pa.array([1_700_000_000_000_000_000 + 1_000 * i for i in range(n)], pa.timestamp("ns", "UTC")),
+        "uuid": [f"{i * 7919:032x}" for i in range(n)],
+        "verb": ["get", "list", "watch", "create"] * (n // 4),
+        "groups": pa.array([["system:authenticated", f"g{i % 3}"] for i in range(n)], pa.list_(pa.string())),
+        "allowed": [i % 2 == 0 for i in range(n)],
+        "empty": pa.nulls(n, pa.string()),
+    })
+    opts = store._encodings(first)
+    assert opts["column_encoding"] == {"event_id": "DELTA_BYTE_ARRAY", "line": "DELTA_BINARY_PACKED",
+                                       "time": "DELTA_BINARY_PACKED"}
+    assert sorted(opts["use_dictionary"]) == ["allowed", "empty", "groups.list.element", "verb"]
+    path = tmp_path / "t.parquet"
+    with pq.ParquetWriter(path, first.schema, compression="zstd", **opts) as w:
+        w.write_table(first)
+        w.write_table(first.slice(10, 100))
+    md = pq.ParquetFile(path).metadata.row_group(0)
+    used = {md.column(i).path_in_schema: md.column(i).encodings for i in range(md.num_columns)}
+    assert "DELTA_BYTE_ARRAY" in used["event_id"] and "DELTA_BINARY_PACKED" in used["time"]
+    assert not any("DICTIONARY" in e for e in used["uuid"])
+    assert any("DICTIONARY" in e for e in used["verb"]) and any("DICTIONARY" in e for e in used["groups.list.element"])
+    want = pa.concat_tables([first, first.slice(10, 100)])
+    assert pq.read_table(path).equals(want)
+    assert duckdb.sql(f"SELECT * FROM '{path}'").to_arrow_table().to_pylist() == want.to_pylist()
+    assert store._encodings(first.slice(0, 10)) == {}  # too few rows to judge: the writer's defaults
