@@ -205,7 +205,11 @@ def raw_duckdb(source: str, files: list[str]) -> dict[str, Any]:
                    f"maximum_object_size=1073741824, columns={{'items': '{K8S_ITEM}[]'}})")
         else:
             sql = f"SELECT * FROM read_ndjson('{f}', columns={_duck_spec(COLUMNS[source])})"
-        rows += con.sql(sql).to_arrow_table().num_rows  # con.execute(...).to_arrow_table() copies the rows again
+        # The faster of DuckDB's two ways to Arrow for each query (measured, 2026-11-28): for JSON lines
+        # con.sql, as con.execute(...).to_arrow_table() copies the rows once more (DuckDB warns so); for the
+        # k8s List documents' unnest, con.execute (con.sql took twice as long: 10 s against 5.5 s per 100k items).
+        run = con.execute if source == "k8s" else con.sql
+        rows += run(sql).to_arrow_table().num_rows
     return {"rows": rows, "seconds": time.perf_counter() - t0}
 
 
