@@ -485,3 +485,15 @@ def odd_text_rows(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
                 digits = _DIGIT[text[(at[long] + sign[long])[:, None] + _NINETEEN]].all(axis=1)
                 bad.append(cand[long][digits])
     return rows_of(bad, parents)
+
+
+def dictionary(col: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """The distinct values of a column and, for each row, the index of its value (nulls: one past the last):
+    for checks run once per distinct value."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    enc = col.dictionary_encode()
+    idx = enc.indices
+    if idx.null_count:
+        idx = idx.fill_null(len(enc.dictionary))
+    return enc.dictionary, idx.to_numpy(zero_copy_only=False)

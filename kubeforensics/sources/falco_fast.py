@@ -299,21 +299,10 @@ def _odd_rows(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return cand[hit]
 
 
-def _dictionary(col: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
-    """The distinct values of a column and, for each row, the index of its value (nulls: one past the last)."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    enc = col.dictionary_encode()
-    idx = enc.indices
-    if idx.null_count:
-        idx = idx.fill_null(len(enc.dictionary))
-    return enc.dictionary, idx.to_numpy(zero_copy_only=False)
-
-
 def _tags(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     """``tags`` from its JSON text (null: no tags): which rows hold null or a list of plain strings
     (:data:`_TAGS_RE2`; the others are declined), and the list column.  Once per distinct text."""
-    values, idx = _dictionary(col)
+    values, idx = bulk_lines.dictionary(col)
     good = pc.match_substring_regex(values, _TAGS_RE2).to_numpy(zero_copy_only=False)
     lists = [orjson.loads(text) if g else None for text, g in zip(values.to_pylist(), good.tolist())]
     lists.append(None)
@@ -323,7 +312,7 @@ def _tags(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
 def _pid_ok(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Rows whose ``proc.pid`` text is null, empty or a plain decimal (:data:`_PID_RE2`): the query's
     ``BIGINT`` cast is the per-record path's integer for those.  Once per distinct text."""
-    values, idx = _dictionary(col)
+    values, idx = bulk_lines.dictionary(col)
     good = pc.match_substring_regex(values, _PID_RE2).to_numpy(zero_copy_only=False)
     good |= pc.equal(values, "").to_numpy(zero_copy_only=False)
     return np.append(good, True)[idx]

@@ -491,7 +491,7 @@ def _odd_rows(col: pa.Array) -> np.ndarray:
 
 def _odd_rows_per_value(col: pa.Array) -> np.ndarray:
     """:func:`_odd_rows` of a text column, read once per distinct value (the rows of the odd ones)."""
-    values, idx = _dictionary(col)
+    values, idx = bulk_lines.dictionary(col)
     odd = _odd_rows(values)
     if not len(odd):
         return np.zeros(0, dtype=np.int64)
@@ -679,20 +679,9 @@ def _times(col: pa.Array) -> tuple[np.ndarray, pa.Array]:
     return ok, time
 
 
-def _dictionary(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """The distinct values of a column and, for each row, the index of its value (nulls: one past the last)."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    enc = col.dictionary_encode()
-    idx = enc.indices
-    if idx.null_count:
-        idx = idx.fill_null(len(enc.dictionary))
-    return enc.dictionary, idx.to_numpy(zero_copy_only=False)
-
-
 def _matching_rows(col: pa.Array, pattern: str) -> np.ndarray:
     """Rows whose text RE2 ``pattern`` matches (as SQL's ``regexp_matches``), the regex read once per distinct text."""
-    values, idx = _dictionary(col)
+    values, idx = bulk_lines.dictionary(col)
     hit = pc.match_substring_regex(values, pattern).to_numpy(zero_copy_only=False)
     if not hit.any():
         return np.zeros(0, dtype=np.int64)
@@ -704,7 +693,7 @@ def _identities(col: pa.Array) -> tuple[np.ndarray, pa.Array]:
     or a decimal of at most 18 digits: :data:`_INT_RE2`), and the int64 column (null for null and empty).
 
     Converted once per distinct text (Arrow's cast of such a decimal is DuckDB's ``BIGINT`` cast)."""
-    values, idx = _dictionary(col)
+    values, idx = bulk_lines.dictionary(col)
     good = pc.match_substring_regex(values, _INT_RE2)
     ints = pc.cast(pc.if_else(good, values, "0"), pa.int64())
     usable = np.append((good.to_numpy(zero_copy_only=False) | pc.equal(values, "").to_numpy(zero_copy_only=False)),
