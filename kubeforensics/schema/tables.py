@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
@@ -52,8 +53,9 @@ class TableSpec:
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
 
-    @property
+    @cached_property
     def arrow_schema(self) -> pa.Schema:
+        """The Arrow schema (built once: the bulk readers ask for it on every batch)."""
         return pa.schema([pa.field(c.name, c.arrow_type) for c in self.columns])
 
     def column(self, name: str) -> Column:

@@ -407,11 +407,12 @@ def streamed(batches: Callable[[BulkResult], Iterator[pa.Table]]) -> BulkResult:
 ODD_TEXT_RE2 = r"^([\[{]|-?\d{19})"
 _JSON_FIRST = np.zeros(256, dtype=bool)
 _JSON_FIRST[list(b"[{")] = True
-_DIGIT = np.zeros(256, dtype=bool)
-_DIGIT[list(b"0123456789")] = True
+#: Which byte values are ASCII digits (a lookup table for numpy: ``DIGIT[bytes]``).
+DIGIT = np.zeros(256, dtype=bool)
+DIGIT[list(b"0123456789")] = True
 _MINUS = np.zeros(256, dtype=bool)
 _MINUS[ord("-")] = True
-_ODD_FIRST = _JSON_FIRST | _DIGIT | _MINUS
+_ODD_FIRST = _JSON_FIRST | DIGIT | _MINUS
 _NINETEEN = np.arange(19)
 
 
@@ -480,9 +481,9 @@ def odd_text_rows(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
             # 19 digits, after a minus or not (the 19 bytes after the sign, in values long enough for them)
             sign = _MINUS[first]
             second = text[np.minimum(at + 1, len(text) - 1)]
-            long = (_DIGIT[first] | sign) & np.greater_equal(size, sign + 19) & _DIGIT[second]
+            long = (DIGIT[first] | sign) & np.greater_equal(size, sign + 19) & DIGIT[second]
             if long.any():
-                digits = _DIGIT[text[(at[long] + sign[long])[:, None] + _NINETEEN]].all(axis=1)
+                digits = DIGIT[text[(at[long] + sign[long])[:, None] + _NINETEEN]].all(axis=1)
                 bad.append(cand[long][digits])
     return rows_of(bad, parents)
 

@@ -130,8 +130,7 @@ _ODD_FIRST[list(b"[{-0123456789nNiI")] = True
 #: ... of which these need more to be odd: a digit (19 digits, or an exponent of 3 digits or more
 #: that ends the value or is followed by ``\x1f``), a letter of ``nan``/``inf``/``infinity`` (the whole
 #: value, or followed by ``\x1f``).
-_DIGIT = np.zeros(256, dtype=bool)
-_DIGIT[list(b"0123456789")] = True
+_DIGIT = bulk_lines.DIGIT
 _LETTER = np.zeros(256, dtype=bool)
 _LETTER[list(b"nNiI")] = True
 #: The bytes of ``[\d.]`` and of ``[eE]``: an exponent form is a digit, then these, then an ``e`` or ``E``.

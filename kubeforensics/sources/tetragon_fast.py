@@ -422,8 +422,7 @@ class _Decline(Exception):
     """A row the reference code would treat differently: it goes record by record."""
 
 
-_DIGIT = np.zeros(256, dtype=bool)
-_DIGIT[list(b"0123456789")] = True
+_DIGIT = bulk_lines.DIGIT
 _MINUS = ord("-")
 #: An integer has at most this many digits (after an optional minus): ``-?[0-9]{1,18}``, the way Tetragon writes
 #: them (a JSON number, or a string of digits for 64-bit values), always within 64 bits.
@@ -662,11 +661,7 @@ def _probe_cells(t: pa.Table, cols: dict[str, Any], bad: np.ndarray) -> None:
     pos[todo] = np.arange(len(todo), dtype=np.int64)
     positions = pa.array(pos, mask=pos < 0)
     for c, vals in values.items():
-        cols[c] = pa.array(vals, type=_SCHEMA.field(c).type).take(positions)
-
-
-#: The table's schema (``PROCESSES.arrow_schema`` builds it anew on every call).
-_SCHEMA = PROCESSES.arrow_schema
+        cols[c] = pa.array(vals, type=PROCESSES.column(c).arrow_type).take(positions)
 
 #: The integer columns and the query's texts of them (:func:`_ints`).
 _INT_COLUMNS = {"pid": "k_pid", "tid": "k_tid", "uid": "k_uid", "auid": "k_auid", "parent_pid": "k_parent_pid",
@@ -720,17 +715,17 @@ def _convert(
     for name, v in ints.items():
         cols[name] = v if keep is None else v.filter(keep)
     when = np.where(t_present, t_ns, st_ns)[ok]
-    cols["time"] = pa.array(when).cast(_SCHEMA.field("time").type)
-    cols["start_time"] = pa.array(st_ns[ok], mask=~st_present[ok]).cast(_SCHEMA.field("start_time").type)
+    cols["time"] = pa.array(when).cast(PROCESSES.column("time").arrow_type)
+    cols["start_time"] = pa.array(st_ns[ok], mask=~st_present[ok]).cast(PROCESSES.column("start_time").arrow_type)
     arrays = []
-    for field in _SCHEMA:
+    for field in PROCESSES.arrow_schema:
         c = cols.get(field.name)
         if c is None:
             c = pa.nulls(n, field.type)
         elif c.type != field.type:
             c = c.cast(field.type)
         arrays.append(c)
-    table = pa.Table.from_arrays(arrays, schema=_SCHEMA)
+    table = pa.Table.from_arrays(arrays, schema=PROCESSES.arrow_schema)
     rejected = line_of[~ok]
     if bad.any():
         rejected = np.sort(np.concatenate([rejected, kept[bad]]))
